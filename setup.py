@@ -1,0 +1,41 @@
+"""Packaging for skyserve (etcd-backed DNS server) and kube2etcd (Kubernetes bridge)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="skyserve",
+    version="0.1.0",
+    description="SkyDNS-format DNS from etcd, and a Kubernetes-to-etcd bridge",
+    python_requires=">=3.11",
+    packages=find_packages(include=["skyserve", "skyserve.*", "kube2etcd", "kube2etcd.*"]),
+    package_data={"skyserve": ["py.typed"], "kube2etcd": ["py.typed"]},
+    install_requires=[
+        # `import etcd3`; the PyPI `etcd3` release cannot import with protobuf >= 4
+        # (see docs/architecture.md). Never install both.
+        "cslab-etcd3==0.12.1",
+        "protobuf>=4,<8",
+        "grpcio>=1.66,<2",
+        "dnslib==0.9.26",
+        "tenacity>=9,<10",
+        "kubernetes>=37,<38",
+        "prometheus-client>=0.26,<1",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=9,<10",
+            "pytest-timeout>=2.4,<3",
+            "dnspython>=2.9,<3",
+        ],
+        "dev": [
+            "mypy>=2,<3",
+            "ruff>=0.17,<1",
+            "types-protobuf",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "skyserve=skyserve.cli:main",
+            "kube2etcd=kube2etcd.cli:main",
+        ],
+    },
+)
