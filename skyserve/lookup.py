@@ -1,0 +1,308 @@
+"""Authoritative answers from the in-memory index: the SkyDNS serving rules.
+
+Given a name inside one of our zones and a query type, ``Authority.answer`` returns the
+response code and the three sections, plus the set of index paths the answer was read
+from. A later change in etcd at or below any of those paths may change the answer, and
+nothing else can; the response cache in ``engine`` relies on this to stay exact.
+
+Rules (see docs/serving.md for the reasoning, and where we part from SkyDNS/CoreDNS):
+
+* A name returns every record at or below it. ``*`` and ``any`` labels in a query match one
+  label. Records stored under a ``*`` key answer, RFC 4592 style, for names below the
+  closest existing ancestor that do not exist themselves.
+* NXDOMAIN only when nothing exists at or below the name (and no wildcard applies); NODATA
+  otherwise. Both carry the zone SOA in authority.
+* The zone apex answers SOA and NS (from ``ns.dns.<zone>``) and takes its other records
+  from ``apex.dns.<zone>`` only, never from a scan of the whole zone.
+* A name host gives one CNAME per owner, chased inside our zones (RFC 1034 4.3.2: the
+  final rcode is the last name's); never alongside address records at the same owner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import rr as T
+from .rr import RR
+from .skydns import DEFAULT_PREFIX, Labels, Record, key_to_name, labels_text
+from .tree import WILDCARD_LABELS, Index, Node, subtree
+
+NOERROR = 0
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+
+MAX_CHAIN = 10  # CNAMEs followed before giving up (CoreDNS follows 10 as well)
+DNS_LABEL = "dns"
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    labels: Labels  # the apex, leftmost label first
+
+    @property
+    def path(self) -> Labels:
+        return tuple(reversed(self.labels))
+
+    @property
+    def text(self) -> str:
+        return labels_text(self.labels)
+
+
+@dataclass(slots=True)
+class Result:
+    rcode: int
+    zone: Zone
+    answer: list[RR] = field(default_factory=list)
+    authority: list[RR] = field(default_factory=list)
+    additional: list[RR] = field(default_factory=list)
+    deps: set[Labels] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    default_ttl: int = 300
+    min_ttl: int = 30
+    prefix: str = DEFAULT_PREFIX
+
+
+class Authority:
+    """Answers for the configured zones from one index."""
+
+    def __init__(self, index: Index, zones: list[Zone], settings: Settings) -> None:
+        self.index = index
+        # Longest apex first, so the most specific zone wins.
+        self.zones = sorted(zones, key=lambda z: len(z.labels), reverse=True)
+        self.settings = settings
+
+    def zone_of(self, name: Labels) -> Zone | None:
+        for zone in self.zones:
+            n = len(zone.labels)
+            if len(name) >= n and name[len(name) - n :] == zone.labels:
+                return zone
+        return None
+
+    def answer(self, name: Labels, qtype: int, zone: Zone) -> Result:
+        result = Result(NOERROR, zone)
+        if qtype in (T.AXFR, T.IXFR):
+            result.rcode = NOTIMP
+            return result
+        if name == zone.labels and qtype in (T.SOA, T.NS):
+            rrs = [self.soa(zone)] if qtype == T.SOA else self._apex_ns(zone, result)
+            result.answer.extend(rrs)
+            if not rrs:
+                result.authority.append(self.soa(zone))
+            return result
+        self._resolve(name, qtype, zone, result, seen={name})
+        if not result.answer:
+            result.authority.append(self.soa(zone))
+        return result
+
+    def soa(self, zone: Zone) -> RR:
+        """The synthesized SOA. Its serial (the etcd revision) is added on the wire."""
+        ttl = self.settings.min_ttl
+        rdata = (
+            ("ns", DNS_LABEL, *zone.labels),
+            ("hostmaster", *zone.labels),
+            7200,
+            1800,
+            86400,
+            ttl,
+        )
+        return RR(zone.labels, T.SOA, ttl, rdata)
+
+    # -- reading records -------------------------------------------------------------
+
+    def records(self, name: Labels, zone: Zone, deps: set[Labels]) -> list[Record] | None:
+        """Records answering for ``name`` (group-filtered), or None if it does not exist."""
+        if name == zone.labels:
+            return self._apex_records(zone, deps)
+        path = tuple(reversed(name))
+        cut = next((i for i, p in enumerate(path) if p in WILDCARD_LABELS), None)
+        if cut is not None:
+            deps.add(path[:cut])
+            nodes = self.index.match(path)
+            if self.index.find(path[:cut]) is None:
+                return None
+            return group_filter(sorted_union(nodes))
+        node = self.index.find(path)
+        deps.add(path)
+        if node is not None:
+            return group_filter(subtree(node))
+        depth, encloser = self.index.closest_encloser(path)
+        # Something appearing between the encloser and the name, or a new '*' there,
+        # changes this answer.
+        deps.update(path[:d] + ("*",) for d in range(depth, len(path)))
+        star = encloser.children.get("*")
+        if star is None or depth < len(zone.labels):
+            return None
+        return group_filter(subtree(star))
+
+    def _apex_records(self, zone: Zone, deps: set[Labels]) -> list[Record]:
+        path = zone.path + (DNS_LABEL, "apex")
+        deps.add(path)
+        node = self.index.find(path)
+        return group_filter(subtree(node)) if node is not None else []
+
+    # -- per-type synthesis ----------------------------------------------------------
+
+    def _resolve(self, name: Labels, qtype: int, zone: Zone, res: Result, seen: set[Labels]) -> None:
+        records = self.records(name, zone, res.deps)
+        if records is None:
+            res.rcode = NXDOMAIN
+            return
+        ttl = self._ttl
+        if qtype in (T.A, T.AAAA, T.ANY):
+            addrs = [r for r in records if r.address is not None]
+            if addrs:
+                for r in addrs:
+                    rtype = T.A if r.address.version == 4 else T.AAAA  # type: ignore[union-attr]
+                    if qtype in (rtype, T.ANY):
+                        res.answer.append(RR(name, rtype, ttl(r), (r.address.packed,)))  # type: ignore[union-attr]
+                if qtype == T.ANY:
+                    res.answer.extend(self._txt(name, records))
+                return
+            if qtype == T.ANY:
+                res.answer.extend(self._txt(name, records))
+                if res.answer:
+                    return
+            self._chase(name, qtype, records, zone, res, seen)
+        elif qtype == T.TXT:
+            txt = self._txt(name, records)
+            if txt:
+                res.answer.extend(txt)
+            else:
+                self._chase(name, qtype, [r for r in records if not r.text], zone, res, seen)
+        elif qtype == T.CNAME:
+            alias = _first_alias(records)
+            if alias is not None:
+                res.answer.append(RR(name, T.CNAME, ttl(alias), (alias.target,)))
+        elif qtype == T.SRV:
+            self._srv(name, records, zone, res)
+        elif qtype == T.MX:
+            self._mx(name, records, zone, res)
+        elif qtype == T.PTR:
+            for r in records:
+                if r.address is None and r.host:
+                    res.answer.append(RR(name, T.PTR, ttl(r), (r.target,)))
+
+    def _ttl(self, record: Record) -> int:
+        return record.ttl or self.settings.default_ttl
+
+    def _txt(self, name: Labels, records: list[Record]) -> list[RR]:
+        return [RR(name, T.TXT, self._ttl(r), T.txt_strings(r.text)) for r in records if r.text]
+
+    def _chase(
+        self, name: Labels, qtype: int, records: list[Record], zone: Zone, res: Result,
+        seen: set[Labels],
+    ) -> None:
+        alias = _first_alias(records)
+        if alias is None:
+            return
+        target = alias.target
+        # Following a target at or below the name would read the name's own subtree again.
+        if target in seen or target[len(target) - len(name) :] == name:
+            return
+        res.answer.append(RR(name, T.CNAME, self._ttl(alias), (target,)))
+        seen.add(target)
+        target_zone = self.zone_of(target)
+        if target_zone is None or len(seen) > MAX_CHAIN:
+            return  # outside our zones: the client (or the forwarder) takes it from here
+        self._resolve(target, qtype, target_zone, res, seen)
+
+    def _target(self, record: Record) -> tuple[Labels, list[RR]]:
+        """An SRV/MX target and its glue: the host name, or a name made from the key."""
+        if record.address is None:
+            return _strip(record.target, record.targetstrip), []
+        owner = _strip(key_to_name(record.key, self.settings.prefix) or (), record.targetstrip)
+        rtype = T.A if record.address.version == 4 else T.AAAA
+        return owner, [RR(owner, rtype, self._ttl(record), (record.address.packed,))]
+
+    def _srv(self, name: Labels, records: list[Record], zone: Zone, res: Result) -> None:
+        usable = [r for r in records if r.host and r.port != -1]
+        totals: dict[int, int] = {}
+        for r in usable:
+            totals[r.priority] = totals.get(r.priority, 0) + (r.weight or 100)
+        for r in usable:
+            weight = max(1, int(100 / totals[r.priority] * (r.weight or 100)))
+            target, glue = self._target(r)
+            res.answer.append(RR(name, T.SRV, self._ttl(r), (r.priority, weight, r.port, target)))
+            res.additional.extend(glue or self._glue(target, res))
+
+    def _mx(self, name: Labels, records: list[Record], zone: Zone, res: Result) -> None:
+        for r in records:
+            if r.mail and r.host:
+                target, glue = self._target(r)
+                res.answer.append(RR(name, T.MX, self._ttl(r), (r.priority, target)))
+                res.additional.extend(glue or self._glue(target, res))
+
+    def _apex_ns(self, zone: Zone, res: Result) -> list[RR]:
+        path = zone.path + (DNS_LABEL, "ns")
+        res.deps.add(path)
+        node = self.index.find(path)
+        rrs: list[RR] = []
+        for r in subtree(node) if node is not None else []:
+            if r.address is None:
+                continue  # an NS record needs an address for its glue
+            target, glue = self._target(r)
+            rrs.append(RR(zone.labels, T.NS, self._ttl(r), (target,)))
+            res.additional.extend(glue)
+        return rrs
+
+    def _glue(self, target: Labels, res: Result) -> list[RR]:
+        """Addresses (and CNAMEs) for an in-zone target name, for the additional section."""
+        zone = self.zone_of(target)
+        if zone is None:
+            return []
+        out = Result(NOERROR, zone, deps=res.deps)
+        for qtype in (T.A, T.AAAA):
+            self._resolve(target, qtype, zone, out, seen={target})
+        return out.answer
+
+
+def group_filter(records: list[Record]) -> list[Record]:
+    """SkyDNS ``msg.Group``: the shallowest grouped record picks the group.
+
+    Ungrouped records always pass; if records at the deciding depth disagree on the
+    group, everything passes.
+    """
+    if not records:
+        return records
+    depths = [r.key.count("/") for r in records]
+    group, depth = records[0].group, depths[0]
+    for r, d in zip(records, depths, strict=True):
+        if d < depth:
+            if not r.group:
+                break
+            group, depth = r.group, d
+    if not group:
+        return records
+    out: list[Record] = []
+    for r, d in zip(records, depths, strict=True):
+        if r.group and d == depth and r.group != group:
+            return records
+        if not r.group or r.group == group:
+            out.append(r)
+    return out
+
+
+def sorted_union(nodes: list[Node]) -> list[Record]:
+    seen: dict[str, Record] = {}
+    for node in nodes:
+        for r in subtree(node):
+            seen[r.key] = r
+    return sorted(seen.values(), key=_key)
+
+
+def _first_alias(records: list[Record]) -> Record | None:
+    return next((r for r in records if r.address is None and r.host), None)
+
+
+def _key(record: Record) -> str:
+    return record.key
+
+
+def _strip(target: Labels, count: int) -> Labels:
+    """``targetstrip``: drop leftmost labels, unless that would leave nothing."""
+    return target[count:] if 0 < count < len(target) else target

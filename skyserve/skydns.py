@@ -1,0 +1,194 @@
+"""The SkyDNS record model: one JSON value per etcd key, and the name <-> key mapping.
+
+This is the one place both programs share: skyserve decodes what it serves with it and
+kube2etcd encodes what it writes with it, so the two can never disagree on the format.
+
+A DNS name maps to a key by reversing its labels under a prefix::
+
+    1.rails.prod.skydns.local.  <->  /skydns/local/skydns/prod/rails/1
+
+Names are handled as tuples of lower-case labels, leftmost label first, without the root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+Labels = tuple[str, ...]
+
+DEFAULT_PREFIX = "/skydns"
+DEFAULT_PRIORITY = 10
+MAX_TTL = 2**31 - 1  # RFC 2181 section 8
+
+# A host name label as DNS allows it in practice: letters, digits, '-', '_' and '*'.
+_LABEL = re.compile(r"^[A-Za-z0-9_*]([A-Za-z0-9_*-]{0,61}[A-Za-z0-9_*])?$")
+
+
+class RecordError(ValueError):
+    """A value in etcd that is not a valid SkyDNS record; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decoded SkyDNS record (``msg.Service``), with the etcd key it came from."""
+
+    key: str
+    host: str = ""
+    port: int = 0
+    priority: int = DEFAULT_PRIORITY
+    weight: int = 0
+    text: str = ""
+    mail: bool = False
+    ttl: int = 0
+    targetstrip: int = 0
+    group: str = ""
+    # Derived from host at decode time so the query path never parses addresses.
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = field(
+        default=None, compare=False
+    )
+
+    @property
+    def target(self) -> Labels:
+        """The host as a name (only meaningful when ``address`` is None)."""
+        return name_labels(self.host)
+
+    def to_json(self) -> str:
+        """Encode as SkyDNS JSON, leaving out fields at their zero value."""
+        out: dict[str, Any] = {"host": self.host}
+        for name, value in (
+            ("port", self.port),
+            ("priority", self.priority),
+            ("weight", self.weight),
+            ("text", self.text),
+            ("mail", self.mail),
+            ("ttl", self.ttl),
+            ("targetstrip", self.targetstrip),
+            ("group", self.group),
+        ):
+            if value:
+                out[name] = value
+        return json.dumps(out, separators=(",", ":"), sort_keys=True)
+
+
+# field name -> (python type, minimum, maximum); Go's encoding/json matches names
+# case-insensitively, so we do too.
+_INT_FIELDS: dict[str, tuple[int, int]] = {
+    "port": (-1, 65535),  # -1: "no port", skipped in SRV answers (CoreDNS convention)
+    "priority": (0, 65535),
+    "weight": (0, 65535),
+    "ttl": (0, 2**32 - 1),
+    "targetstrip": (0, 127),
+}
+_STR_FIELDS = ("host", "text", "group")
+
+
+def decode_record(key: str, value: bytes | str) -> Record:
+    """Decode one etcd value; raise RecordError naming the field that is wrong."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
+    fields: dict[str, Any] = {}
+    for raw_name, val in obj.items():
+        name = str(raw_name).lower()
+        if val is None:
+            continue
+        if name in _STR_FIELDS:
+            if not isinstance(val, str):
+                raise RecordError(f"field {name!r} must be a string, got {json.dumps(val)}")
+            fields[name] = val
+        elif name in _INT_FIELDS:
+            if isinstance(val, bool) or not isinstance(val, int):
+                raise RecordError(f"field {name!r} must be an integer, got {json.dumps(val)}")
+            low, high = _INT_FIELDS[name]
+            if not low <= val <= high:
+                raise RecordError(f"field {name!r} out of range [{low}, {high}]: {val}")
+            fields[name] = val
+        elif name == "mail":
+            if not isinstance(val, bool):
+                raise RecordError(f"field 'mail' must be a boolean, got {json.dumps(val)}")
+            fields[name] = val
+    host = fields.get("host", "")
+    address = parse_address(host)
+    if address is None and host:
+        check_name(host, what="host")
+    if not fields.get("priority"):
+        fields["priority"] = DEFAULT_PRIORITY  # priority 0 cannot be expressed (SkyDNS)
+    fields["ttl"] = min(fields.get("ttl", 0), MAX_TTL)
+    return Record(key=key, address=address, **fields)
+
+
+def parse_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The host as an IP address, or None when it is a name. IPv4-mapped IPv6 is IPv4."""
+    if not host or not (host[0].isdigit() or ":" in host):
+        return None
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def check_name(name: str, *, what: str = "name") -> Labels:
+    """Validate a textual domain name and return its labels; raise RecordError if bad."""
+    labels = name_labels(name)
+    if not labels:
+        raise RecordError(f"{what} {name!r} is empty")
+    if len(".".join(labels)) > 253:
+        raise RecordError(f"{what} {name!r} is longer than 253 characters")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise RecordError(f"{what} {name!r} has an invalid label {label!r}")
+    return labels
+
+
+def name_labels(name: str) -> Labels:
+    """``'A.b.C.'`` -> ``('a', 'b', 'c')``; the root is the empty tuple."""
+    name = name.rstrip(".")
+    if not name:
+        return ()
+    return tuple(name.lower().split("."))
+
+
+def labels_text(labels: Labels) -> str:
+    """``('a', 'b')`` -> ``'a.b.'``."""
+    return ".".join(labels) + "." if labels else "."
+
+
+def normalize_prefix(prefix: str) -> str:
+    """``'skydns/'`` -> ``'/skydns'``; the prefix may have several components."""
+    parts = [p for p in prefix.split("/") if p]
+    if not parts:
+        raise ValueError("etcd prefix must not be empty")
+    return "/" + "/".join(parts)
+
+
+def name_to_key(labels: Labels, prefix: str = DEFAULT_PREFIX) -> str:
+    """The etcd key (or directory) for a name: labels reversed under the prefix."""
+    return "/".join((prefix, *reversed(labels)))
+
+
+def key_path(key: str, prefix: str = DEFAULT_PREFIX) -> Labels | None:
+    """The key's components below the prefix, root first and lower-cased.
+
+    Returns None for keys outside the prefix. Empty components (``//``, a trailing ``/``)
+    are dropped, as CoreDNS tolerates them.
+    """
+    head = prefix + "/"
+    if not key.startswith(head):
+        return None
+    return tuple(p.lower() for p in key[len(head):].split("/") if p)
+
+
+def key_to_name(key: str, prefix: str = DEFAULT_PREFIX) -> Labels | None:
+    """The DNS name of a key: its path below the prefix, reversed."""
+    path = key_path(key, prefix)
+    return None if path is None else tuple(reversed(path))

@@ -1,0 +1,276 @@
+"""DNS messages on the wire, with no sockets: parse a query, render a reply.
+
+Only what a server needs is parsed: the header, the one question, and the OPT record
+(RFC 6891). Replies are rendered RRset by RRset with name compression; an RRset that does
+not fit is left out whole. A missing answer or authority RRset sets TC, a missing
+additional one does not (RFC 2181 section 9).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from . import rr as T
+from .rr import RR
+from .skydns import Labels
+
+HEADER = struct.Struct("!HHHHHH")
+RR_FIXED = struct.Struct("!HHIH")
+SOA_TIMERS = struct.Struct("!IIII")
+
+QR = 0x8000
+OPCODE = 0x7800
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+RA = 0x0080
+CD = 0x0010
+
+FORMERR = 1
+BADVERS = 16
+OPT_SIZE = 11
+MIN_UDP = 512
+MAX_TCP = 65535
+
+
+class Drop(Exception):
+    """Not a query we should answer at all (too short to have an ID, or a response)."""
+
+
+class FormatError(Exception):
+    """A malformed query; ``reply`` is the FORMERR to send back."""
+
+    def __init__(self, reason: str, reply: bytes) -> None:
+        super().__init__(reason)
+        self.reply = reply
+
+
+@dataclass(slots=True)
+class Query:
+    id: int
+    flags: int
+    qname: bytes  # the question name as received, so replies echo the client's case
+    labels: Labels  # lower-case
+    qtype: int
+    qclass: int
+    edns: bool = False
+    edns_version: int = 0
+    udp_size: int = MIN_UDP
+    do: bool = False
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags & OPCODE) >> 11
+
+
+def parse_query(data: bytes) -> Query:
+    """Parse a query; raise Drop or FormatError."""
+    if len(data) < HEADER.size:
+        raise Drop("shorter than a DNS header")
+    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & QR:
+        raise Drop("a response, not a query")
+    if qdcount != 1:
+        raise FormatError(f"{qdcount} questions", error_reply(qid, flags, FORMERR))
+    try:
+        labels, qname, pos = _read_question_name(data, HEADER.size)
+        qtype, qclass = struct.unpack_from("!HH", data, pos)
+        pos += 4
+        query = Query(qid, flags, qname, labels, qtype, qclass)
+        for _ in range(ancount + nscount):
+            pos = _skip_rr(data, pos)
+        for _ in range(arcount):
+            pos = _read_additional(data, pos, query)
+    except (struct.error, IndexError, ValueError) as exc:
+        raise FormatError(str(exc) or "truncated", error_reply(qid, flags, FORMERR)) from None
+    return query
+
+
+def _read_question_name(data: bytes, pos: int) -> tuple[Labels, bytes, int]:
+    start = pos
+    labels: list[str] = []
+    while True:
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length > 63:
+            raise ValueError("compressed or extended label in the question")
+        label = data[pos + 1 : pos + 1 + length]
+        if len(label) != length:
+            raise ValueError("truncated question name")
+        labels.append(label.lower().decode("latin-1"))
+        pos += 1 + length
+    if pos - start > 255:
+        raise ValueError("question name longer than 255 octets")
+    return tuple(labels), data[start:pos], pos
+
+
+def _skip_name(data: bytes, pos: int) -> int:
+    while True:
+        length = data[pos]
+        if length == 0:
+            return pos + 1
+        if length >= 0xC0:
+            data[pos + 1]  # noqa: B018 - IndexError if the pointer is cut off
+            return pos + 2
+        if length > 63:
+            raise ValueError("bad label type")
+        pos += 1 + length
+
+
+def _skip_rr(data: bytes, pos: int) -> int:
+    pos = _skip_name(data, pos)
+    rdlength = struct.unpack_from("!H", data, pos + 8)[0]
+    end = pos + 10 + rdlength
+    if end > len(data):
+        raise ValueError("truncated record")
+    return end
+
+
+def _read_additional(data: bytes, pos: int, query: Query) -> int:
+    owner = pos
+    end = _skip_rr(data, pos)
+    pos = _skip_name(data, pos)
+    rtype, rclass, ttl, _ = RR_FIXED.unpack_from(data, pos)
+    if rtype == T.OPT:
+        if query.edns:
+            raise ValueError("more than one OPT record")
+        if data[owner] != 0:
+            raise ValueError("OPT record not owned by the root")
+        query.edns = True
+        query.udp_size = max(rclass, MIN_UDP)
+        query.edns_version = (ttl >> 16) & 0xFF
+        query.do = bool(ttl & 0x8000)
+    return end
+
+
+def error_reply(qid: int, flags: int, rcode: int, question: bytes = b"") -> bytes:
+    """A reply with no records: header and, when known, the question."""
+    out_flags = QR | (flags & (OPCODE | RD | CD)) | (rcode & 0xF)
+    return HEADER.pack(qid, out_flags, 1 if question else 0, 0, 0, 0) + question
+
+
+@dataclass(slots=True)
+class Rendered:
+    wire: bytes
+    serial_at: int  # where the SOA serial sits in ``wire``, or -1
+    truncated: bool
+
+
+def reply_limit(query: Query, tcp: bool, max_udp: int) -> int:
+    """Largest reply we may send: RFC 6891 section 6.2.5, and no more than 64 KiB on TCP."""
+    if tcp:
+        return MAX_TCP
+    if not query.edns:
+        return MIN_UDP
+    return max(MIN_UDP, min(query.udp_size, max_udp))
+
+
+def render(
+    query: Query,
+    rcode: int,
+    sections: tuple[list[list[RR]], list[list[RR]], list[list[RR]]],
+    *,
+    limit: int,
+    aa: bool,
+    ra: bool,
+    max_udp: int,
+) -> Rendered:
+    """Render a reply to ``query`` from RRsets for answer, authority and additional."""
+    w = _Writer(query)
+    opt = OPT_SIZE if query.edns else 0
+    counts = [0, 0, 0]
+    truncated = False
+    for index, rrsets in enumerate(sections):
+        for rrset in rrsets:
+            mark = w.mark()
+            for record in rrset:
+                w.rr(record)
+            if len(w.buf) + opt > limit:
+                w.rollback(mark)
+                truncated = index < 2
+                break
+            counts[index] += len(rrset)
+        else:
+            continue
+        break
+    if query.edns:
+        ext_rcode, version = rcode >> 4, 0
+        ttl = (ext_rcode << 24) | (version << 16) | (0x8000 if query.do else 0)
+        w.buf += b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, 0)
+    flags = QR | (query.flags & (OPCODE | RD | CD)) | (rcode & 0xF)
+    flags |= (AA if aa else 0) | (RA if ra else 0) | (TC if truncated else 0)
+    HEADER.pack_into(w.buf, 0, query.id, flags, 1, counts[0], counts[1], counts[2] + bool(opt))
+    return Rendered(bytes(w.buf), w.serial_at, truncated)
+
+
+class _Writer:
+    __slots__ = ("buf", "names", "serial_at")
+
+    def __init__(self, query: Query) -> None:
+        self.buf = bytearray(HEADER.size)
+        self.names: dict[Labels, int] = {}
+        self.serial_at = -1
+        offset = HEADER.size
+        for i in range(len(query.labels)):
+            self.names[query.labels[i:]] = offset
+            offset += 1 + len(query.labels[i])
+        self.buf += query.qname
+        self.buf += struct.pack("!HH", query.qtype, query.qclass)
+
+    def mark(self) -> int:
+        return len(self.buf)
+
+    def rollback(self, mark: int) -> None:
+        del self.buf[mark:]
+        self.names = {k: v for k, v in self.names.items() if v < mark}
+        if self.serial_at >= mark:
+            self.serial_at = -1
+
+    def name(self, labels: Labels, compress: bool = True) -> None:
+        for i in range(len(labels)):
+            suffix = labels[i:]
+            if compress:
+                pointer = self.names.get(suffix)
+                if pointer is not None:
+                    self.buf += struct.pack("!H", 0xC000 | pointer)
+                    return
+            if len(self.buf) < 0x3FFF:
+                self.names.setdefault(suffix, len(self.buf))
+            raw = labels[i].encode("latin-1")
+            self.buf.append(len(raw))
+            self.buf += raw
+        self.buf.append(0)
+
+    def rr(self, record: RR) -> None:
+        self.name(record.owner)
+        self.buf += RR_FIXED.pack(record.rtype, T.CLASS_IN, record.ttl, 0)
+        start = len(self.buf)
+        self._rdata(record.rtype, record.rdata)
+        struct.pack_into("!H", self.buf, start - 2, len(self.buf) - start)
+
+    def _rdata(self, rtype: int, rdata: tuple[object, ...]) -> None:
+        if rtype in (T.A, T.AAAA):
+            self.buf += rdata[0]  # type: ignore[operator]
+        elif rtype in (T.CNAME, T.NS, T.PTR):
+            self.name(rdata[0])  # type: ignore[arg-type]
+        elif rtype == T.MX:
+            self.buf += struct.pack("!H", rdata[0])
+            self.name(rdata[1])  # type: ignore[arg-type]
+        elif rtype == T.SRV:
+            self.buf += struct.pack("!HHH", rdata[0], rdata[1], rdata[2])
+            self.name(rdata[3], compress=False)  # type: ignore[arg-type] # RFC 2782
+        elif rtype == T.TXT:
+            for chunk in rdata:
+                self.buf.append(len(chunk))  # type: ignore[arg-type]
+                self.buf += chunk  # type: ignore[operator]
+        elif rtype == T.SOA:
+            mname, rname, *timers = rdata
+            self.name(mname)  # type: ignore[arg-type]
+            self.name(rname)  # type: ignore[arg-type]
+            self.serial_at = len(self.buf)
+            self.buf += b"\x00\x00\x00\x00" + SOA_TIMERS.pack(*timers)
+        else:
+            raise ValueError(f"cannot render record type {rtype}")
