@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import wire
 from .lookup import NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Authority, Result, Settings, Zone
-from .rr import CLASS_IN, rrsets
+from .rr import CLASS_IN, RR, rrsets
 from .skydns import Labels, Record
 from .tree import Index
 
@@ -97,15 +97,17 @@ class Engine:
             return rendered.wire[:at] + self._serial + rendered.wire[at + 4 :]
         return rendered.wire
 
-    def _render(self, query: wire.Query, rcode: int, result: Result | None, tcp: bool) -> wire.Rendered:
+    def _render(
+        self, query: wire.Query, rcode: int, result: Result | None, tcp: bool
+    ) -> wire.Rendered:
         self.stats[f"rcode_{rcode}"] += 1
-        sections: tuple[list[list[wire.RR]], ...] = ([], [], [])
+        sections: tuple[list[list[RR]], list[list[RR]], list[list[RR]]] = ([], [], [])
         if result is not None:
             sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
         return wire.render(
             query,
             rcode,
-            sections,  # type: ignore[arg-type]
+            sections,
             limit=wire.reply_limit(query, tcp, self.max_udp),
             aa=result is not None,
             ra=False,

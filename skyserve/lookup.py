@@ -147,7 +147,9 @@ class Authority:
 
     # -- per-type synthesis ----------------------------------------------------------
 
-    def _resolve(self, name: Labels, qtype: int, zone: Zone, res: Result, seen: set[Labels]) -> None:
+    def _resolve(
+        self, name: Labels, qtype: int, zone: Zone, res: Result, seen: set[Labels]
+    ) -> None:
         records = self.records(name, zone, res.deps)
         if records is None:
             res.rcode = NXDOMAIN

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from . import rr as T
 from .rr import RR
@@ -113,7 +114,7 @@ def _skip_name(data: bytes, pos: int) -> int:
         if length == 0:
             return pos + 1
         if length >= 0xC0:
-            data[pos + 1]  # noqa: B018 - IndexError if the pointer is cut off
+            data[pos + 1]
             return pos + 2
         if length > 63:
             raise ValueError("bad label type")
@@ -122,7 +123,7 @@ def _skip_name(data: bytes, pos: int) -> int:
 
 def _skip_rr(data: bytes, pos: int) -> int:
     pos = _skip_name(data, pos)
-    rdlength = struct.unpack_from("!H", data, pos + 8)[0]
+    rdlength: int = struct.unpack_from("!H", data, pos + 8)[0]
     end = pos + 10 + rdlength
     if end > len(data):
         raise ValueError("truncated record")
@@ -140,7 +141,7 @@ def _read_additional(data: bytes, pos: int, query: Query) -> int:
         if data[owner] != 0:
             raise ValueError("OPT record not owned by the root")
         query.edns = True
-        query.udp_size = max(rclass, MIN_UDP)
+        query.udp_size = max(int(rclass), MIN_UDP)
         query.edns_version = (ttl >> 16) & 0xFF
         query.do = bool(ttl & 0x8000)
     return end
@@ -251,25 +252,25 @@ class _Writer:
         self._rdata(record.rtype, record.rdata)
         struct.pack_into("!H", self.buf, start - 2, len(self.buf) - start)
 
-    def _rdata(self, rtype: int, rdata: tuple[object, ...]) -> None:
+    def _rdata(self, rtype: int, rdata: tuple[Any, ...]) -> None:
         if rtype in (T.A, T.AAAA):
-            self.buf += rdata[0]  # type: ignore[operator]
+            self.buf += rdata[0]
         elif rtype in (T.CNAME, T.NS, T.PTR):
-            self.name(rdata[0])  # type: ignore[arg-type]
+            self.name(rdata[0])
         elif rtype == T.MX:
             self.buf += struct.pack("!H", rdata[0])
-            self.name(rdata[1])  # type: ignore[arg-type]
+            self.name(rdata[1])
         elif rtype == T.SRV:
             self.buf += struct.pack("!HHH", rdata[0], rdata[1], rdata[2])
-            self.name(rdata[3], compress=False)  # type: ignore[arg-type] # RFC 2782
+            self.name(rdata[3], compress=False)  # RFC 2782
         elif rtype == T.TXT:
             for chunk in rdata:
-                self.buf.append(len(chunk))  # type: ignore[arg-type]
-                self.buf += chunk  # type: ignore[operator]
+                self.buf.append(len(chunk))
+                self.buf += chunk
         elif rtype == T.SOA:
             mname, rname, *timers = rdata
-            self.name(mname)  # type: ignore[arg-type]
-            self.name(rname)  # type: ignore[arg-type]
+            self.name(mname)
+            self.name(rname)
             self.serial_at = len(self.buf)
             self.buf += b"\x00\x00\x00\x00" + SOA_TIMERS.pack(*timers)
         else:

@@ -1,0 +1,1 @@
+"""kube2etcd: keeps Kubernetes DNS records in etcd, in SkyDNS format."""

@@ -1,0 +1,32 @@
+"""``skyserve`` command line: ``main(argv) -> int``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import config as cfg
+from .options import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = cfg.load(args, os.environ)
+    except ConfigError as exc:
+        print(f"skyserve: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(), stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from .app import serve  # imported late so that --help and bad flags stay fast
+
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"skyserve: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,232 @@
+"""The only module that talks to etcd (through the ``etcd3`` client).
+
+It hides the client's failure modes behind two exceptions: ``EtcdError`` for anything that
+means "etcd is not usable right now" and ``Compacted`` for a revision that is gone. The
+client is built so that it does not stay "poisoned" after an etcd restart: every endpoint
+may be retried after half a second, and callers recreate the whole client after an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import etcd3
+import etcd3.events
+import etcd3.exceptions
+import etcd3.utils
+import grpc
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 2000  # keys per range read, to stay far below gRPC's 4 MiB message limit
+
+
+class EtcdError(Exception):
+    """etcd could not be reached or refused the request."""
+
+
+class Compacted(EtcdError):
+    """The requested revision has been compacted away; a full reload is needed."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(f"revision compacted (oldest available: {revision})")
+        self.revision = revision
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdSettings:
+    endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 5.0
+
+
+@dataclass(slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    mod_revision: int
+    lease: int = 0
+
+
+@dataclass(slots=True)
+class WatchBatch:
+    """One watch response: events in order (value None = delete)."""
+
+    events: list[tuple[str, bytes | None, int]] = field(default_factory=list)
+    revision: int = 0
+
+
+WatchCallback = Callable[[WatchBatch | Exception], None]
+
+
+def parse_endpoint(url: str) -> tuple[str, int, bool]:
+    """``http(s)://host:port`` (or bare ``host:port``) -> (host, port, tls)."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"etcd endpoint {url!r} is not http(s)://host:port")
+    return parts.hostname, parts.port or 2379, parts.scheme == "https"
+
+
+def _translate(exc: BaseException) -> EtcdError:
+    if isinstance(exc, EtcdError):
+        return exc
+    if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
+        return Compacted(int(exc.compacted_revision))
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return EtcdError(f"{exc.code().name}: {exc.details()}")  # one line, not the repr
+    return EtcdError(f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+# Everything the client library may raise when etcd is down, slow or restarting.
+_FAILURES = (etcd3.exceptions.Etcd3Exception, grpc.RpcError, ValueError, OSError)
+
+
+class EtcdClient:
+    """A connection to an etcd cluster; recreate it after any EtcdError."""
+
+    def __init__(self, settings: EtcdSettings) -> None:
+        self.settings = settings
+        try:
+            self._client = etcd3.MultiEndpointEtcd3Client(
+                endpoints=[self._endpoint(url) for url in settings.endpoints],
+                timeout=settings.timeout,
+                user=settings.username,
+                password=settings.password,
+                failover=True,
+            )
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    def _endpoint(self, url: str) -> Any:
+        host, port, tls = parse_endpoint(url)
+        creds = None
+        if tls:
+            creds = grpc.ssl_channel_credentials(
+                _read(self.settings.ca_file), _read(self.settings.key_file),
+                _read(self.settings.cert_file),
+            )
+        return etcd3.Endpoint(host, port, secure=tls, creds=creds, time_retry=0.5)
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:
+            log.debug("closing etcd client failed", exc_info=True)
+
+    def load(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Every key under ``prefix/`` at one revision, read in pages."""
+        start = (prefix + "/").encode()
+        end = etcd3.utils.prefix_range_end(start)
+        out: list[KeyValue] = []
+        revision: int | None = None
+        try:
+            while True:
+                resp = self._client.get_range_response(
+                    start, end, sort_order="ascend", limit=PAGE_SIZE, revision=revision
+                )
+                if revision is None:
+                    revision = int(resp.header.revision)
+                out.extend(
+                    KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision, kv.lease)
+                    for kv in resp.kvs
+                )
+                if not resp.more or not resp.kvs:
+                    return out, revision
+                start = resp.kvs[-1].key + b"\0"
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    def watch(self, prefix: str, start_revision: int, callback: WatchCallback) -> int:
+        """Watch ``prefix/`` from a revision; returns a watch id for ``cancel``."""
+
+        def relay(response: Any) -> None:
+            if isinstance(response, BaseException):
+                callback(_translate(response))
+                return
+            batch = WatchBatch(revision=int(response.header.revision))
+            for ev in response.events:
+                value = None if isinstance(ev, etcd3.events.DeleteEvent) else bytes(ev.value)
+                batch.events.append((ev.key.decode("utf-8", "replace"), value, ev.mod_revision))
+            callback(batch)
+
+        try:
+            return int(
+                self._client.add_watch_prefix_callback(
+                    prefix + "/", relay, start_revision=start_revision
+                )
+            )
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    def cancel(self, watch_id: int) -> None:
+        try:
+            self._client.cancel_watch(watch_id)
+        except _FAILURES:
+            log.debug("cancelling watch %s failed", watch_id, exc_info=True)
+
+    def changed_since(self, prefix: str, revision: int) -> int:
+        """How many keys under the prefix were written after ``revision`` (a probe)."""
+        start = (prefix + "/").encode()
+        try:
+            resp = self._client.get_range_response(
+                start, etcd3.utils.prefix_range_end(start), count_only=True,
+                min_mod_revision=revision + 1,
+            )
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+        return int(resp.count)
+
+    def put(self, key: str, value: str, lease: int | None = None) -> int:
+        try:
+            return int(self._client.put(key, value, lease=lease).header.revision)
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    def delete(self, key: str) -> bool:
+        try:
+            return bool(self._client.delete(key))
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        try:
+            ops = [self._client.transactions.delete(k) for k in keys]
+            if ops:
+                self._client.transaction(compare=[], success=ops, failure=[])
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    def grant_lease(self, ttl: int) -> int:
+        try:
+            return int(self._client.lease(ttl).id)
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    def refresh_lease(self, lease_id: int) -> int:
+        """Keep a lease alive once; returns its new TTL (0 means it has expired)."""
+        try:
+            responses = list(self._client.refresh_lease(lease_id))
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+        return int(responses[-1].TTL) if responses else 0
+
+    def revoke_lease(self, lease_id: int) -> None:
+        try:
+            self._client.revoke_lease(lease_id)
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()

@@ -1,0 +1,194 @@
+"""Keeps an in-memory index in step with the etcd prefix: load once, then watch.
+
+The loop runs in its own thread, because the etcd client is blocking:
+
+1. connect and read the whole prefix at one revision (retried with backoff, forever);
+   decode it into a fresh ``Index`` here, off the serving thread, and hand it over whole;
+2. watch from the next revision and hand over each batch of decoded changes;
+3. on any error reconnect and resume the watch from the last revision seen, so nothing is
+   missed or replayed; if that revision was compacted, go back to 1 and swap the new
+   snapshot in at once, so answers never go missing in between.
+
+A watch can also go silent without an error (a frozen etcd, a dropped stream). When no
+event has arrived for ``probe_interval`` seconds the loop asks etcd whether keys under the
+prefix changed after our revision; an error, or changes still unseen at the next probe,
+means the stream is dead, and the loop reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from .engine import Change
+from .etcdstore import Compacted, EtcdClient, EtcdError, EtcdSettings, KeyValue, WatchBatch
+from .skydns import RecordError, decode_record, key_path
+from .tree import Index
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where the mirror delivers data; called from the mirror thread."""
+
+    def loaded(self, index: Index, revision: int) -> None: ...
+
+    def changed(self, changes: list[Change], revision: int) -> None: ...
+
+    def state(self, connected: bool, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class MirrorStats:
+    loads: int = 0
+    watch_restarts: int = 0
+    last_update: float = 0.0  # time.time() of the last load or change applied
+    connected: bool = False
+    last_error: str = ""
+
+
+def decode(key: str, value: bytes | None, prefix: str) -> Change | None:
+    """An etcd key/value as a change to the index, or None for keys outside the prefix."""
+    path = key_path(key, prefix)
+    if path is None:
+        return None
+    if value is None:
+        return Change(path, key)
+    try:
+        return Change(path, key, record=decode_record(key, value))
+    except RecordError as exc:
+        log.warning("skipping invalid record at %s: %s", key, exc)
+        return Change(path, key, invalid=str(exc))
+
+
+def build_index(kvs: list[KeyValue], prefix: str) -> Index:
+    index = Index()
+    for kv in kvs:
+        change = decode(kv.key, kv.value, prefix)
+        if change is None:
+            continue
+        if change.record is not None:
+            index.put(change.path, change.record)
+        elif change.invalid is not None:
+            index.put_invalid(change.path, change.key, change.invalid)
+    return index
+
+
+class Mirror:
+    def __init__(
+        self,
+        settings: EtcdSettings,
+        prefix: str,
+        sink: Sink,
+        *,
+        probe_interval: float = 3.0,
+        max_backoff: float = 5.0,
+        connect: Callable[[EtcdSettings], EtcdClient] = EtcdClient,
+    ) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self.sink = sink
+        self.probe_interval = probe_interval
+        self.max_backoff = max_backoff
+        self.connect = connect
+        self.stats = MirrorStats()
+        self.revision = 0  # the last revision applied; 0 = nothing loaded yet
+        self._stop = threading.Event()
+        self._queue: queue.Queue[WatchBatch | Exception | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="etcd-mirror", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception_type(EtcdError),
+            wait=wait_exponential_jitter(initial=0.05, max=self.max_backoff),
+            before_sleep=self._failed,
+            reraise=True,
+        )
+        while not self._stop.is_set():
+            client = retrying(self._connect)
+            try:
+                self._watch(client)
+            except Compacted as exc:
+                log.warning("etcd: %s; reloading the whole prefix", exc)
+                self.revision = 0
+            except EtcdError as exc:
+                self._failed_reason(str(exc))
+            finally:
+                client.close()
+            self.stats.watch_restarts += 1
+
+    def _connect(self) -> EtcdClient:
+        if self._stop.is_set():
+            raise SystemExit  # leave the retry loop; the thread ends quietly
+        client = self.connect(self.settings)
+        try:
+            if self.revision == 0:
+                kvs, revision = client.load(self.prefix)
+                index = build_index(kvs, self.prefix)
+                self.revision = revision
+                self.stats.loads += 1
+                self.stats.last_update = time.time()
+                log.info("etcd: loaded %d records at revision %d", len(index), revision)
+                self.sink.loaded(index, revision)
+            self._queue = queue.Queue()
+            client.watch(self.prefix, self.revision + 1, self._queue.put)
+        except BaseException:
+            client.close()
+            raise
+        self.stats.connected = True
+        self.sink.state(True, "")
+        return client
+
+    def _watch(self, client: EtcdClient) -> None:
+        suspicious = False
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=self.probe_interval)
+            except queue.Empty:
+                unseen = client.changed_since(self.prefix, self.revision)
+                if unseen and suspicious:
+                    raise EtcdError(f"watch silent with {unseen} changes unseen") from None
+                suspicious = bool(unseen)
+                continue
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item if isinstance(item, EtcdError) else EtcdError(str(item))
+            suspicious = False
+            self._deliver(item)
+
+    def _deliver(self, batch: WatchBatch) -> None:
+        changes = [c for k, v, _ in batch.events if (c := decode(k, v, self.prefix))]
+        revision = max((rev for _, _, rev in batch.events), default=self.revision)
+        if revision <= self.revision:
+            return
+        self.revision = revision
+        self.stats.last_update = time.time()
+        self.sink.changed(changes, revision)
+
+    def _failed(self, retry_state: object) -> None:
+        outcome = getattr(retry_state, "outcome", None)
+        exc = outcome.exception() if outcome is not None else None
+        self._failed_reason(str(exc))
+
+    def _failed_reason(self, reason: str) -> None:
+        if self.stats.connected or reason != self.stats.last_error:
+            log.warning("etcd unavailable: %s (serving the last data loaded, retrying)", reason)
+        self.stats.connected = False
+        self.stats.last_error = reason
+        self.sink.state(False, reason)
