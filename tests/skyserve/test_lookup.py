@@ -308,6 +308,7 @@ def test_apex_soa_ns_and_addresses() -> None:
     soa = ask(auth, "skydns.test", T.SOA)
     assert [r.rtype for r in soa.answer] == [T.SOA] and not soa.authority
     mname, rname, refresh, retry, expire, minimum = soa.answer[0].rdata
+    assert (refresh, retry, expire) == (7200, 1800, 86400)
     assert mname == ("ns", "dns", "skydns", "test") and rname == ("hostmaster", "skydns", "test")
     assert minimum == 30
     ns = ask(auth, "skydns.test", T.NS)
