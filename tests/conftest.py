@@ -1,0 +1,123 @@
+"""Shared pytest fixtures: real etcd servers, per-test key prefixes, skyserve processes."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.etcd_server import EtcdServer, find_etcd_binary
+from tests.netutil import free_port
+from tests.skyserve_proc import SkyserveProcess
+
+__all__ = ["free_port"]
+
+_NO_ETCD = "etcd binary not found: set $ETCD_BIN or install etcd on PATH"
+_prefix_counter = itertools.count(1)
+
+StartSkyserve = Callable[..., SkyserveProcess]
+
+
+@pytest.fixture(scope="session")
+def etcd_binary() -> str:
+    """Path of the etcd binary; skips the test when there is none."""
+    binary = find_etcd_binary()
+    if binary is None:
+        pytest.skip(_NO_ETCD)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def etcd(etcd_binary: str) -> Iterator[EtcdServer]:
+    """One etcd shared by the whole session. Do not stop/pause/compact it."""
+    server = EtcdServer("session", binary=etcd_binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def fresh_etcd(etcd_binary: str) -> Iterator[EtcdServer]:
+    """A private etcd for one test (free to stop/restart/pause/compact)."""
+    server = EtcdServer("fresh", binary=etcd_binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def clean_prefix(etcd: EtcdServer) -> Iterator[str]:
+    """A unique key prefix (/skydns-tNNNNN) in the session etcd, deleted afterwards.
+
+    Fixed width, so no prefix is a string prefix of another one.
+    """
+    prefix = f"/skydns-t{next(_prefix_counter):05d}"
+    yield prefix
+    if etcd.running and not etcd.paused:
+        etcd.delete_prefix(prefix + "/")
+        etcd.delete(prefix)
+
+
+@pytest.fixture
+def skyserve(
+    etcd: EtcdServer, clean_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StartSkyserve]:
+    """Factory: start(zones=[...], extra_args=[...]) -> ready SkyserveProcess.
+
+    Defaults: session etcd endpoint and the test's clean_prefix. Keyword
+    overrides: etcd_endpoints (str or list), prefix, wait (False to skip
+    wait_ready), ready_timeout. Every started process is stopped at teardown.
+    """
+    started: list[SkyserveProcess] = []
+
+    def start(
+        zones: Sequence[str] = ("skydns.local.",),
+        extra_args: Sequence[str] = (),
+        *,
+        etcd_endpoints: str | Sequence[str] | None = None,
+        prefix: str | None = None,
+        wait: bool = True,
+        ready_timeout: float = 15.0,
+    ) -> SkyserveProcess:
+        proc = SkyserveProcess(
+            etcd_endpoints if etcd_endpoints is not None else etcd.endpoint,
+            zones,
+            prefix=prefix if prefix is not None else clean_prefix,
+            extra_args=extra_args,
+            log_dir=tmp_path,
+        )
+        started.append(proc)
+        proc.start()
+        if wait:
+            proc.wait_ready(ready_timeout)
+        return proc
+
+    yield start
+    failed = getattr(getattr(request.node, "rep_call", None), "failed", False)
+    errors: list[BaseException] = []
+    for proc in reversed(started):
+        try:
+            proc.stop()
+        except BaseException as exc:  # keep stopping the others
+            errors.append(exc)
+        if failed:
+            print(f"----- {proc!r} log ({proc.log_path}) -----\n{proc.log_tail(200)}")
+    if errors:
+        raise errors[0]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Expose the call-phase report as item.rep_call (fixtures dump logs on failure)."""
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    return rep

@@ -1,0 +1,88 @@
+"""Small networking helpers for tests (free ports, loopback HTTP GET)."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import threading
+
+__all__ = ["free_port", "http_get"]
+
+_HOST = "127.0.0.1"
+# Ports handed out by this process; never hand out the same port twice so two
+# servers started in one test session cannot race for one port.
+_handed_out: set[int] = set()
+_lock = threading.Lock()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _is_free(port: int, host: str = _HOST) -> bool:
+    """True if `port` can be bound on `host` for both TCP and UDP right now."""
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # SO_REUSEADDR mirrors what servers do (etcd/Go, asyncio): a port that is
+        # only held by TIME_WAIT sockets is usable, one with a listener is not.
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((host, port))
+        udp.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        tcp.close()
+        udp.close()
+
+
+def free_port(host: str = _HOST) -> int:
+    """Return a port on 127.0.0.1 that is currently free for BOTH TCP and UDP.
+
+    Ports are drawn at random below the kernel's ephemeral range (so outgoing
+    connections cannot grab them between this check and the server's bind),
+    and a port is never returned twice by the same process.
+    """
+    eph_lo, eph_hi = _ephemeral_range()
+    lo, hi = (20000, eph_lo - 1) if eph_lo > 21000 else (eph_hi + 1, 65535)
+    rng = random.SystemRandom()
+    with _lock:
+        for _ in range(500):
+            port = rng.randint(lo, hi)
+            if port in _handed_out:
+                continue
+            if _is_free(port, host):
+                _handed_out.add(port)
+                return port
+        # Fallback: let the kernel choose, then check UDP too.
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if port not in _handed_out and _is_free(port, host):
+                _handed_out.add(port)
+                return port
+    raise RuntimeError("could not find a free TCP+UDP port on " + host)
+
+
+def http_get(port: int, path: str, timeout: float = 2.0, host: str = _HOST) -> tuple[int, str]:
+    """Plain HTTP GET on loopback (bypasses any *_proxy environment settings).
+
+    Returns (status, body). Raises OSError / http.client.HTTPException on
+    connection problems or timeouts.
+    """
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read().decode("utf-8", "replace")
+        return resp.status, body
+    finally:
+        conn.close()

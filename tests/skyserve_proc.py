@@ -1,0 +1,236 @@
+"""Run the real skyserve DNS server (`python -m skyserve`) as a subprocess for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from tests.netutil import free_port, http_get
+
+__all__ = ["REPO_ROOT", "SkyserveProcess"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+class SkyserveProcess:
+    """One `python -m skyserve` process listening on free loopback ports.
+
+    stdout+stderr go to `log_path` (a file, never a pipe). The repository root
+    is put first on PYTHONPATH so the working-tree `skyserve` package is used.
+    """
+
+    def __init__(
+        self,
+        etcd_endpoints: str | Sequence[str],
+        zones: Sequence[str],
+        *,
+        prefix: str = "/skydns",
+        extra_args: Sequence[str] = (),
+        log_dir: str | Path | None = None,
+        dns_port: int | None = None,
+        health_port: int | None = None,
+        ready_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if not zones:
+            raise ValueError("at least one zone is required")
+        self.etcd_endpoints = (
+            etcd_endpoints if isinstance(etcd_endpoints, str) else ",".join(etcd_endpoints)
+        )
+        self.zones = list(zones)
+        self.prefix = prefix
+        self.extra_args = list(extra_args)
+        self.dns_port: int = dns_port if dns_port is not None else free_port()
+        self.health_port: int = health_port if health_port is not None else free_port()
+        self.ready_port: int = ready_port if ready_port is not None else free_port()
+        if log_dir is None:
+            log_dir = tempfile.mkdtemp(prefix="skyserve-")
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"skyserve-{self.dns_port}.log"
+        self._env = dict(env) if env is not None else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    # ----------------------------------------------------------------- info
+    def argv(self) -> list[str]:
+        zone_args = [a for z in self.zones for a in ("--zone", z)]
+        return [
+            sys.executable, "-m", "skyserve",
+            "--etcd-endpoints", self.etcd_endpoints,
+            *zone_args,
+            "--dns-addr", f"{HOST}:{self.dns_port}",
+            "--health-addr", f"{HOST}:{self.health_port}",
+            "--ready-addr", f"{HOST}:{self.ready_port}",
+            "--etcd-prefix", self.prefix,
+            *self.extra_args,
+        ]  # fmt: skip
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_text(self) -> str:
+        """Everything the process wrote to stdout/stderr so far."""
+        if self._log is not None:
+            with contextlib.suppress(Exception):
+                self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Spawn the server (does not wait; see wait_ready())."""
+        if self.running:
+            raise RuntimeError(f"skyserve already running (pid {self.pid})")
+        self._close_log()
+        env = dict(os.environ if self._env is None else self._env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log.write(f"=== start {' '.join(self.argv())}\n".encode())
+        self._log.flush()
+        self._proc = subprocess.Popen(
+            self.argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO_ROOT),
+            env=env,
+            start_new_session=True,
+        )
+
+    def http_status(self, port: int, path: str, timeout: float = 1.0) -> int | None:
+        """HTTP status of GET path on our loopback port, None if no answer."""
+        try:
+            status, _body = http_get(port, path, timeout=timeout)
+            return status
+        except Exception:
+            return None
+
+    def is_ready(self, timeout: float = 1.0) -> bool:
+        return self.http_status(self.ready_port, "/ready", timeout) == 200
+
+    def is_healthy(self, timeout: float = 1.0) -> bool:
+        return self.http_status(self.health_port, "/health", timeout) == 200
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Poll /ready until HTTP 200; RuntimeError (with log tail) on exit/timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is None:
+                raise RuntimeError("skyserve was not started")
+            rc = self._proc.poll()
+            if rc is not None:
+                raise RuntimeError(f"skyserve exited with {rc} before ready:\n{self.log_tail()}")
+            if self.is_ready(timeout=1.0):
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"skyserve not ready after {timeout:.0f}s "
+                    f"(last /ready status {self.http_status(self.ready_port, '/ready')}):\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM our process, SIGKILL after `timeout` s; returns the exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self._close_log()
+        return proc.returncode
+
+    def kill(self) -> int | None:
+        """SIGKILL our process and reap it."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        self._close_log()
+        return proc.returncode
+
+    def __enter__(self) -> SkyserveProcess:
+        if not self.running:
+            self.start()
+            self.wait_ready()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"SkyserveProcess(dns=127.0.0.1:{self.dns_port}, pid={self.pid})"
+
+    # ------------------------------------------------------------------ DNS
+    def query(
+        self,
+        name: str,
+        rdtype: str | int | dns.rdatatype.RdataType = "A",
+        tcp: bool = False,
+        *,
+        timeout: float = 2.0,
+        **make_query_kwargs: Any,
+    ) -> dns.message.Message:
+        """Send one query (UDP by default, TCP if tcp=True) and return the response.
+
+        Extra keyword arguments go to dns.message.make_query (use_edns, payload,
+        want_dnssec, flags, rdclass, ...). Raises dns.exception.Timeout on no answer.
+        """
+        q = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype), **make_query_kwargs)
+        if tcp:
+            return dns.query.tcp(q, HOST, timeout=timeout, port=self.dns_port)
+        return dns.query.udp(q, HOST, timeout=timeout, port=self.dns_port)
+
+    # ------------------------------------------------------------- internal
+    def _close_log(self) -> None:
+        log, self._log = self._log, None
+        if log is not None:
+            with contextlib.suppress(Exception):
+                log.close()
