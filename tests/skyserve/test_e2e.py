@@ -56,7 +56,9 @@ def test_answers_over_udp_and_tcp(etcd: EtcdServer, clean_prefix: str, skyserve:
         assert proc.query("example.com", "A", tcp=tcp).rcode() == dns.rcode.REFUSED
 
 
-def test_updates_and_deletes_seen_at_once(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:
+def test_updates_and_deletes_seen_at_once(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start
+) -> None:
     proc = skyserve(ZONES)
     name = "svc.skydns.test"
     assert proc.query(name).rcode() == dns.rcode.NXDOMAIN
@@ -68,7 +70,9 @@ def test_updates_and_deletes_seen_at_once(etcd: EtcdServer, clean_prefix: str, s
     assert wait_for(lambda: proc.query(name).rcode() == dns.rcode.NXDOMAIN, 2)
 
 
-def test_soa_serial_is_the_etcd_revision(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:
+def test_soa_serial_is_the_etcd_revision(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start
+) -> None:
     proc = skyserve(ZONES)
     revision = etcd.put(key(clean_prefix, "r.skydns.test"), '{"host":"10.2.0.1"}')
     assert wait_for(lambda: proc.query("r.skydns.test").rcode() == dns.rcode.NOERROR)
@@ -92,7 +96,8 @@ def test_malformed_values_are_skipped(etcd: EtcdServer, clean_prefix: str, skyse
 
 def test_truncation_and_tcp(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:
     for i in range(120):
-        etcd.put(key(clean_prefix, f"h{i}.big.skydns.test"), f'{{"host":"10.4.{i // 250}.{i % 250}"}}')
+        value = f'{{"host":"10.4.{i // 250}.{i % 250}"}}'
+        etcd.put(key(clean_prefix, f"h{i}.big.skydns.test"), value)
     proc = skyserve(ZONES)
     udp = proc.query("big.skydns.test", "A")
     assert udp.flags & dns.flags.TC and len(udp.to_wire()) <= 512 and udp.edns < 0
