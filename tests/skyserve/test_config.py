@@ -65,13 +65,13 @@ def test_bad_values_name_the_option(argv: list[str], env: dict[str, str], names:
 def test_bad_config_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("zone = [\n")
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         load(["--config", str(bad)], {})
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('zone = ["a.test"]\nzonez = 1\n')
     with pytest.raises(ConfigError, match="zonez"):
         load(["--config", str(unknown)], {})
-    with pytest.raises(ConfigError, match="missing.toml"):
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
         load(["--config", str(tmp_path / "missing.toml")], {})
     wrong_type = tmp_path / "type.toml"
     wrong_type.write_text('zone = ["a.test"]\ndefault-ttl = "soon"\n')
