@@ -78,9 +78,8 @@ class Engine:
         except wire.FormatError as exc:
             self.stats["formerr"] += 1
             return exc.reply
-        question = data[12 : 12 + len(query.qname) + 4]
         if query.opcode != 0:
-            return wire.error_reply(query.id, query.flags, NOTIMP, question)
+            return self._render(query, NOTIMP, None, tcp).wire
         if query.edns and query.edns_version > 0:
             return self._render(query, wire.BADVERS, None, tcp).wire
         zone = self.authority.zone_of(query.labels) if query.qclass == CLASS_IN else None

@@ -131,9 +131,7 @@ class Authority:
         if node is not None:
             return group_filter(subtree(node))
         depth, encloser = self.index.closest_encloser(path)
-        # Something appearing between the encloser and the name, or a new '*' there,
-        # changes this answer.
-        deps.update(path[:d] + ("*",) for d in range(depth, len(path)))
+        deps.update(wildcard_deps(self.index, path, depth, len(zone.labels)))
         star = encloser.children.get("*")
         if star is None or depth < len(zone.labels):
             return None
@@ -287,6 +285,23 @@ def group_filter(records: list[Record]) -> list[Record]:
         if not r.group or r.group == group:
             out.append(r)
     return out
+
+
+def wildcard_deps(index: Index, path: Labels, depth: int, zone_depth: int) -> set[Labels]:
+    """What can change the answer for a name that does not exist (RFC 4592 wildcards).
+
+    ``depth`` is how much of ``path`` exists (the closest encloser). The answer changes if a
+    ``*`` appears at any level, if a node appears between the encloser and the name (a new
+    encloser), or, when a ``*`` higher up could take over, if the encloser goes away.
+    """
+    deps = {(*path[:d], "*") for d in range(zone_depth, len(path))}
+    deps.update(path[:d] for d in range(depth + 1, len(path)))
+    for d in range(zone_depth, depth):
+        node = index.find(path[:d])
+        if node is not None and "*" in node.children:
+            deps.add(path[:depth])
+            break
+    return deps
 
 
 def sorted_union(nodes: list[Node]) -> list[Record]:
