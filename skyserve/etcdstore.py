@@ -172,17 +172,21 @@ class EtcdClient:
         except _FAILURES:
             log.debug("cancelling watch %s failed", watch_id, exc_info=True)
 
-    def changed_since(self, prefix: str, revision: int) -> int:
-        """How many keys under the prefix were written after ``revision`` (a probe)."""
+    def changed_since(self, prefix: str, revision: int) -> bool:
+        """Whether a key under the prefix was written after ``revision`` (a watch probe).
+
+        Not ``count_only``: etcd ignores the revision filters when counting
+        (etcd-io/etcd#18267), while ``limit`` applies after them.
+        """
         start = (prefix + "/").encode()
         try:
             resp = self._client.get_range_response(
-                start, etcd3.utils.prefix_range_end(start), count_only=True,
+                start, etcd3.utils.prefix_range_end(start), keys_only=True, limit=1,
                 min_mod_revision=revision + 1,
             )
         except _FAILURES as exc:
             raise _translate(exc) from exc
-        return int(resp.count)
+        return len(resp.kvs) > 0
 
     def put(self, key: str, value: str, lease: int | None = None) -> int:
         try:

@@ -162,8 +162,8 @@ class Mirror:
             except queue.Empty:
                 unseen = client.changed_since(self.prefix, self.revision)
                 if unseen and suspicious:
-                    raise EtcdError(f"watch silent with {unseen} changes unseen") from None
-                suspicious = bool(unseen)
+                    raise EtcdError("watch silent while etcd has changes unseen") from None
+                suspicious = unseen
                 continue
             if item is None:
                 return

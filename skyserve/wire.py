@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import rr as T
 from .rr import RR
@@ -275,3 +275,172 @@ class _Writer:
             self.buf += b"\x00\x00\x00\x00" + SOA_TIMERS.pack(*timers)
         else:
             raise ValueError(f"cannot render record type {rtype}")
+
+
+# -- talking to upstream servers -------------------------------------------------------
+
+AD = 0x0020
+
+
+def build_query(
+    qid: int, qname: bytes, qtype: int, qclass: int, *, flags: int, do: bool, udp_size: int
+) -> bytes:
+    """A query with one question and an OPT record (we always speak EDNS upstream)."""
+    head = HEADER.pack(qid, flags & (RD | CD), 1, 0, 0, 1)
+    opt = b"\x00" + RR_FIXED.pack(T.OPT, udp_size, 0x8000 if do else 0, 0)
+    return head + qname + struct.pack("!HH", qtype, qclass) + opt
+
+
+class Span(NamedTuple):
+    """Where one record sits in a message."""
+
+    section: int  # 0 answer, 1 authority, 2 additional
+    start: int
+    rtype: int
+    ttl: int
+    ttl_at: int
+    rdata_at: int
+    end: int
+
+
+@dataclass(slots=True)
+class Response:
+    data: bytes
+    id: int
+    flags: int
+    labels: Labels
+    qtype: int
+    qclass: int
+    qname_at: int
+    qname_len: int
+    spans: list[Span]
+    opt: Span | None
+
+    @property
+    def rcode(self) -> int:
+        ext = (self.opt.ttl >> 24) << 4 if self.opt is not None else 0
+        return ext | (self.flags & 0xF)
+
+
+def parse_response(data: bytes) -> Response:
+    """Parse an upstream reply far enough to check, cache and relay it (ValueError if bad)."""
+    try:
+        qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+        if not flags & QR or qdcount != 1:
+            raise ValueError("not a reply to one question")
+        labels, qname, pos = _read_question_name(data, HEADER.size)
+        qtype, qclass = struct.unpack_from("!HH", data, pos)
+        pos += 4
+        spans: list[Span] = []
+        opt = None
+        for section, count in enumerate((ancount, nscount, arcount)):
+            for _ in range(count):
+                start = pos
+                pos = _skip_name(data, pos)
+                rtype, _, ttl, rdlen = RR_FIXED.unpack_from(data, pos)
+                end = pos + 10 + rdlen
+                if end > len(data):
+                    raise ValueError("truncated record")
+                span = Span(section, start, rtype, ttl, pos + 4, pos + 10, end)
+                if rtype == T.OPT:
+                    opt = span
+                else:
+                    spans.append(span)
+                pos = end
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed reply: {exc}") from None
+    return Response(data, qid, flags, labels, qtype, qclass, HEADER.size, len(qname), spans, opt)
+
+
+def negative_ttl(resp: Response) -> int | None:
+    """RFC 2308: min(SOA TTL, SOA MINIMUM) of the authority SOA, or None without one."""
+    for span in resp.spans:
+        if span.section == 1 and span.rtype == T.SOA:
+            minimum: int = struct.unpack_from("!I", resp.data, span.end - 4)[0]
+            return min(span.ttl, minimum)
+    return None
+
+
+def relay(
+    resp: Response, query: Query, *, limit: int, max_udp: int, age: int = 0,
+    fixed_ttl: int | None = None,
+) -> bytes:
+    """An upstream reply re-addressed to our client.
+
+    The client's ID, question spelling, RD and CD are restored; TTLs are lowered by ``age``
+    seconds (or all set to ``fixed_ttl`` for stale answers); the upstream's OPT is replaced
+    by ours when the client spoke EDNS, and removed when it did not. A reply that does not
+    fit the client's limit is cut to the question with TC set.
+    """
+    data = resp.data
+    cut = resp.opt.start if resp.opt is not None else len(data)
+    kept = [s for s in resp.spans if s.end <= cut]
+    out = bytearray(data[:cut])
+    out[resp.qname_at : resp.qname_at + resp.qname_len] = query.qname
+    if age or fixed_ttl is not None:
+        for s in kept:
+            ttl = fixed_ttl if fixed_ttl is not None else max(0, s.ttl - age)
+            struct.pack_into("!I", out, s.ttl_at, ttl)
+    counts = [0, 0, 0]
+    for s in kept:
+        counts[s.section] += 1
+    flags = (resp.flags & ~(RD | CD | TC | 0xF)) | (query.flags & (RD | CD)) | RA
+    rcode = resp.rcode
+    if len(out) + (OPT_SIZE if query.edns else 0) > limit:
+        del out[resp.qname_at + resp.qname_len + 4 :]
+        counts = [0, 0, 0]
+        flags |= TC
+    if query.edns:
+        ttl = ((rcode >> 4) << 24) | (0x8000 if query.do else 0)
+        out += b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, 0)
+        counts[2] += 1
+    HEADER.pack_into(out, 0, query.id, flags | (rcode & 0xF), 1, *counts)
+    return bytes(out)
+
+
+def read_name(data: bytes, pos: int) -> tuple[Labels, int]:
+    """A possibly compressed name and the position after it (RFC 1035 section 4.1.4)."""
+    labels: list[str] = []
+    end = -1
+    for _ in range(128):  # bounds pointer loops
+        length = data[pos]
+        if length == 0:
+            return tuple(labels), (end if end >= 0 else pos + 1)
+        if length >= 0xC0:
+            if end < 0:
+                end = pos + 2
+            pos = ((length & 0x3F) << 8) | data[pos + 1]
+            continue
+        labels.append(data[pos + 1 : pos + 1 + length].lower().decode("latin-1"))
+        pos += 1 + length
+    raise ValueError("name compression loop")
+
+
+def answer_records(resp: Response) -> list[RR]:
+    """The answer section as RRs (A, AAAA, CNAME, PTR, TXT, MX, SRV), for merging."""
+    out: list[RR] = []
+    data = resp.data
+    for s in resp.spans:
+        if s.section != 0:
+            continue
+        owner, _ = read_name(data, s.start)
+        rdata: tuple[Any, ...] | None = None
+        if s.rtype in (T.A, T.AAAA):
+            rdata = (data[s.rdata_at : s.end],)
+        elif s.rtype in (T.CNAME, T.PTR):
+            rdata = (read_name(data, s.rdata_at)[0],)
+        elif s.rtype == T.MX:
+            pref = struct.unpack_from("!H", data, s.rdata_at)[0]
+            rdata = (pref, read_name(data, s.rdata_at + 2)[0])
+        elif s.rtype == T.SRV:
+            prio, weight, port = struct.unpack_from("!HHH", data, s.rdata_at)
+            rdata = (prio, weight, port, read_name(data, s.rdata_at + 6)[0])
+        elif s.rtype == T.TXT:
+            strings, pos = [], s.rdata_at
+            while pos < s.end:
+                strings.append(data[pos + 1 : pos + 1 + data[pos]])
+                pos += 1 + data[pos]
+            rdata = tuple(strings)
+        if rdata is not None:
+            out.append(RR(owner, s.rtype, s.ttl, rdata))
+    return out

@@ -172,6 +172,17 @@ def test_frozen_etcd_is_detected_and_recovered(fresh_etcd: EtcdServer, clean_pre
     assert "etcd unavailable" in proc.log_text()
 
 
+def test_a_quiet_watch_is_left_alone(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:
+    """The silent-watch probe must not mistake an idle but healthy watch for a dead one."""
+    for i in range(20):
+        etcd.put(key(clean_prefix, f"h{i}.quiet.skydns.test"), '{"host":"10.10.0.1"}')
+    proc = skyserve(ZONES, ["--etcd-probe-interval", "0.1"])
+    time.sleep(1.5)
+    assert "etcd unavailable" not in proc.log_text()
+    etcd.put(key(clean_prefix, "late.quiet.skydns.test"), '{"host":"10.10.0.2"}')
+    assert wait_for(lambda: "10.10.0.2" in addresses(proc.query("quiet.skydns.test")))
+
+
 def test_compacted_revision_reloads_without_gap(fresh_etcd: EtcdServer, clean_prefix: str,
                                                 skyserve: Start) -> None:
     """The server misses events that are then compacted away; it must reload in full."""
