@@ -1,11 +1,19 @@
 """The query path: raw query bytes in, raw reply bytes out. No sockets, no etcd.
 
-Speed comes from answering repeated queries from rendered bytes. The cache is keyed by the
-query as received minus its ID (so flags, case and EDNS options all take part), one table
-for UDP and one for TCP since their size limits differ. It is exact, not time-based: every
-entry records the index paths its answer was read from, and a change at or below one of
-those paths drops it. The SOA serial (the etcd revision served) is spliced in at send time
-so that a cached negative answer always carries the current serial.
+The steps, in order (each documented where it lives):
+
+1. the answer cache: rendered replies keyed by the query minus its ID;
+2. parse (``wire``): malformed -> FORMERR or dropped; opcode -> NOTIMP; EDNS version -> BADVERS;
+3. our zones (``lookup``): SERVFAIL until the first etcd load, then authoritative answers,
+   with CNAMEs that leave our zones completed through the forwarder;
+4. everything else (``forward``, with its TTL cache): or REFUSED when no upstream covers it.
+
+The answer cache is exact for our zones: every entry records the index paths its answer
+was read from, and a change at or below one of them drops it. The SOA serial (the etcd
+revision served) is spliced in at send time, so a cached negative answer carries the
+current serial. Forwarded replies are kept only until their TTLs tick down a second.
+Multi-record A/AAAA/MX/SRV answers are kept in several rotations, served in turn, so that
+clients spread their load.
 
 Before the first complete load from etcd, names in our zones get SERVFAIL, never NXDOMAIN.
 """
@@ -13,18 +21,39 @@ Before the first complete load from etcd, names in our zones get SERVFAIL, never
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from . import rr as T
 from . import wire
+from .forward import Forwarder, Outcome
 from .lookup import NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Authority, Result, Settings, Zone
+from .querylog import QueryLog
 from .rr import CLASS_IN, RR, rrsets
 from .skydns import Labels, Record
+from .tally import Stat, duration_bucket, qtype_name, rcode_name, size_bucket
 from .tree import Index
 
 log = logging.getLogger(__name__)
 
 CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
+Send = Callable[[bytes, Any], None]
+ROTATE = (T.A, T.AAAA, T.MX, T.SRV)
+MAX_ROTATIONS = 8
+
+
+class Entry:
+    __slots__ = ("expires", "heads", "stat", "tail")
+
+    def __init__(self, heads: tuple[bytes, ...], tail: bytes | None, expires: float,
+                 stat: Stat) -> None:
+        self.heads = heads  # the reply after its ID, up to the SOA serial; one per rotation
+        self.tail = tail  # the reply after the serial, or None when it has no SOA
+        self.expires = expires  # 0.0: until etcd changes it
+        self.stat = stat
 
 
 @dataclass(slots=True)
@@ -45,31 +74,50 @@ class Engine:
         *,
         max_udp: int = 1232,
         cache_entries: int = 100_000,
+        forwarder: Forwarder | None = None,
+        shuffle: bool = True,
+        querylog: QueryLog | None = None,
     ) -> None:
         self.authority = Authority(Index(), zones, settings)
         self.max_udp = max_udp
         self.cache_entries = cache_entries
+        self.forwarder = forwarder
+        self.shuffle = shuffle
+        self.querylog = querylog
         self.ready = False
         self.revision = 0
-        self._serial = b"\0\0\0\0"
-        self._cache: dict[CacheKey, tuple[bytes, bytes | None]] = {}
-        self._deps: dict[Labels, set[CacheKey]] = {}
+        self.tally: Counter[Stat] = Counter()
+        self.hits = 0  # replies served from the answer cache
         self.stats: Counter[str] = Counter()
+        self._serial = b"\0\0\0\0"
+        self._turn = 0
+        self._cache: dict[CacheKey, Entry] = {}
+        self._deps: dict[Labels, set[CacheKey]] = {}
 
     # -- serving ---------------------------------------------------------------------
 
-    def handle(self, data: bytes, tcp: bool = False) -> bytes | None:
-        """Answer one query; None means send nothing."""
+    def handle(self, data: bytes, tcp: bool = False, peer: Any = None,
+               send: Send | None = None) -> bytes | None:
+        """Answer one query: the reply, or None (dropped, or sent later through ``send``)."""
         entry = self._cache.get((tcp, data[2:]))
-        if entry is not None:
-            self.stats["cache_hits"] += 1
-            head, tail = entry
-            if tail is None:
-                return data[:2] + head
-            return data[:2] + head + self._serial + tail
-        return self._answer(data, tcp)
+        if entry is not None and (not entry.expires or entry.expires > time.monotonic()):
+            self.hits += 1
+            self.tally[entry.stat] += 1
+            heads = entry.heads
+            if len(heads) == 1:
+                head = heads[0]
+            else:
+                self._turn += 1
+                head = heads[self._turn % len(heads)]
+            tail = entry.tail
+            reply = data[:2] + head if tail is None else data[:2] + head + self._serial + tail
+            if self.querylog is not None:
+                self.querylog.log(data, reply, peer, tcp, 0.0)
+            return reply
+        return self._answer(data, tcp, peer, send)
 
-    def _answer(self, data: bytes, tcp: bool) -> bytes | None:
+    def _answer(self, data: bytes, tcp: bool, peer: Any, send: Send | None) -> bytes | None:
+        start = time.perf_counter()
         try:
             query = wire.parse_query(data)
         except wire.Drop:
@@ -78,49 +126,157 @@ class Engine:
         except wire.FormatError as exc:
             self.stats["formerr"] += 1
             return exc.reply
+        reply = self._dispatch(query, data, tcp, peer, send, start)
+        if reply is not None and self.querylog is not None:
+            self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
+        return reply
+
+    def _dispatch(self, query: wire.Query, data: bytes, tcp: bool, peer: Any,
+                  send: Send | None, start: float) -> bytes | None:
         if query.opcode != 0:
-            return self._render(query, NOTIMP, None, tcp).wire
+            return self._error(query, NOTIMP, tcp, "dropped", start)
         if query.edns and query.edns_version > 0:
-            return self._render(query, wire.BADVERS, None, tcp).wire
+            return self._error(query, wire.BADVERS, tcp, "dropped", start)
+        fwd = self.forwarder
+        if fwd is not None and fwd.probes and fwd.probe_seen(query.labels):
+            return self._error(query, REFUSED, tcp, "dropped", start)
         zone = self.authority.zone_of(query.labels) if query.qclass == CLASS_IN else None
         if zone is None:
-            return self._render(query, REFUSED, None, tcp).wire
+            if fwd is not None and send is not None and fwd.pool_for(query.labels):
+                self._forward(query, data, tcp, peer, send, start)
+                return None
+            return self._error(query, REFUSED, tcp, "dropped", start)
         if not self.ready:
-            return self._render(query, SERVFAIL, None, tcp).wire
+            return self._error(query, SERVFAIL, tcp, zone.text, start)
         result = self.authority.answer(query.labels, query.qtype, zone)
-        rendered = self._render(query, result.rcode, result, tcp)
-        if result.rcode in (NOERROR, NXDOMAIN):
-            self._store((tcp, data[2:]), rendered, result.deps)
-        if rendered.serial_at >= 0:
-            at = rendered.serial_at
-            return rendered.wire[:at] + self._serial + rendered.wire[at + 4 :]
-        return rendered.wire
+        target = result.external
+        if (target is not None and fwd is not None and send is not None
+                and fwd.pool_for(target) and result.rcode == NOERROR):
+            self._complete(query, data, result, target, tcp, peer, send, start)
+            return None
+        return self._authoritative(query, data, tcp, result, start)
 
-    def _render(
-        self, query: wire.Query, rcode: int, result: Result | None, tcp: bool
-    ) -> wire.Rendered:
-        self.stats[f"rcode_{rcode}"] += 1
-        sections: tuple[list[list[RR]], list[list[RR]], list[list[RR]]] = ([], [], [])
-        if result is not None:
-            sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
+    def _authoritative(self, query: wire.Query, data: bytes, tcp: bool, result: Result,
+                       start: float) -> bytes:
+        variants = self._render_rotations(query, result, tcp)
+        wire0 = variants[0].wire
+        at = variants[0].serial_at
+        stat = self._count(query, tcp, result.zone.text, result.rcode, "etcd", len(wire0), start)
+        if result.rcode in (NOERROR, NXDOMAIN):
+            if at >= 0:
+                heads: tuple[bytes, ...] = (wire0[2:at],)
+                tail: bytes | None = wire0[at + 4 :]
+            else:
+                heads, tail = tuple(v.wire[2:] for v in variants), None
+            entry = Entry(heads, tail, 0.0, stat._replace(duration_bucket=0))
+            self._store((tcp, data[2:]), entry, result.deps)
+        if at >= 0:
+            return wire0[:at] + self._serial + wire0[at + 4 :]
+        return wire0
+
+    def _render_rotations(
+        self, query: wire.Query, result: Result, tcp: bool
+    ) -> list[wire.Rendered]:
+        answer = rrsets(result.answer)
+        sections = (answer, rrsets(result.authority), rrsets(result.additional))
+        first = self._render(query, result.rcode, sections, tcp)
+        turns = max((len(s) for s in answer if s[0].rtype in ROTATE), default=1)
+        if not self.shuffle or turns < 2 or first.serial_at >= 0:
+            return [first]
+        out = [first]
+        for k in range(1, min(turns, MAX_ROTATIONS)):
+            rotated = [s[k % len(s):] + s[: k % len(s)] if s[0].rtype in ROTATE else s
+                       for s in answer]
+            out.append(self._render(query, result.rcode, (rotated, *sections[1:]), tcp))
+        return out
+
+    def _render(self, query: wire.Query, rcode: int,
+                sections: tuple[list[list[RR]], list[list[RR]], list[list[RR]]],
+                tcp: bool, aa: bool = True) -> wire.Rendered:
         return wire.render(
-            query,
-            rcode,
-            sections,
-            limit=wire.reply_limit(query, tcp, self.max_udp),
-            aa=result is not None,
-            ra=False,
-            max_udp=self.max_udp,
+            query, rcode, sections, limit=wire.reply_limit(query, tcp, self.max_udp),
+            aa=aa, ra=self.forwarder is not None, max_udp=self.max_udp,
         )
 
-    def _store(self, key: CacheKey, rendered: wire.Rendered, deps: set[Labels]) -> None:
+    def _error(self, query: wire.Query, rcode: int, tcp: bool, zone: str, start: float) -> bytes:
+        reply = self._render(query, rcode, ([], [], []), tcp, aa=False).wire
+        self._count(query, tcp, zone, rcode, "", len(reply), start)
+        return reply
+
+    def _count(self, query: wire.Query, tcp: bool, zone: str, rcode: int, plugin: str,
+               size: int, start: float) -> Stat:
+        stat = Stat(
+            "tcp" if tcp else "udp", zone, qtype_name(query.qtype), rcode_name(rcode),
+            query.do, plugin, size_bucket(len(query.qname) + 16), size_bucket(size),
+            duration_bucket(time.perf_counter() - start),
+        )
+        self.tally[stat] += 1
+        return stat
+
+    # -- forwarding ------------------------------------------------------------------
+
+    def _forward(self, query: wire.Query, data: bytes, tcp: bool, peer: Any, send: Send,
+                 start: float) -> None:
+        def done(outcome: Outcome) -> None:
+            reply = self._relay(query, outcome, tcp, (tcp, data[2:]), start)
+            if self.querylog is not None:
+                self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
+            send(reply, peer)
+
+        assert self.forwarder is not None
+        self.forwarder.fetch(query.labels, query.qname, query.qtype, query.qclass,
+                             flags=query.flags, do=query.do, tcp=tcp, done=done)
+
+    def _relay(self, query: wire.Query, outcome: Outcome, tcp: bool, key: CacheKey,
+               start: float) -> bytes:
+        resp = outcome.response
+        if resp is None:
+            reply = self._render(query, outcome.rcode, ([], [], []), tcp, aa=False).wire
+            self._count(query, tcp, ".", outcome.rcode, "forward", len(reply), start)
+            return reply
+        reply = wire.relay(resp, query, limit=wire.reply_limit(query, tcp, self.max_udp),
+                           max_udp=self.max_udp, age=outcome.age,
+                           fixed_ttl=30 if outcome.stale else None)
+        plugin = "cache" if outcome.age or outcome.stale else "forward"
+        stat = self._count(query, tcp, ".", resp.rcode, plugin, len(reply), start)
+        if outcome.expires and not outcome.stale and not reply[2] & 0x02:
+            # Keep the bytes until their TTLs would tick down by one second.
+            now = time.monotonic()
+            until = min(outcome.expires, outcome.stored + outcome.age + 1)
+            if until > now:
+                self._store(key, Entry((reply[2:],), None, until,
+                                       stat._replace(plugin="cache", duration_bucket=0)), ())
+        return reply
+
+    def _complete(self, query: wire.Query, data: bytes, result: Result, target: Labels,
+                  tcp: bool, peer: Any, send: Send, start: float) -> None:
+        """Resolve a CNAME target outside our zones upstream and append its records."""
+
+        def done(outcome: Outcome) -> None:
+            if outcome.response is not None:
+                records = wire.answer_records(outcome.response)
+                age = outcome.age
+                result.answer.extend(r._replace(ttl=max(0, r.ttl - age)) for r in records)
+                if outcome.response.rcode == NXDOMAIN:
+                    result.rcode = NXDOMAIN
+            sections = (rrsets(result.answer), rrsets(result.authority),
+                        rrsets(result.additional))
+            reply = self._render(query, result.rcode, sections, tcp).wire
+            self._count(query, tcp, result.zone.text, result.rcode, "etcd", len(reply), start)
+            if self.querylog is not None:
+                self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
+            send(reply, peer)
+
+        assert self.forwarder is not None
+        self.forwarder.fetch(target, wire.encode_name(target), query.qtype, CLASS_IN,
+                             flags=wire.RD, do=query.do, tcp=tcp, done=done)
+
+    # -- the answer cache ------------------------------------------------------------
+
+    def _store(self, key: CacheKey, entry: Entry, deps: set[Labels] | tuple[()]) -> None:
         if len(self._cache) >= self.cache_entries:
             self.clear_cache()
-        at = rendered.serial_at
-        if at >= 0:
-            self._cache[key] = (rendered.wire[2:at], rendered.wire[at + 4 :])
-        else:
-            self._cache[key] = (rendered.wire[2:], None)
+        self._cache[key] = entry
         for path in deps:
             self._deps.setdefault(path, set()).add(key)
 

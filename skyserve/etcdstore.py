@@ -9,7 +9,7 @@ may be retried after half a second, and callers recreate the whole client after 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ import grpc
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 2000  # keys per range read, to stay far below gRPC's 4 MiB message limit
+MAX_TXN_OPS = 128  # etcd's default --max-txn-ops (per list: compares, and operations)
 
 
 class EtcdError(Exception):
@@ -207,6 +208,70 @@ class EtcdClient:
                 self._client.transaction(compare=[], success=ops, failure=[])
         except _FAILURES as exc:
             raise _translate(exc) from exc
+
+    def get(self, key: str) -> KeyValue | None:
+        """One key, or None when it does not exist."""
+        try:
+            resp = self._client.get_response(key)
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+        for kv in resp.kvs:
+            return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision,
+                            kv.lease)
+        return None
+
+    def put_if_absent(self, key: str, value: str, lease: int | None = None) -> bool:
+        """Create a key (optionally on a lease) only if it does not exist; True if created."""
+        txn = self._client.transactions
+        try:
+            ok, _ = self._client.transaction(
+                compare=[txn.version(key) == 0], success=[txn.put(key, value, lease=lease)],
+                failure=[],
+            )
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+        return bool(ok)
+
+    def apply(
+        self,
+        puts: Mapping[str, str],
+        deletes: Sequence[str],
+        *,
+        expect: Mapping[str, str | None] | None = None,
+        guard: tuple[str, str] | None = None,
+    ) -> int:
+        """Write ``puts`` then ``deletes`` in transactions of at most ``MAX_TXN_OPS`` ops.
+
+        ``expect`` maps a key to the value it must hold before it is written or deleted
+        (None: it must not exist). ``guard`` is a (key, value) every transaction also
+        checks (a leader lock). Puts go first, so a name written and cleaned up in one
+        call never goes empty. Returns how many operations were applied, in that order
+        (puts, then deletes): all of them, or the count up to the first transaction whose
+        comparison failed; the ones after it are not sent.
+        """
+        txn = self._client.transactions
+        expect = expect or {}
+        ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in deletes)]
+        size = MAX_TXN_OPS - (1 if guard else 0)
+        done = 0
+        try:
+            for start in range(0, len(ops), size):
+                chunk = ops[start : start + size]
+                compare = [txn.value(guard[0]) == guard[1]] if guard else []
+                success = []
+                for key, value in chunk:
+                    if key in expect:
+                        want = expect[key]
+                        compare.append(txn.version(key) == 0 if want is None
+                                       else txn.value(key) == want)
+                    success.append(txn.delete(key) if value is None else txn.put(key, value))
+                ok, _ = self._client.transaction(compare=compare, success=success, failure=[])
+                if not ok:
+                    return done
+                done += len(chunk)
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+        return done
 
     def grant_lease(self, ttl: int) -> int:
         try:

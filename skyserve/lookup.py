@@ -58,6 +58,7 @@ class Result:
     authority: list[RR] = field(default_factory=list)
     additional: list[RR] = field(default_factory=list)
     deps: set[Labels] = field(default_factory=set)
+    external: Labels | None = None  # a CNAME target outside our zones, still to resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +208,11 @@ class Authority:
         res.answer.append(RR(name, T.CNAME, self._ttl(alias), (target,)))
         seen.add(target)
         target_zone = self.zone_of(target)
-        if target_zone is None or len(seen) > MAX_CHAIN:
-            return  # outside our zones: the client (or the forwarder) takes it from here
+        if target_zone is None:
+            res.external = target  # the forwarder completes it, if there is one
+            return
+        if len(seen) > MAX_CHAIN:
+            return
         self._resolve(target, qtype, target_zone, res, seen)
 
     def _target(self, record: Record) -> tuple[Labels, list[RR]]:

@@ -398,6 +398,12 @@ def relay(
     return bytes(out)
 
 
+def encode_name(labels: Labels) -> bytes:
+    """Labels as an uncompressed wire name."""
+    raw = [x.encode("latin-1") for x in labels]
+    return b"".join(bytes([len(x)]) + x for x in raw) + b"\0"
+
+
 def read_name(data: bytes, pos: int) -> tuple[Labels, int]:
     """A possibly compressed name and the position after it (RFC 1035 section 4.1.4)."""
     labels: list[str] = []

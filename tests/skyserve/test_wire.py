@@ -36,7 +36,7 @@ def make_engine(records: dict[str, str], *, max_udp: int = 1232) -> Engine:
     for key, js in records.items():
         idx.put(key_path(key), decode_record(key, js))  # type: ignore[arg-type]
     e = Engine([Zone(name_labels("skydns.test"))], Settings(default_ttl=300, min_ttl=30),
-               max_udp=max_udp)
+               max_udp=max_udp, shuffle=False)
     e.load(idx, 42)
     return e
 

@@ -1,0 +1,457 @@
+"""Forwarding names outside our zones to upstream servers (CoreDNS's ``forward``).
+
+``Forwarder.fetch`` gets the reply for one question, from the cache or upstream, and calls
+back with an ``Outcome``; it never leaves a client without an answer. For each question:
+
+* the pool is chosen by the longest matching stub domain, else the default upstreams;
+* upstreams are tried in policy order (random, round_robin, sequential), healthy ones first;
+  a timeout, SERVFAIL or REFUSED moves on to the next; when all have failed the outcome is
+  a stale cache entry if one is allowed, else SERVFAIL;
+* a truncated UDP reply is asked again over TCP; TCP clients are forwarded over TCP;
+* each UDP query leaves from a randomly chosen socket of a pool (each on its own random
+  port, replaced after ``SOCKET_USES`` queries) with a random ID, and a reply counts only if
+  its source, ID and question all match;
+* an upstream that failed ``max_fails`` times is skipped and probed with ``. NS`` every
+  ``health_check`` seconds until it answers;
+* beyond ``max_concurrent`` queries in flight, new ones are REFUSED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from . import rr as T
+from . import wire
+from .cache import Key, ResponseCache
+from .skydns import Labels
+from .transport import split_hostport
+
+log = logging.getLogger(__name__)
+
+SERVFAIL, REFUSED = 2, 5
+SOCKET_USES = 4096
+SWEEP = 0.05
+POLICIES = ("random", "round_robin", "sequential")
+
+
+class Outcome(NamedTuple):
+    response: wire.Response | None  # None: answer ``rcode`` ourselves
+    rcode: int = 0
+    age: int = 0  # seconds since the reply was cached
+    stale: bool = False
+    stored: float = 0.0  # monotonic time it was cached, and when it expires (0: not cached)
+    expires: float = 0.0
+
+
+Done = Callable[[Outcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    upstreams: tuple[str, ...] = ()
+    stubs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    policy: str = "random"
+    read_timeout: float = 2.0
+    max_concurrent: int = 1000
+    max_fails: int = 2
+    health_check: float = 0.5
+    udp_size: int = 1232
+    sockets: int = 8
+
+
+class Upstream:
+    def __init__(self, address: str) -> None:
+        self.host, self.port = split_hostport(address, 53)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.name = f"{host}:{self.port}"
+        self.family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self.addr = (self.host, self.port)
+        self.fails = 0
+        self.looped = False
+        self.checking = False
+
+
+class Pool:
+    def __init__(self, domain: Labels, upstreams: list[Upstream], policy: str) -> None:
+        self.domain = domain
+        self.upstreams = upstreams
+        self.policy = policy
+        self._turn = 0
+
+    def order(self, max_fails: int) -> list[Upstream]:
+        usable = [u for u in self.upstreams if not u.looped]
+        healthy = [u for u in usable if u.fails < max_fails]
+        if self.policy == "random":
+            random.shuffle(healthy)
+        elif self.policy == "round_robin":
+            self._turn += 1
+            if healthy:
+                k = self._turn % len(healthy)
+                healthy = healthy[k:] + healthy[:k]
+        return healthy + [u for u in usable if u.fails >= max_fails]
+
+
+class _Sock:
+    __slots__ = ("pending", "sock", "uses")
+
+    def __init__(self, family: int) -> None:
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+        self.pending: dict[int, _Query] = {}
+        self.uses = 0
+
+
+class _Query:
+    """One question on its way through the upstreams of a pool."""
+
+    __slots__ = ("deadline", "done", "key", "qid", "qname", "query", "sock", "stale", "started",
+                 "tcp", "tries", "upstream")
+
+    def __init__(self, key: Key, qname: bytes, query: bytes, tcp: bool, tries: list[Upstream],
+                 stale: Outcome | None, done: Done) -> None:
+        self.key, self.qname, self.query, self.tcp = key, qname, query, tcp
+        self.tries, self.stale, self.done = tries, stale, done
+        self.upstream: Upstream | None = None
+        self.sock: _Sock | None = None
+        self.qid = 0
+        self.deadline = 0.0
+        self.started = 0.0
+
+
+class Forwarder:
+    def __init__(self, settings: ForwardSettings, cache: ResponseCache | None) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.pools = [Pool((), [Upstream(a) for a in settings.upstreams], settings.policy)]
+        for domain, addresses in settings.stubs:
+            labels = tuple(domain.rstrip(".").lower().split(".")) if domain.strip(".") else ()
+            self.pools.append(Pool(labels, [Upstream(a) for a in addresses], settings.policy))
+        self.pools.sort(key=lambda p: len(p.domain), reverse=True)
+        self.stats: Counter[str] = Counter()
+        self.by_upstream: Counter[tuple[str, str]] = Counter()  # (to, rcode) -> replies
+        self.durations: list[tuple[str, str, float]] = []  # drained by metrics
+        self.probes: dict[Labels, Upstream] = {}
+        self._socks: dict[int, list[_Sock]] = {}
+        self._retired: list[_Sock] = []
+        self._inflight: dict[_Query, None] = {}  # UDP queries, oldest deadline first
+        self._tcp = 0
+        self._sweeping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- public ----------------------------------------------------------------------
+
+    def pool_for(self, labels: Labels) -> Pool | None:
+        for pool in self.pools:
+            n = len(pool.domain)
+            if pool.upstreams and labels[len(labels) - n :] == pool.domain:
+                return pool
+        return None
+
+    def fetch(self, labels: Labels, qname: bytes, qtype: int, qclass: int, *, flags: int,
+              do: bool, tcp: bool, done: Done) -> None:
+        """Resolve one question; ``done`` is always called, maybe before this returns."""
+        key = Key(labels, qtype, qclass, do)
+        now = time.monotonic()
+        stale: Outcome | None = None
+        if self.cache is not None:
+            entry, fresh = self.cache.get(key, now)
+            if entry is not None and fresh:
+                if self.cache.wants_prefetch(entry, now):
+                    self._forward(key, qname, flags, False, None, _ignore)
+                done(Outcome(entry.response, age=entry.age(now), stored=entry.stored,
+                             expires=entry.expires))
+                return
+            if entry is not None:
+                stale = Outcome(entry.response, stale=True)
+        self._forward(key, qname, flags, tcp, stale, done)
+
+    def _forward(self, key: Key, qname: bytes, flags: int, tcp: bool, stale: Outcome | None,
+                 done: Done) -> None:
+        pool = self.pool_for(key.labels)
+        if pool is None:
+            done(Outcome(None, REFUSED))
+            return
+        if len(self._inflight) + self._tcp >= self.settings.max_concurrent:
+            self.stats["max_concurrent_rejects"] += 1
+            done(Outcome(None, REFUSED))
+            return
+        query = wire.build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
+                                 udp_size=self.settings.udp_size)
+        q = _Query(key, qname, query, tcp, pool.order(self.settings.max_fails), stale, done)
+        self._next(q)
+
+    def in_flight(self) -> int:
+        return len(self._inflight) + self._tcp
+
+    def close(self) -> None:
+        for socks in self._socks.values():
+            for s in socks:
+                self._close_sock(s)
+        for s in self._retired:
+            self._close_sock(s)
+        self._socks.clear()
+        self._retired.clear()
+
+    # -- trying upstreams ------------------------------------------------------------
+
+    def _next(self, q: _Query) -> None:
+        if not q.tries:
+            self._give_up(q)
+            return
+        up = q.upstream = q.tries.pop(0)
+        q.started = time.monotonic()
+        self.stats["requests"] += 1
+        if q.tcp:
+            self._spawn_tcp(q, up)
+            return
+        s = self._pick_sock(up.family)
+        qid = int.from_bytes(os.urandom(2), "big")
+        while qid in s.pending:
+            qid = (qid + 1) & 0xFFFF
+        q.qid, q.sock = qid, s
+        try:
+            s.sock.sendto(qid.to_bytes(2, "big") + q.query[2:], up.addr)
+        except OSError as exc:
+            self._failed(q, f"send: {exc}")
+            return
+        s.pending[qid] = q
+        q.deadline = q.started + self.settings.read_timeout
+        self._inflight[q] = None
+        if not self._sweeping:
+            self._sweeping = True
+            asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def _pick_sock(self, family: int) -> _Sock:
+        socks = self._socks.setdefault(family, [])
+        if len(socks) < self.settings.sockets:
+            s = self._open_sock(family)
+            socks.append(s)
+            return s
+        i = random.randrange(len(socks))
+        s = socks[i]
+        s.uses += 1
+        if s.uses >= SOCKET_USES:  # a fresh random port now and then
+            self._retired.append(s)
+            socks[i] = s = self._open_sock(family)
+        return s
+
+    def _open_sock(self, family: int) -> _Sock:
+        s = _Sock(family)
+        asyncio.get_running_loop().add_reader(s.sock.fileno(), self._drain, s)
+        return s
+
+    def _close_sock(self, s: _Sock) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already gone at exit
+            asyncio.get_running_loop().remove_reader(s.sock.fileno())
+        s.sock.close()
+
+    def _drain(self, s: _Sock) -> None:
+        for _ in range(64):
+            try:
+                data, source = s.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP port unreachable; the timeout handles that upstream
+            q = s.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
+            if q is None or q.upstream is None or tuple(source[:2]) != q.upstream.addr:
+                self.stats["unexpected_replies"] += 1
+                continue
+            try:
+                resp = wire.parse_response(data)
+            except ValueError:
+                self.stats["unexpected_replies"] += 1
+                continue
+            if (resp.labels, resp.qtype, resp.qclass) != q.key[:3]:
+                self.stats["unexpected_replies"] += 1
+                continue
+            del s.pending[q.qid]
+            self._inflight.pop(q, None)
+            self._answered(q, resp)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        expired = []
+        for q in self._inflight:
+            if q.deadline > now:
+                break
+            expired.append(q)
+        for q in expired:
+            del self._inflight[q]
+            if q.sock is not None:
+                q.sock.pending.pop(q.qid, None)
+            self._failed(q, "timeout")
+        for s in [s for s in self._retired if not s.pending]:
+            self._retired.remove(s)
+            self._close_sock(s)
+        self._sweeping = bool(self._inflight or self._retired)
+        if self._sweeping:
+            asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def _answered(self, q: _Query, resp: wire.Response) -> None:
+        up = q.upstream
+        assert up is not None
+        rcode = resp.rcode
+        self._record(up, rcode, q.started)
+        if rcode in (SERVFAIL, REFUSED):
+            self._next(q)  # an upstream that answers is healthy, just not helpful
+            return
+        if resp.flags & wire.TC and not q.tcp:
+            q.tries.insert(0, up)
+            q.tcp = True
+            self._next(q)
+            return
+        up.fails = 0
+        entry = self.cache.put(q.key, resp, time.monotonic()) if self.cache is not None else None
+        if entry is None:
+            q.done(Outcome(resp))
+        else:
+            q.done(Outcome(resp, stored=entry.stored, expires=entry.expires))
+
+    def _failed(self, q: _Query, why: str) -> None:
+        up = q.upstream
+        assert up is not None
+        up.fails += 1
+        self.stats["upstream_failures"] += 1
+        self.by_upstream[(up.name, "timeout" if why == "timeout" else "error")] += 1
+        log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
+        if up.fails >= self.settings.max_fails and not up.checking:
+            up.checking = True
+            asyncio.get_running_loop().create_task(self._health_loop(up))
+        self._next(q)
+
+    def _give_up(self, q: _Query) -> None:
+        if q.stale is not None:
+            if self.cache is not None:
+                self.cache.served_stale()
+            q.done(q.stale)
+            return
+        q.done(Outcome(None, SERVFAIL))
+
+    def _record(self, up: Upstream, rcode: int, started: float) -> None:
+        name = RCODE_NAMES.get(rcode, str(rcode))
+        self.by_upstream[(up.name, name)] += 1
+        if len(self.durations) < 100_000:
+            self.durations.append((up.name, name, time.monotonic() - started))
+
+    # -- TCP -------------------------------------------------------------------------
+
+    def _spawn_tcp(self, q: _Query, up: Upstream) -> None:
+        self._tcp += 1
+        asyncio.get_running_loop().create_task(self._tcp_query(q, up))
+
+    async def _tcp_query(self, q: _Query, up: Upstream) -> None:
+        qid = int.from_bytes(os.urandom(2), "big")
+        query = qid.to_bytes(2, "big") + q.query[2:]
+        try:
+            data = await asyncio.wait_for(self._tcp_exchange(up, query), self.settings.read_timeout)
+            resp = wire.parse_response(data)
+            if (resp.labels, resp.qtype, resp.qclass) != q.key[:3] or resp.id != qid:
+                raise ValueError("reply does not match the question")
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            self._tcp -= 1
+            self._failed(q, f"tcp: {exc!r}")
+            return
+        self._tcp -= 1
+        self._answered(q, resp)
+
+    async def _tcp_exchange(self, up: Upstream, query: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(up.host, up.port)
+        try:
+            writer.write(len(query).to_bytes(2, "big") + query)
+            await writer.drain()
+            size = int.from_bytes(await reader.readexactly(2), "big")
+            return await reader.readexactly(size)
+        finally:
+            writer.close()
+
+    # -- health and loops ------------------------------------------------------------
+
+    async def _health_loop(self, up: Upstream) -> None:
+        probe = wire.build_query(0, b"\x00", T.NS, T.CLASS_IN, flags=0, do=False, udp_size=512)
+        log.warning("upstream %s is failing; health-checking it", up.name)
+        try:
+            while up.fails >= self.settings.max_fails:
+                await asyncio.sleep(self.settings.health_check)
+                if await self._probe(up, probe):
+                    up.fails = 0
+                    log.info("upstream %s is healthy again", up.name)
+                else:
+                    self.stats["healthcheck_failures"] += 1
+                    self.by_upstream[(up.name, "healthcheck_failure")] += 1
+        finally:
+            up.checking = False
+
+    async def _probe(self, up: Upstream, query: bytes) -> bool:
+        loop = asyncio.get_running_loop()
+        with socket.socket(up.family, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            try:
+                await loop.sock_sendto(sock, query, up.addr)
+                reply = loop.sock_recv(sock, 65535)
+                data = await asyncio.wait_for(reply, self.settings.read_timeout)
+            except (OSError, TimeoutError):
+                return False
+        return len(data) >= 12 and data[:2] == query[:2]
+
+    async def detect_loops(self) -> list[str]:
+        """Send each upstream a random name; if it comes back to us, that upstream loops."""
+        waits = []
+        for pool in self.pools:
+            for up in pool.upstreams:
+                name = (os.urandom(8).hex(), os.urandom(4).hex(), "skyserve-loop-probe")
+                self.probes[name] = up
+                query = wire.build_query(0, wire.encode_name(name), 13, T.CLASS_IN, flags=wire.RD,
+                                         do=False, udp_size=512)
+                waits.append(self._probe(up, query))
+        if waits:
+            await asyncio.gather(*waits)
+        looped = sorted({u.name for u in self.probes.values() if u.looped})
+        self.probes.clear()
+        return looped
+
+    def probe_seen(self, labels: Labels) -> bool:
+        """Called for every incoming query during loop detection: is it our own probe?"""
+        up = self.probes.get(labels)
+        if up is None:
+            return False
+        if not up.looped:
+            up.looped = True
+            log.error("forwarding loop: upstream %s sends our queries back to us; "
+                      "not forwarding to it", up.name)
+        return True
+
+
+def _ignore(_outcome: Outcome) -> None:
+    """Prefetches refresh the cache; nobody waits for them."""
+
+
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+               5: "REFUSED", 9: "NOTAUTH"}
+
+
+def read_resolv_conf(path: str) -> list[str]:
+    """The nameserver entries of a resolv.conf file ([] if it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            host = parts[1]
+            out.append(f"[{host}]:53" if ":" in host else f"{host}:53")
+    return out
