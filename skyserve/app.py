@@ -1,68 +1,131 @@
-"""Start-up and shutdown: builds the engine, the etcd mirror, the listeners and probes.
+"""Start-up, reload and shutdown of one serving process.
 
 Order matters. Sockets are bound first, so a bad address fails at once; the mirror then
 starts loading in its thread while the listeners already answer SERVFAIL for our zones.
-``/ready`` turns 200 only once the first load has been swapped in. On SIGTERM or SIGINT
-the listeners close, in-flight TCP queries get a moment to finish, and the process exits 0.
+``/ready`` turns 200 only once the first load has been swapped in.
+
+* SIGHUP, or a change of the config file's content (a ConfigMap update swaps a symlink),
+  reloads: the new config is loaded and checked, a new engine is built around the same
+  in-memory index and swapped in at once. A bad config is logged and the old one keeps
+  serving; readiness never changes. Options that need new sockets or a new etcd connection
+  are refused with a message saying so.
+* SIGTERM or SIGINT: ``/ready`` turns 503 at once, answers continue for ``--lameduck``
+  seconds (a second signal cuts that short), then the listeners close, in-flight queries get
+  a moment to finish and the process exits 0. ``/health`` stays 200 throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import ipaddress
 import logging
 import signal
 import socket
 import time
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
 
+from . import config as cfg
+from . import metrics
+from .cache import ResponseCache
 from .config import Config
 from .engine import Change, Engine
+from .forward import Forwarder
 from .httpd import HttpServer, Response
 from .mirror import Mirror
-from .transport import TcpServer, UdpServer, bind
+from .options import ConfigError
+from .querylog import QueryLog
+from .transport import TcpServer, UdpServer, bind, split_hostport
 from .tree import Index
 
 log = logging.getLogger(__name__)
 
 
 class LoopSink:
-    """Hands the mirror's data to the engine on the event loop's thread."""
+    """Hands the mirror's data to the current engine on the event loop's thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: App) -> None:
         self.loop = loop
-        self.engine = engine
+        self.app = app
         self.reason = "waiting for the first load from etcd"
 
     def loaded(self, index: Index, revision: int) -> None:
-        self.loop.call_soon_threadsafe(self.engine.load, index, revision)
+        self.loop.call_soon_threadsafe(lambda: self.app.engine.load(index, revision))
 
     def changed(self, changes: list[Change], revision: int) -> None:
-        self.loop.call_soon_threadsafe(self.engine.apply, changes, revision)
+        self.loop.call_soon_threadsafe(lambda: self.app.engine.apply(changes, revision))
 
     def state(self, connected: bool, reason: str) -> None:
         self.reason = "" if connected else f"etcd unavailable: {reason}"
 
 
 class App:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, argv: Sequence[str] = (), env: Mapping[str, str] = {},
+                 *, reuse_port: bool = False, http: bool = True) -> None:
         self.config = config
-        self.engine = Engine(
-            config.zones, config.lookup, max_udp=config.max_udp_size,
-            cache_entries=config.cache_entries,
-        )
+        self.argv, self.env = list(argv), dict(env)
+        self.server_label = f"dns://{config.dns_addr}"
+        self.engine = self._build_engine(config, None)
         self.errors = 0
-        self.started = time.time()
         self.stopping = False
-        # Bind everything up front: a port in use is a start-up error, not a later surprise.
-        self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM), self.engine.handle,
-                             self._count_error)
-        self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM), self.engine.handle,
-                             self._count_error)
+        self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port),
+                             self.engine.handle, self._count_error)
+        self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port),
+                             self.engine.handle, self._count_error)
+        self.registry = metrics.registry(lambda: metrics.snapshot(self),
+                                         config.deprecated_forward_metrics)
         self.http = [
             HttpServer(bind(config.health_addr, socket.SOCK_STREAM), {"/health": self.health}),
             HttpServer(bind(config.ready_addr, socket.SOCK_STREAM), {"/ready": self.ready}),
-        ]
+            HttpServer(bind(config.metrics_addr, socket.SOCK_STREAM), {"/metrics": self.metrics}),
+        ] if http else []
         self.sink: LoopSink | None = None
         self.mirror: Mirror | None = None
+        self._config_hash = self._read_config_hash()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- building --------------------------------------------------------------------
+
+    def _build_engine(self, config: Config, previous: Engine | None) -> Engine:
+        settings = config.forward(self._is_ourselves)
+        forwarder = None
+        if settings.upstreams or settings.stubs:
+            caching = config.cache_success or config.cache_denial
+            forwarder = Forwarder(settings, ResponseCache(config.cache) if caching else None)
+        querylog = None
+        if config.log_queries:
+            querylog = QueryLog(set(config.log_queries), config.log_format)
+        engine = Engine(config.zones, config.lookup, max_udp=config.max_udp_size,
+                        cache_entries=config.cache_entries, forwarder=forwarder,
+                        shuffle=config.shuffle, querylog=querylog)
+        if previous is not None:  # a reload: same data, same counters
+            engine.authority.index = previous.authority.index
+            engine.ready = previous.ready
+            engine.set_revision(previous.revision)
+            engine.tally, engine.hits, engine.stats = previous.tally, previous.hits, previous.stats
+            old = previous.forwarder
+            if forwarder is not None and old is not None:
+                forwarder.stats, forwarder.by_upstream = old.stats, old.by_upstream
+                forwarder.durations = old.durations
+                if forwarder.cache is not None and old.cache is not None:
+                    forwarder.cache.stats = old.cache.stats
+        return engine
+
+    def _is_ourselves(self, upstream: str) -> bool:
+        """resolv.conf may name this very server (e.g. 127.0.0.1 on the node): skip it."""
+        host, port = split_hostport(upstream, 53)
+        ours, our_port = split_hostport(self.config.dns_addr, 53)
+        if port != our_port:
+            return False
+        if host == ours or ours in ("0.0.0.0", "::"):
+            return True
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(host).is_loopback and ipaddress.ip_address(ours).is_loopback
+        return False
+
+    # -- probes ----------------------------------------------------------------------
 
     def _count_error(self) -> None:
         self.errors += 1
@@ -72,15 +135,20 @@ class App:
 
     def ready(self) -> Response:
         if self.stopping:
-            return 503, "text/plain", b"shutting down\n"
+            return 503, "text/plain", b"Shutting down\n"
         if not self.engine.ready:
             reason = self.sink.reason if self.sink else "starting"
             return 503, "text/plain", f"not ready: {reason}\n".encode()
         return 200, "text/plain", b"OK"
 
-    async def run(self, stop: asyncio.Event) -> int:
+    def metrics(self) -> Response:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", metrics.render(self.registry)
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, reload: asyncio.Event) -> int:
         loop = asyncio.get_running_loop()
-        self.sink = LoopSink(loop, self.engine)
+        self.sink = LoopSink(loop, self)
         self.mirror = Mirror(self.config.etcd, self.config.etcd_prefix, self.sink,
                              probe_interval=self.config.etcd_probe_interval)
         self.udp.start(loop)
@@ -88,29 +156,123 @@ class App:
         for server in self.http:
             await server.start()
         self.mirror.start()
-        log.info(
-            "skyserve serving %s on %s (config %s)", ", ".join(self.config.zone),
-            self.config.dns_addr, self.config.digest(),
-        )
-        await stop.wait()
+        log.info("skyserve serving %s on %s (config %s)", ", ".join(self.config.zone),
+                 self.config.dns_addr, self.config.digest())
+        self._spawn(self._detect_loops())
+        self._spawn(self._watch_config(reload))
+        while not stop.is_set():
+            waiter = asyncio.ensure_future(reload.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if reload.is_set():
+                reload.clear()
+                self.reload("SIGHUP or config change")
+        stop.clear()
+        await self.lameduck(stop)
         await self.shutdown()
         return 0
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _detect_loops(self) -> None:
+        forwarder = self.engine.forwarder
+        if forwarder is None:
+            return
+        looped = await forwarder.detect_loops()
+        if looped:
+            log.error("forwarding loop detected through %s: refusing to forward there",
+                      ", ".join(looped))
+
+    async def lameduck(self, again: asyncio.Event) -> None:
+        self.stopping = True
+        if self.config.lameduck > 0:
+            log.info("shutting down: still answering for %.1fs (lameduck)", self.config.lameduck)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(again.wait(), self.config.lameduck)
 
     async def shutdown(self) -> None:
         self.stopping = True
         self.udp.close()
         await self.tcp.close()
+        forwarder = self.engine.forwarder
+        deadline = time.monotonic() + 2.0
+        while forwarder is not None and forwarder.in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if forwarder is not None:
+            forwarder.close()
+        for task in list(self._tasks):
+            task.cancel()
         if self.mirror is not None:
             self.mirror.stop()
         for server in self.http:
             server.close()
         log.info("skyserve stopped")
 
+    # -- reloading -------------------------------------------------------------------
 
-async def serve(config: Config) -> int:
-    app = App(config)
-    stop = asyncio.Event()
+    def reload(self, why: str) -> bool:
+        try:
+            new = cfg.load(self.argv, self.env)
+        except ConfigError as exc:
+            log.error("reload (%s) rejected: %s; still serving config %s", why, exc,
+                      self.config.digest())
+            return False
+        if new.digest() == self.config.digest():
+            return True
+        restart = self.config.restart_changes(new)
+        if restart:
+            log.error("reload (%s) rejected: changing %s needs a restart; still serving "
+                      "config %s", why, ", ".join(restart), self.config.digest())
+            return False
+        old = self.engine
+        try:
+            engine = self._build_engine(new, old)
+        except (OSError, ValueError) as exc:
+            log.error("reload (%s) rejected: %s", why, exc)
+            return False
+        self.engine = engine
+        self.udp.handler = self.tcp.handler = engine.handle
+        self.config = new
+        logging.getLogger().setLevel(new.log_level.upper())
+        if old.forwarder is not None:  # let its in-flight queries finish first
+            asyncio.get_running_loop().call_later(new.forward_timeout * 3 + 1, old.forwarder.close)
+        self._spawn(self._detect_loops())
+        log.info("reloaded (%s): now serving config %s", why, new.digest())
+        return True
+
+    def _read_config_hash(self) -> str | None:
+        path = cfg.config_path(self.argv, self.env)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            return None
+
+    async def _watch_config(self, reload: asyncio.Event) -> None:
+        """Poll the config file's content; opening the path follows a swapped symlink."""
+        interval = self.config.reload_interval
+        if interval <= 0 or cfg.config_path(self.argv, self.env) is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            digest = self._read_config_hash()
+            if digest is not None and digest != self._config_hash:
+                self._config_hash = digest
+                reload.set()
+
+
+async def serve(config: Config, argv: Sequence[str], env: Mapping[str, str]) -> int:
+    app = App(config, argv, env)
+    stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    return await app.run(stop)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    return await app.run(stop, reload)

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import serve  # imported late so that --help and bad flags stay fast
 
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, args, os.environ))
     except OSError as exc:
         print(f"skyserve: error: {exc}", file=sys.stderr)
         return 1

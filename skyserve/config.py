@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import options as o
+from .cache import CacheSettings
 from .etcdstore import EtcdSettings, parse_endpoint
+from .forward import POLICIES, ForwardSettings, read_resolv_conf
 from .lookup import Settings, Zone
+from .querylog import CLASSES
 from .skydns import RecordError, check_name, normalize_prefix
 from .transport import split_hostport
 
@@ -44,9 +47,34 @@ def prefix(raw: Any) -> str:
     return normalize_prefix(o.text(raw))
 
 
-def optional_path(raw: Any) -> str | None:
+def upstream(raw: Any) -> str:
+    value = o.text(raw).strip()
+    split_hostport(value, 53)
+    return value
+
+
+def stub(raw: Any) -> tuple[str, tuple[str, ...]]:
+    domain, sep, servers = o.text(raw).partition("=")
+    if not sep or not servers.strip():
+        raise ValueError(f"expected DOMAIN=HOST[:PORT][,HOST...], got {raw!r}")
+    return zone_name(domain), tuple(upstream(s) for s in servers.split(",") if s.strip())
+
+
+def optional_text(raw: Any) -> str | None:
     value = o.text(raw)
     return value or None
+
+
+def readable_file(raw: Any) -> str | None:
+    value = o.text(raw)
+    if not value:
+        return None
+    try:
+        with open(value, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+    return value
 
 
 TTL = o.integer(0, 2**31 - 1)
@@ -64,16 +92,58 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("max-udp-size", o.integer(512, 65535), 1232, "largest UDP reply (EDNS0)"),
     o.Option("cache-entries", o.integer(0, 10_000_000), 100_000,
              "rendered answers kept in memory"),
-    o.Option("etcd-ca", optional_path, None, "CA file for etcd TLS"),
-    o.Option("etcd-cert", optional_path, None, "client certificate for etcd TLS"),
-    o.Option("etcd-key", optional_path, None, "client key for etcd TLS"),
-    o.Option("etcd-username", optional_path, None, "etcd user name"),
-    o.Option("etcd-password", optional_path, None, "etcd password"),
+    o.Option("etcd-ca", readable_file, None, "CA file for etcd TLS"),
+    o.Option("etcd-cert", readable_file, None, "client certificate for etcd TLS"),
+    o.Option("etcd-key", readable_file, None, "client key for etcd TLS"),
+    o.Option("etcd-username", optional_text, None, "etcd user name"),
+    o.Option("etcd-password", optional_text, None, "etcd password"),
     o.Option("etcd-timeout", o.seconds, 5.0, "timeout of one etcd request"),
     o.Option("etcd-probe-interval", o.seconds, 3.0,
              "check a silent etcd watch after this long"),
     o.Option("log-level", o.choice("debug", "info", "warning", "error"), "info", "log level"),
+    # forwarding
+    o.Option("upstream", upstream, [], "upstream HOST[:PORT] for names outside our zones "
+             "(repeatable); default: the nameservers of --resolv-conf", repeat=True),
+    o.Option("resolv-conf", o.text, "/etc/resolv.conf",
+             "read upstreams from this file when no --upstream is given ('' for none)"),
+    o.Option("policy", o.choice(*POLICIES), "random", "order in which upstreams are tried"),
+    o.Option("stub", stub, [], "DOMAIN=HOST[:PORT][,HOST...]: forward DOMAIN to these servers "
+             "(repeatable; ';' separates several in one value)", repeat=True, separator=";"),
+    o.Option("forward-timeout", o.seconds, 2.0, "read timeout of one upstream query"),
+    o.Option("max-concurrent", o.integer(1, 1_000_000), 1000,
+             "forwarded queries in flight before new ones are refused"),
+    o.Option("max-fails", o.integer(1, 1000), 2, "failures before an upstream is health-checked"),
+    o.Option("health-check", o.seconds, 0.5, "interval of upstream health checks"),
+    # the cache of forwarded answers
+    o.Option("cache-success", o.integer(0, 10_000_000), 9984, "positive entries (0: none)"),
+    o.Option("cache-denial", o.integer(0, 10_000_000), 9984, "negative entries (0: none)"),
+    o.Option("cache-max-ttl", TTL, 3600, "cap on the TTL of positive entries"),
+    o.Option("cache-max-denial-ttl", TTL, 1800, "cap on the TTL of negative entries"),
+    o.Option("cache-min-ttl", TTL, 5, "floor on the TTL of cached entries"),
+    o.Option("serve-stale", o.seconds, 0.0,
+             "serve expired entries this long when upstreams fail (RFC 8767; 0: off)"),
+    o.Option("prefetch", o.integer(0, 1_000_000), 0,
+             "refresh entries asked for this many times before they expire (0: off)"),
+    o.Option("prefetch-percent", o.integer(1, 100), 10,
+             "prefetch when this much of the TTL remains"),
+    # operations
+    o.Option("metrics-addr", hostport, ":9153", "Prometheus metrics at /metrics"),
+    o.Option("deprecated-forward-metrics", o.boolean, True,
+             "also export the pre-1.7 coredns_forward_* metric names"),
+    o.Option("lameduck", o.seconds, 5.0, "keep answering this long after SIGTERM"),
+    o.Option("reload-interval", o.seconds, 2.0,
+             "check the config file this often (0: only on SIGHUP)"),
+    o.Option("workers", o.integer(1, 64), 1, "serving processes sharing the DNS port"),
+    o.Option("shuffle", o.boolean, True, "rotate multi-record A/AAAA/MX/SRV answers"),
+    o.Option("log-queries", o.choice(*CLASSES), [], "log queries of these classes: all, denial, "
+             "error, success (repeatable)", repeat=True),
+    o.Option("log-format", o.choice("text", "json"), "text", "query log format"),
 )
+
+# Changing these needs a restart; a reload that changes them is refused.
+RESTART_ONLY = ("dns_addr", "health_addr", "ready_addr", "metrics_addr", "workers",
+                "etcd_endpoints", "etcd_prefix", "etcd_ca", "etcd_cert", "etcd_key",
+                "etcd_username", "etcd_password", "etcd_timeout", "etcd_probe_interval")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +166,30 @@ class Config:
     etcd_timeout: float
     etcd_probe_interval: float
     log_level: str
+    upstream: tuple[str, ...]
+    resolv_conf: str
+    policy: str
+    stub: tuple[tuple[str, tuple[str, ...]], ...]
+    forward_timeout: float
+    max_concurrent: int
+    max_fails: int
+    health_check: float
+    cache_success: int
+    cache_denial: int
+    cache_max_ttl: int
+    cache_max_denial_ttl: int
+    cache_min_ttl: int
+    serve_stale: float
+    prefetch: int
+    prefetch_percent: int
+    metrics_addr: str
+    deprecated_forward_metrics: bool
+    lameduck: float
+    reload_interval: float
+    workers: int
+    shuffle: bool
+    log_queries: tuple[str, ...]
+    log_format: str
 
     @property
     def zones(self) -> list[Zone]:
@@ -113,10 +207,44 @@ class Config:
             password=self.etcd_password, timeout=self.etcd_timeout,
         )
 
+    @property
+    def cache(self) -> CacheSettings:
+        return CacheSettings(
+            success_capacity=self.cache_success, denial_capacity=self.cache_denial,
+            success_ttl=self.cache_max_ttl, denial_ttl=self.cache_max_denial_ttl,
+            min_ttl=self.cache_min_ttl, stale=self.serve_stale, prefetch=self.prefetch,
+            prefetch_percent=self.prefetch_percent,
+        )
+
+    def forward(self, ourselves: Callable[[str], bool]) -> ForwardSettings:
+        """Upstreams from the flags or resolv.conf, minus our own address."""
+        upstreams = self.upstream or tuple(read_resolv_conf(self.resolv_conf)
+                                           if self.resolv_conf else ())
+        return ForwardSettings(
+            upstreams=tuple(u for u in upstreams if not ourselves(u)), stubs=self.stub,
+            policy=self.policy, read_timeout=self.forward_timeout,
+            max_concurrent=self.max_concurrent, max_fails=self.max_fails,
+            health_check=self.health_check, udp_size=self.max_udp_size,
+        )
+
+    def restart_changes(self, new: Config) -> list[str]:
+        return [name for name in RESTART_ONLY if getattr(self, name) != getattr(new, name)]
+
     def digest(self) -> str:
         """A short hash of the effective configuration, for logs (passwords included)."""
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def config_path(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """The config file in use (the flag wins over the environment), for reloads."""
+    path = env.get(f"{ENV_PREFIX}CONFIG")
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    return path or None
 
 
 def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
@@ -129,5 +257,13 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if values["etcd_cert"] and not values["etcd_key"]:
         raise o.ConfigError("--etcd-key: required with --etcd-cert")
     values["zone"] = tuple(dict.fromkeys(values["zone"]))
-    values["etcd_endpoints"] = tuple(values["etcd_endpoints"])
+    for name in ("etcd_endpoints", "upstream", "stub", "log_queries"):
+        values[name] = tuple(values[name])
+    zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]
+    for domain, _ in values["stub"]:
+        labels = tuple(domain.rstrip(".").split(".")) if domain != "." else ()
+        for zone in zones:
+            if labels[len(labels) - len(zone):] == zone:
+                raise o.ConfigError(f"--stub: {domain} is inside our zone "
+                                    f"{'.'.join(zone)}.; names in our zones are never forwarded")
     return Config(**values)

@@ -83,6 +83,9 @@ def _translate(exc: BaseException) -> EtcdError:
         return Compacted(int(exc.compacted_revision))
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         return EtcdError(f"{exc.code().name}: {exc.details()}")  # one line, not the repr
+    cause = exc.__context__  # the library re-raises gRPC errors without their details
+    if isinstance(cause, grpc.RpcError) and hasattr(cause, "code"):
+        return EtcdError(f"{type(exc).__name__}: {cause.code().name}: {cause.details()}")
     return EtcdError(f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
@@ -105,6 +108,10 @@ class EtcdClient:
             )
         except _FAILURES as exc:
             raise _translate(exc) from exc
+        if not any(parse_endpoint(url)[2] for url in settings.endpoints):
+            # gRPC sends call credentials only over TLS; the library also sends the same
+            # auth token as plain metadata, which is what plain-http etcd needs.
+            self._client.call_credentials = None
 
     def _endpoint(self, url: str) -> Any:
         host, port, tls = parse_endpoint(url)

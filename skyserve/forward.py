@@ -34,6 +34,7 @@ from . import rr as T
 from . import wire
 from .cache import Key, ResponseCache
 from .skydns import Labels
+from .tally import DURATION_BUCKETS, duration_bucket, rcode_name
 from .transport import split_hostport
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class Forwarder:
         self.pools.sort(key=lambda p: len(p.domain), reverse=True)
         self.stats: Counter[str] = Counter()
         self.by_upstream: Counter[tuple[str, str]] = Counter()  # (to, rcode) -> replies
-        self.durations: list[tuple[str, str, float]] = []  # drained by metrics
+        self.durations: dict[tuple[str, str], list[int]] = {}  # (to, rcode) -> bucket counts
         self.probes: dict[Labels, Upstream] = {}
         self._socks: dict[int, list[_Sock]] = {}
         self._retired: list[_Sock] = []
@@ -340,10 +341,12 @@ class Forwarder:
         q.done(Outcome(None, SERVFAIL))
 
     def _record(self, up: Upstream, rcode: int, started: float) -> None:
-        name = RCODE_NAMES.get(rcode, str(rcode))
+        name = rcode_name(rcode)
         self.by_upstream[(up.name, name)] += 1
-        if len(self.durations) < 100_000:
-            self.durations.append((up.name, name, time.monotonic() - started))
+        buckets = self.durations.get((up.name, name))
+        if buckets is None:
+            buckets = self.durations[(up.name, name)] = [0] * (len(DURATION_BUCKETS) + 1)
+        buckets[duration_bucket(time.monotonic() - started)] += 1
 
     # -- TCP -------------------------------------------------------------------------
 
@@ -435,10 +438,6 @@ class Forwarder:
 
 def _ignore(_outcome: Outcome) -> None:
     """Prefetches refresh the cache; nobody waits for them."""
-
-
-RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
-               5: "REFUSED", 9: "NOTAUTH"}
 
 
 def read_resolv_conf(path: str) -> list[str]:

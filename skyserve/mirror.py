@@ -117,6 +117,7 @@ class Mirror:
             retry=retry_if_exception_type(EtcdError),
             wait=wait_exponential_jitter(initial=0.05, max=self.max_backoff),
             before_sleep=self._failed,
+            sleep=self._pause,
             reraise=True,
         )
         while not self._stop.is_set():
@@ -131,6 +132,10 @@ class Mirror:
             finally:
                 client.close()
             self.stats.watch_restarts += 1
+
+    def _pause(self, seconds: float) -> None:
+        """The back-off sleep; a stop request cuts it short."""
+        self._stop.wait(seconds)
 
     def _connect(self) -> EtcdClient:
         if self._stop.is_set():

@@ -29,7 +29,8 @@ class Option:
     convert: Converter
     default: Any
     help: str
-    repeat: bool = False  # a list: the flag repeats, env/TOML may hold several, comma-separated
+    repeat: bool = False  # a list: the flag repeats, env/TOML may hold several, separated
+    separator: str = ","
 
     @property
     def env_suffix(self) -> str:
@@ -94,7 +95,7 @@ def _convert(opt: Option, raw: Any) -> Any:
     items = raw if isinstance(raw, list) else [raw]
     out: list[Any] = []
     for item in items:
-        parts = item.split(",") if isinstance(item, str) else [item]
+        parts = item.split(opt.separator) if isinstance(item, str) else [item]
         out.extend(opt.convert(p.strip() if isinstance(p, str) else p) for p in parts if p != "")
     if not out:
         raise ValueError("needs at least one value")

@@ -38,6 +38,8 @@ class QueryLog:
         if "all" not in self.classes and kind not in self.classes:
             return
         name, qtype, qclass, _ = _question(reply)
+        if not isinstance(peer, tuple) and hasattr(peer, "get_extra_info"):
+            peer = peer.get_extra_info("peername")  # a TCP connection
         host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else ("-", 0)
         fields: dict[str, Any] = {
             "client_ip": host, "client_port": port, "id": int.from_bytes(reply[:2], "big"),

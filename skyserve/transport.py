@@ -14,10 +14,13 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[bytes, bool], "bytes | None"]
+Send = Callable[[bytes, Any], None]
+# handler(query, tcp, peer, send) -> reply now, or None (dropped, or sent later via send)
+Handler = Callable[[bytes, bool, Any, Send], "bytes | None"]
 
 DRAIN = 64
 TCP_IDLE = 10.0
@@ -70,8 +73,16 @@ class UdpServer:
             self._loop = None
         self.sock.close()
 
+    def send(self, reply: bytes, peer: Any) -> None:
+        """Send a reply that was produced later (forwarded queries)."""
+        try:
+            self.sock.sendto(reply, peer)
+        except OSError:
+            log.debug("udp send to %s failed", peer, exc_info=True)
+
     def _drain(self) -> None:
-        recvfrom, sendto, handler = self.sock.recvfrom, self.sock.sendto, self.handler
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
+        handler, send = self.handler, self.send
         for _ in range(DRAIN):
             try:
                 data, peer = recvfrom(65535)
@@ -81,7 +92,7 @@ class UdpServer:
                 log.debug("udp receive failed", exc_info=True)
                 return
             try:
-                reply = handler(data, False)
+                reply = handler(data, False, peer, send)
                 if reply is not None:
                     sendto(reply, peer)
             except OSError:
@@ -122,17 +133,22 @@ class TcpServer:
                     reader.readexactly(int.from_bytes(head, "big")), TCP_IDLE
                 )
                 try:
-                    reply = self.handler(data, True)
+                    reply = self.handler(data, True, writer, _send_tcp)
                 except Exception:
                     self.on_error()
                     log.exception("error answering a TCP query")
                     return
-                if reply is None:
-                    return  # not a query we answer: RFC 7766 lets us close
-                writer.write(len(reply).to_bytes(2, "big") + reply)
-                await writer.drain()
+                if reply is not None:
+                    writer.write(len(reply).to_bytes(2, "big") + reply)
+                    await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:
             self._tasks.discard(task)
             writer.close()
+
+
+def _send_tcp(reply: bytes, writer: Any) -> None:
+    """Replies to forwarded queries may come out of order on one connection (RFC 7766 s7)."""
+    if not writer.is_closing():
+        writer.write(len(reply).to_bytes(2, "big") + reply)

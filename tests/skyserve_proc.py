@@ -57,6 +57,7 @@ class SkyserveProcess:
         self.dns_port: int = dns_port if dns_port is not None else free_port()
         self.health_port: int = health_port if health_port is not None else free_port()
         self.ready_port: int = ready_port if ready_port is not None else free_port()
+        self.metrics_port: int = free_port()
         if log_dir is None:
             log_dir = tempfile.mkdtemp(prefix="skyserve-")
         self.log_dir = Path(log_dir)
@@ -76,7 +77,11 @@ class SkyserveProcess:
             "--dns-addr", f"{HOST}:{self.dns_port}",
             "--health-addr", f"{HOST}:{self.health_port}",
             "--ready-addr", f"{HOST}:{self.ready_port}",
+            "--metrics-addr", f"{HOST}:{self.metrics_port}",
             "--etcd-prefix", self.prefix,
+            # Never the machine's resolver: tests talk to loopback only.
+            "--resolv-conf", "",
+            "--lameduck", "0",  # tests that check lameduck pass their own
             *self.extra_args,
         ]  # fmt: skip
 

@@ -1,0 +1,315 @@
+"""Prometheus metrics with CoreDNS's names and labels, plus skyserve's own.
+
+The serving path only increments plain counters (``tally``, ``Counter`` stats). ``snapshot``
+gathers them into a JSON-able dict; ``families`` turns one snapshot, or the sum of several
+(one per ``--workers`` process), into metric families at scrape time. Nothing here runs per
+query.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat
+
+if TYPE_CHECKING:
+    from .app import App
+
+Snapshot = dict[str, Any]
+
+
+def snapshot(app: App) -> Snapshot:
+    """Everything the metrics need from one serving process, as plain data."""
+    engine, mirror = app.engine, app.mirror
+    fwd = engine.forwarder
+    cache = fwd.cache if fwd is not None else None
+    return {
+        "server": app.server_label,
+        "zones": list(app.config.zone),
+        "tally": [[*stat, count] for stat, count in engine.tally.items()],
+        "panics": app.errors,
+        "cache": dict(cache.stats) | {f"entries_{k}": v for k, v in cache.sizes().items()}
+        if cache is not None else None,
+        "forward": {
+            "stats": dict(fwd.stats),
+            "replies": [[to, rcode, n] for (to, rcode), n in fwd.by_upstream.items()],
+            "durations": [[to, rcode, b] for (to, rcode), b in fwd.durations.items()],
+        } if fwd is not None else None,
+        "etcd": {
+            "revision": engine.revision,
+            "records": len(engine.authority.index),
+            "invalid": len(engine.authority.index.invalid),
+            "watch_restarts": mirror.stats.watch_restarts if mirror else 0,
+            "loads": mirror.stats.loads if mirror else 0,
+            "last_update": mirror.stats.last_update if mirror else 0.0,
+            "connected": bool(mirror and mirror.stats.connected),
+        },
+    }
+
+
+def merge(snapshots: list[Snapshot]) -> Snapshot:
+    """Sum the counters of several worker processes (gauges: the freshest / largest)."""
+    first = snapshots[0]
+    out: Snapshot = {"server": first["server"], "zones": first["zones"], "tally": [],
+                     "panics": 0, "cache": None, "forward": None, "etcd": dict(first["etcd"])}
+    for snap in snapshots:
+        out["tally"].extend(snap["tally"])
+        out["panics"] += snap["panics"]
+        if snap["cache"] is not None:
+            out["cache"] = _add(out["cache"] or {}, snap["cache"])
+        if snap["forward"] is not None:
+            fwd = out["forward"] or {"stats": {}, "replies": [], "durations": []}
+            fwd["stats"] = _add(fwd["stats"], snap["forward"]["stats"])
+            fwd["replies"] += snap["forward"]["replies"]
+            fwd["durations"] += snap["forward"]["durations"]
+            out["forward"] = fwd
+        etcd = out["etcd"]
+        for k in ("revision", "records", "last_update"):
+            etcd[k] = max(etcd[k], snap["etcd"][k])
+        etcd["invalid"] = max(etcd["invalid"], snap["etcd"]["invalid"])
+        etcd["watch_restarts"] += snap["etcd"]["watch_restarts"] if snap is not first else 0
+        etcd["connected"] = etcd["connected"] and snap["etcd"]["connected"]
+    return out
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
+
+
+def families(snap: Snapshot, deprecated_forward: bool = True) -> Iterator[Metric]:
+    server = snap["server"]
+    yield from _dns(snap["tally"], server)
+    panics = CounterMetricFamily("coredns_panics", "Panics (unhandled exceptions) in a handler.")
+    panics.add_metric([], snap["panics"])
+    yield panics
+    build = GaugeMetricFamily("coredns_build_info", "Build information.",
+                              labels=["version", "revision", "goversion"])
+    build.add_metric([__version__, "skyserve", f"python{platform.python_version()}"], 1)
+    yield build
+    enabled = GaugeMetricFamily("coredns_plugin_enabled", "Enabled plugins per zone.",
+                                labels=["server", "zone", "view", "name"])
+    for zone in snap["zones"]:
+        enabled.add_metric([server, zone, "", "etcd"], 1)
+    if snap["forward"] is not None:
+        enabled.add_metric([server, ".", "", "forward"], 1)
+    if snap["cache"] is not None:
+        enabled.add_metric([server, ".", "", "cache"], 1)
+    yield enabled
+    if snap["cache"] is not None:
+        yield from _cache(snap["cache"], server)
+    if snap["forward"] is not None:
+        yield from _forward(snap["forward"], deprecated_forward)
+    yield from _etcd(snap["etcd"])
+
+
+def _dns(tally: list[list[Any]], server: str) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "coredns_dns_requests", "Counter of DNS requests made per zone, protocol and family.",
+        labels=["server", "zone", "view", "proto", "family", "type"])
+    do = CounterMetricFamily("coredns_dns_do_requests", "Counter of DNS requests with DO bit set.",
+                             labels=["server", "view", "zone"])
+    responses = CounterMetricFamily(
+        "coredns_dns_responses", "Counter of response status codes.",
+        labels=["server", "zone", "view", "rcode", "plugin"])
+    counts: dict[str, dict[tuple[str, ...], int]] = {k: {} for k in ("req", "do", "resp")}
+    hists: dict[str, dict[tuple[str, ...], list[int]]] = {k: {} for k in ("dur", "qsz", "rsz")}
+    for row in tally:
+        stat, n = Stat(*row[:-1]), row[-1]
+        _inc(counts["req"], (server, stat.zone, "", stat.proto, "1", stat.qtype), n)
+        if stat.do:
+            _inc(counts["do"], (server, "", stat.zone), n)
+        _inc(counts["resp"], (server, stat.zone, "", stat.rcode, stat.plugin), n)
+        _bucket(hists["dur"], (server, stat.zone, "", stat.qtype), stat.duration_bucket, n,
+                len(DURATION_BUCKETS))
+        _bucket(hists["qsz"], (server, stat.zone, "", stat.proto), stat.request_bucket, n,
+                len(SIZE_BUCKETS))
+        _bucket(hists["rsz"], (server, stat.zone, "", stat.proto), stat.response_bucket, n,
+                len(SIZE_BUCKETS))
+    for family, key in ((requests, "req"), (do, "do"), (responses, "resp")):
+        for labels, n in counts[key].items():
+            family.add_metric(list(labels), n)
+        yield family
+    yield _histogram("coredns_dns_request_duration_seconds",
+                     "Histogram of the time (in seconds) each request took.",
+                     ["server", "zone", "view", "type"], hists["dur"], DURATION_BUCKETS)
+    yield _histogram("coredns_dns_request_size_bytes", "Size of the EDNS0 UDP buffer in bytes.",
+                     ["server", "zone", "view", "proto"], hists["qsz"], SIZE_BUCKETS)
+    yield _histogram("coredns_dns_response_size_bytes", "Size of the returned response in bytes.",
+                     ["server", "zone", "view", "proto"], hists["rsz"], SIZE_BUCKETS)
+
+
+def _cache(stats: dict[str, int], server: str) -> Iterator[Metric]:
+    labels = [server, "."]
+    entries = GaugeMetricFamily("coredns_cache_entries", "The number of elements in the cache.",
+                                labels=["server", "type", "zones"])
+    hits = CounterMetricFamily("coredns_cache_hits", "The count of cache hits.",
+                               labels=["server", "type", "zones"])
+    evictions = CounterMetricFamily("coredns_cache_evictions", "The count of cache evictions.",
+                                    labels=["server", "type", "zones"])
+    for kind in ("success", "denial"):
+        entries.add_metric([server, kind, "."], stats.get(f"entries_{kind}", 0))
+        hits.add_metric([server, kind, "."], stats.get(f"hits_{kind}", 0))
+        evictions.add_metric([server, kind, "."], stats.get(f"evictions_{kind}", 0))
+    yield from (entries, hits, evictions)
+    for name, key, text in (
+        ("coredns_cache_requests", "requests", "The count of cache requests."),
+        ("coredns_cache_misses", "misses", "The count of cache misses (deprecated)."),
+        ("coredns_cache_prefetch", "prefetch", "The number of times the cache has prefetched."),
+        ("coredns_cache_served_stale", "served_stale", "The number of requests served stale."),
+        ("coredns_cache_drops", "drops", "Responses not cached because they did not match."),
+    ):
+        family = CounterMetricFamily(name, text, labels=["server", "zones"])
+        family.add_metric(labels, stats.get(key, 0))
+        yield family
+
+
+def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
+    hist: dict[tuple[str, ...], list[int]] = {}
+    for to, rcode, buckets in fwd["durations"]:
+        acc = hist.setdefault(("forward", to, rcode), [0] * len(buckets))
+        for i, n in enumerate(buckets):
+            acc[i] += n
+    yield _histogram("coredns_proxy_request_duration_seconds",
+                     "Histogram of the time each request took.", ["proxy_name", "to", "rcode"],
+                     hist, DURATION_BUCKETS)
+    failures: dict[str, int] = {}
+    for to, rcode, n in fwd["replies"]:
+        if rcode == "healthcheck_failure":
+            failures[to] = failures.get(to, 0) + n
+    health = CounterMetricFamily("coredns_proxy_healthcheck_failures",
+                                 "Count of failed health checks per upstream.",
+                                 labels=["proxy_name", "to", "rcode"])
+    for to, n in failures.items():
+        health.add_metric(["forward", to, ""], n)
+    yield health
+    stats = fwd["stats"]
+    for name, key, text in (
+        ("coredns_forward_max_concurrent_rejects", "max_concurrent_rejects",
+         "Queries refused because the concurrent query limit was reached."),
+        ("coredns_forward_healthcheck_broken", "healthcheck_broken",
+         "Times all upstreams were unhealthy at once."),
+    ):
+        family = CounterMetricFamily(name, text)
+        family.add_metric([], stats.get(key, 0))
+        yield family
+    if not deprecated:
+        return
+    requests = CounterMetricFamily("coredns_forward_requests",
+                                   "Counter of requests made per upstream (deprecated).",
+                                   labels=["to"])
+    responses = CounterMetricFamily("coredns_forward_responses",
+                                    "Counter of responses per upstream and rcode (deprecated).",
+                                    labels=["to", "rcode"])
+    per_to: dict[str, int] = {}
+    for to, rcode, n in fwd["replies"]:
+        if rcode != "healthcheck_failure":
+            per_to[to] = per_to.get(to, 0) + n
+            responses.add_metric([to, rcode], n)
+    for to, n in per_to.items():
+        requests.add_metric([to], n)
+    yield requests
+    yield responses
+    yield _histogram("coredns_forward_request_duration_seconds",
+                     "Histogram of the time each request took (deprecated).", ["to", "rcode"],
+                     {k[1:]: v for k, v in hist.items()}, DURATION_BUCKETS)
+    old_health = CounterMetricFamily("coredns_forward_healthcheck_failures",
+                                     "Count of failed health checks per upstream (deprecated).",
+                                     labels=["to", "rcode"])
+    for to, n in failures.items():
+        old_health.add_metric([to, ""], n)
+    yield old_health
+
+
+def _etcd(etcd: dict[str, Any]) -> Iterator[Metric]:
+    gauges = (
+        ("skyserve_etcd_revision", "The etcd revision being served.", etcd["revision"]),
+        ("skyserve_records", "Valid records loaded from etcd.", etcd["records"]),
+        ("skyserve_invalid_records", "etcd values skipped because they are not valid records.",
+         etcd["invalid"]),
+        ("skyserve_etcd_connected", "1 while the etcd watch is established.",
+         int(etcd["connected"])),
+        ("skyserve_etcd_last_update_age_seconds",
+         "Seconds since the last load or change from etcd was applied.",
+         time.time() - etcd["last_update"] if etcd["last_update"] else -1),
+    )
+    for name, text, value in gauges:
+        family = GaugeMetricFamily(name, text)
+        family.add_metric([], value)
+        yield family
+    for name, text, value in (
+        ("skyserve_etcd_watch_restarts", "Times the etcd watch was re-established.",
+         etcd["watch_restarts"]),
+        ("skyserve_etcd_loads", "Full loads of the etcd prefix.", etcd["loads"]),
+    ):
+        counter = CounterMetricFamily(name, text)
+        counter.add_metric([], value)
+        yield counter
+
+
+def _inc(table: dict[tuple[str, ...], int], key: tuple[str, ...], n: int) -> None:
+    table[key] = table.get(key, 0) + n
+
+
+def _bucket(table: dict[tuple[str, ...], list[int]], key: tuple[str, ...], index: int, n: int,
+            size: int) -> None:
+    counts = table.get(key)
+    if counts is None:
+        counts = table[key] = [0] * (size + 1)
+    counts[index] += n
+
+
+def _histogram(name: str, text: str, labels: list[str], table: dict[tuple[str, ...], list[int]],
+               bounds: Iterable[float]) -> HistogramMetricFamily:
+    """Per-bucket counts (last = above every bound) to a cumulative histogram, sum estimated."""
+    bounds = list(bounds)
+    family = HistogramMetricFamily(name, text, labels=labels)
+    for key, counts in table.items():
+        running, buckets, total = 0, [], 0.0
+        for bound, n in zip(bounds, counts, strict=False):
+            running += n
+            total += n * bound
+            buckets.append((_fmt(bound), running))
+        running += counts[len(bounds)]
+        buckets.append(("+Inf", running))
+        family.add_metric(list(key), buckets, sum_value=total)
+    return family
+
+
+def _fmt(bound: float) -> str:
+    return repr(float(bound))
+
+
+class SnapshotCollector(Collector):
+    def __init__(self, source: Any, deprecated_forward: bool = True) -> None:
+        self.source = source  # callable returning a Snapshot
+        self.deprecated_forward = deprecated_forward
+
+    def collect(self) -> Iterator[Metric]:
+        return families(self.source(), self.deprecated_forward)
+
+
+def registry(source: Any, deprecated_forward: bool = True) -> CollectorRegistry:
+    """A registry with our families and the standard process_* collector."""
+    from prometheus_client import ProcessCollector
+
+    reg = CollectorRegistry()
+    reg.register(SnapshotCollector(source, deprecated_forward))
+    ProcessCollector(registry=reg)
+    return reg
+
+
+def render(reg: CollectorRegistry) -> bytes:
+    return generate_latest(reg)
