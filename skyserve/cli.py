@@ -24,8 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from .app import serve  # imported late so that --help and bad flags stay fast
+    from .workers import serve_workers
 
     try:
+        if config.workers > 1:
+            return serve_workers(config, args, os.environ)
         return asyncio.run(serve(config, args, os.environ))
     except OSError as exc:
         print(f"skyserve: error: {exc}", file=sys.stderr)

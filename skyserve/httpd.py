@@ -7,14 +7,15 @@ probes need no web framework and answer even while etcd or upstreams are failing
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
 Response = tuple[int, str, bytes]
-Route = Callable[[], Response]
+Route = Callable[[], "Response | Awaitable[Response]"]
 
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 READ_TIMEOUT = 5.0
@@ -38,7 +39,7 @@ class HttpServer:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
             method, _, rest = head.decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
-            status, ctype, body = self._route(method, path)
+            status, ctype, body = await self._route(method, path)
             writer.write(
                 (
                     f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"
@@ -54,14 +55,15 @@ class HttpServer:
         finally:
             writer.close()
 
-    def _route(self, method: str, path: str) -> Response:
+    async def _route(self, method: str, path: str) -> Response:
         route = self.routes.get(path)
         if route is None:
             return 404, "text/plain", b"not found\n"
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
         try:
-            return route()
+            result = route()
+            return await result if inspect.isawaitable(result) else result
         except Exception:
             log.exception("HTTP handler for %s failed", path)
             return 503, "text/plain", b"internal error\n"
