@@ -1,4 +1,8 @@
-"""``skyserve`` command line: ``main(argv) -> int``."""
+"""``skyserve`` command line: ``main(argv) -> int``.
+
+``skyserve [OPTIONS]`` runs the server; ``skyserve register|unregister|records`` manage
+records in etcd (see ``register``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ from .options import ConfigError
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("register", "unregister", "records"):
+        from .register import main as register_main
+
+        return register_main(args[0], args[1:], os.environ)
     try:
         config = cfg.load(args, os.environ)
     except ConfigError as exc:

@@ -201,11 +201,7 @@ class Config:
 
     @property
     def etcd(self) -> EtcdSettings:
-        return EtcdSettings(
-            endpoints=self.etcd_endpoints, ca_file=self.etcd_ca, cert_file=self.etcd_cert,
-            key_file=self.etcd_key, username=self.etcd_username,
-            password=self.etcd_password, timeout=self.etcd_timeout,
-        )
+        return etcd_settings(asdict(self))
 
     @property
     def cache(self) -> CacheSettings:
@@ -234,6 +230,16 @@ class Config:
         """A short hash of the effective configuration, for logs (passwords included)."""
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def etcd_settings(values: Mapping[str, Any]) -> EtcdSettings:
+    """The etcd connection from option values (shared with the register commands)."""
+    return EtcdSettings(
+        endpoints=tuple(values["etcd_endpoints"]), ca_file=values["etcd_ca"],
+        cert_file=values["etcd_cert"], key_file=values["etcd_key"],
+        username=values["etcd_username"], password=values["etcd_password"],
+        timeout=values["etcd_timeout"],
+    )
 
 
 def config_path(argv: Sequence[str], env: Mapping[str, str]) -> str | None:

@@ -1,0 +1,181 @@
+"""``skyserve register | unregister | records``: dynamic registration from the command line.
+
+``register NAME --host H`` writes one SkyDNS record as a leaf below NAME, so several
+instances can share a name: ``/skydns/org/example/web/<id>``. The id is ``--id`` or, by
+default, derived from host and port, so registering the same instance again replaces it.
+With ``--lease SECONDS`` the record lives on an etcd lease that the command keeps alive
+until it is stopped; if the process dies, the record disappears by itself within SECONDS.
+Everything is validated before anything is written.
+
+``unregister NAME`` removes the records ``register`` wrote for NAME (one instance with
+``--id`` or ``--host``/``--port``), never the rest of the subtree. ``records [ZONE]`` lists what
+is in etcd, and which values are invalid and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+
+from . import config as cfg
+from . import options as o
+from .etcdstore import EtcdClient, EtcdError, EtcdSettings
+from .skydns import (
+    Record,
+    RecordError,
+    check_name,
+    decode_record,
+    key_to_name,
+    labels_text,
+    name_to_key,
+    parse_address,
+)
+
+COMMANDS = ("register", "unregister", "records")
+ETCD_OPTIONS = [opt for opt in cfg.OPTIONS if opt.name.startswith("etcd-")]
+
+
+def main(command: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
+    parser = _parser(command)
+    args = parser.parse_args(argv)
+    try:
+        etcd_values = o.load(f"skyserve {command}", ETCD_OPTIONS, _etcd_argv(args), env,
+                             cfg.ENV_PREFIX)
+        settings = cfg.etcd_settings(etcd_values)
+        run = {"register": _register, "unregister": _unregister, "records": _records}[command]
+        return run(args, etcd_values["etcd_prefix"], settings)
+    except (o.ConfigError, RecordError, ValueError) as exc:
+        print(f"skyserve {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except EtcdError as exc:
+        print(f"skyserve {command}: etcd: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"skyserve {command}")
+    if command != "records":
+        p.add_argument("name", help="the DNS name, e.g. web.example.org")
+    else:
+        p.add_argument("zone", nargs="?", default=".", help="only records in this zone")
+    if command == "register":
+        p.add_argument("--host", required=True, help="IP address or host name")
+        p.add_argument("--port", type=int, default=0)
+        p.add_argument("--priority", type=int, default=0)
+        p.add_argument("--weight", type=int, default=0)
+        p.add_argument("--text", default="")
+        p.add_argument("--ttl", type=int, default=0)
+        p.add_argument("--mail", action="store_true", help="also an MX record")
+        p.add_argument("--lease", type=int, default=0, metavar="SECONDS",
+                       help="live on an etcd lease kept alive while this command runs")
+    if command != "records":
+        p.add_argument("--id", default=None, help="the instance label (default: from host:port)")
+    if command == "unregister":
+        p.add_argument("--host", default=None)
+        p.add_argument("--port", type=int, default=0)
+    for opt in ETCD_OPTIONS:
+        p.add_argument(f"--{opt.name}", default=None, help=opt.help)
+    return p
+
+
+def _etcd_argv(args: argparse.Namespace) -> list[str]:
+    out = []
+    for opt in ETCD_OPTIONS:
+        value = getattr(args, opt.name.replace("-", "_"))
+        if value is not None:
+            out += [f"--{opt.name}", value]
+    return out
+
+
+def instance_id(host: str, port: int) -> str:
+    return hashlib.sha256(f"{host}:{port}".encode()).hexdigest()[:8]
+
+
+def _check_id(value: str) -> str:
+    if not value or "/" in value or value in (".", ".."):
+        raise ValueError(f"--id {value!r} must be one non-empty key component")
+    return value.lower()
+
+
+def _register(args: argparse.Namespace, prefix: str, settings: EtcdSettings) -> int:
+    labels = check_name(args.name, what="name")
+    if args.lease < 0:
+        raise ValueError("--lease must be positive")
+    leaf = _check_id(args.id or instance_id(args.host, args.port))
+    key = name_to_key(labels, prefix) + "/" + leaf
+    record = Record(key=key, host=args.host, port=args.port, priority=args.priority,
+                    weight=args.weight, text=args.text, mail=args.mail, ttl=args.ttl,
+                    address=parse_address(args.host))
+    value = record.to_json()
+    decode_record(key, value)  # the same checks the server applies: fail before writing
+    client = EtcdClient(settings)
+    try:
+        if not args.lease:
+            client.put(key, value)
+            print(f"registered {labels_text(labels)} at {key}: {value}")
+            return 0
+        lease = client.grant_lease(args.lease)
+        client.put(key, value, lease=lease)
+        print(f"registered {labels_text(labels)} at {key} on a {args.lease}s lease; "
+              "Ctrl-C removes it", flush=True)
+        return _keep_alive(client, lease, args.lease)
+    finally:
+        client.close()
+
+
+def _keep_alive(client: EtcdClient, lease: int, ttl: int) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(max(ttl / 3, 0.2)):
+        try:
+            if client.refresh_lease(lease) <= 0:
+                print("the lease expired; the record is gone", file=sys.stderr)
+                return 1
+        except EtcdError as exc:  # keep trying: the lease may outlive a short outage
+            print(f"keeping the lease alive failed: {exc}", file=sys.stderr)
+    client.revoke_lease(lease)
+    print("unregistered (lease revoked)")
+    return 0
+
+
+def _unregister(args: argparse.Namespace, prefix: str, settings: EtcdSettings) -> int:
+    labels = check_name(args.name, what="name")
+    base = name_to_key(labels, prefix)
+    client = EtcdClient(settings)
+    try:
+        if args.id or args.host:
+            keys = [base + "/" + _check_id(args.id or instance_id(args.host, args.port))]
+        else:  # every instance registered directly below the name, and the name's own key
+            kvs, _ = client.load(base)
+            keys = [kv.key for kv in kvs if "/" not in kv.key[len(base) + 1 :]] + [base]
+        client.delete_many(keys)
+    finally:
+        client.close()
+    print(f"unregistered {labels_text(labels)}")
+    return 0
+
+
+def _records(args: argparse.Namespace, prefix: str, settings: EtcdSettings) -> int:
+    zone = () if args.zone.strip(".") == "" else check_name(args.zone, what="zone")
+    client = EtcdClient(settings)
+    try:
+        kvs, revision = client.load(name_to_key(zone, prefix) if zone else prefix)
+    finally:
+        client.close()
+    for kv in kvs:
+        name = key_to_name(kv.key, prefix)
+        if name is None:
+            continue
+        try:
+            decode_record(kv.key, kv.value)
+            note = ""
+        except RecordError as exc:
+            note = f"  # INVALID: {exc}"
+        print(f"{labels_text(name):40} {kv.value.decode('utf-8', 'replace')}{note}")
+    print(f"# {len(kvs)} keys at etcd revision {revision}", file=sys.stderr)
+    return 0
