@@ -99,7 +99,8 @@ class App:
             querylog = QueryLog(set(config.log_queries), config.log_format)
         engine = Engine(config.zones, config.lookup, max_udp=config.max_udp_size,
                         cache_entries=config.cache_entries, forwarder=forwarder,
-                        shuffle=config.shuffle, querylog=querylog)
+                        fallthrough=config.fallthrough_zones, shuffle=config.shuffle,
+                        querylog=querylog)
         if previous is not None:  # a reload: same data, same counters
             engine.authority.index = previous.authority.index
             engine.ready = previous.ready

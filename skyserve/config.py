@@ -83,6 +83,8 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("etcd-endpoints", endpoint, ["http://127.0.0.1:2379"],
              "etcd client URLs, comma-separated or repeated", repeat=True),
     o.Option("zone", zone_name, [], "a zone to answer for (repeat for several)", repeat=True),
+    o.Option("fallthrough", zone_name, [], "a zone (one of --zone) whose NXDOMAIN answers are "
+             "forwarded instead, e.g. in-addr.arpa. (repeatable)", repeat=True),
     o.Option("dns-addr", hostport, "0.0.0.0:53", "DNS listen address (UDP and TCP)"),
     o.Option("health-addr", hostport, ":8080", "liveness endpoint /health"),
     o.Option("ready-addr", hostport, ":8181", "readiness endpoint /ready"),
@@ -150,6 +152,7 @@ RESTART_ONLY = ("dns_addr", "health_addr", "ready_addr", "metrics_addr", "worker
 class Config:
     etcd_endpoints: tuple[str, ...]
     zone: tuple[str, ...]
+    fallthrough: tuple[str, ...]
     dns_addr: str
     health_addr: str
     ready_addr: str
@@ -194,6 +197,11 @@ class Config:
     @property
     def zones(self) -> list[Zone]:
         return [Zone(tuple(z.rstrip(".").split(".")) if z != "." else ()) for z in self.zone]
+
+    @property
+    def fallthrough_zones(self) -> frozenset[Zone]:
+        return frozenset(z for z, name in zip(self.zones, self.zone, strict=True)
+                         if name in self.fallthrough)
 
     @property
     def lookup(self) -> Settings:
@@ -263,7 +271,10 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if values["etcd_cert"] and not values["etcd_key"]:
         raise o.ConfigError("--etcd-key: required with --etcd-cert")
     values["zone"] = tuple(dict.fromkeys(values["zone"]))
-    for name in ("etcd_endpoints", "upstream", "stub", "log_queries"):
+    for zone in values["fallthrough"]:
+        if zone not in values["zone"]:
+            raise o.ConfigError(f"--fallthrough: {zone} is not one of the --zone zones")
+    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough"):
         values[name] = tuple(values[name])
     zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]
     for domain, _ in values["stub"]:

@@ -5,7 +5,8 @@ The steps, in order (each documented where it lives):
 1. the answer cache: rendered replies keyed by the query minus its ID;
 2. parse (``wire``): malformed -> FORMERR or dropped; opcode -> NOTIMP; EDNS version -> BADVERS;
 3. our zones (``lookup``): SERVFAIL until the first etcd load, then authoritative answers,
-   with CNAMEs that leave our zones completed through the forwarder;
+   with CNAMEs that leave our zones completed through the forwarder; in a ``fallthrough``
+   zone a name we do not have is forwarded instead of answered NXDOMAIN;
 4. everything else (``forward``, with its TTL cache): or REFUSED when no upstream covers it.
 
 The answer cache is exact for our zones: every entry records the index paths its answer
@@ -75,6 +76,7 @@ class Engine:
         max_udp: int = 1232,
         cache_entries: int = 100_000,
         forwarder: Forwarder | None = None,
+        fallthrough: frozenset[Zone] = frozenset(),
         shuffle: bool = True,
         querylog: QueryLog | None = None,
     ) -> None:
@@ -82,6 +84,7 @@ class Engine:
         self.max_udp = max_udp
         self.cache_entries = cache_entries
         self.forwarder = forwarder
+        self.fallthrough = fallthrough
         self.shuffle = shuffle
         self.querylog = querylog
         self.ready = False
@@ -149,6 +152,10 @@ class Engine:
         if not self.ready:
             return self._error(query, SERVFAIL, tcp, zone.text, start)
         result = self.authority.answer(query.labels, query.qtype, zone)
+        if (result.rcode == NXDOMAIN and zone in self.fallthrough and fwd is not None
+                and send is not None and fwd.pool_for(query.labels)):
+            self._forward(query, data, tcp, peer, send, start)  # CoreDNS's fallthrough
+            return None
         target = result.external
         if (target is not None and fwd is not None and send is not None
                 and fwd.pool_for(target) and result.rcode == NOERROR):
