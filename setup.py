@@ -25,6 +25,7 @@ setup(
             "pytest>=9,<10",
             "pytest-timeout>=2.4,<3",
             "dnspython>=2.9,<3",
+            "kubernetes-validate>=1.37,<2",
         ],
         "dev": [
             "mypy>=2,<3",
