@@ -1,0 +1,389 @@
+"""Keeps etcd equal to the desired records: level-triggered, minimal, never from a partial view.
+
+One thread owns the cache and the etcd connection. It takes watcher events off a queue,
+marks the record groups they touch dirty, and then writes:
+
+* a **full** pass at start, after any etcd error or failed comparison, when this bridge
+  becomes the leader and every ``resync_period``: it reads back every key the bridge owns
+  (the values carrying its marker) under its subtrees, computes every group's records,
+  and writes the difference, removing orphans left by earlier runs;
+* otherwise an **incremental** pass over the dirty groups only, against the owned state it
+  remembers from the last full pass.
+
+Nothing is written until every watched source has delivered a complete list, so a
+half-filled cache can never delete records. Writes are transactions that compare each
+touched key with the value the bridge believes is there (absent, or its own value): a key
+another writer created or changed is never overwritten or deleted; the failed comparison
+just triggers a full pass, which then leaves that key alone. A group's puts and deletes go
+into one transaction, puts first, so its names never go empty in between. With leader
+election every transaction also checks the leader key, so a deposed leader cannot write.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from skyserve.etcdstore import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings
+
+from .cache import Cache, Group
+from .metrics import Metrics
+from .objects import Event, Source
+from .records import OWNER_FIELD, Zone, kind_of, owner_of
+
+log = logging.getLogger(__name__)
+
+_WAKE = object()  # queue item: look at the flags again
+
+
+class Leadership(Protocol):
+    def is_leader(self) -> bool: ...
+
+    def guard(self) -> tuple[str, str] | None: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+class Always:
+    """No election: this bridge is the only writer."""
+
+    error = ""
+
+    def is_leader(self) -> bool:
+        return True
+
+    def guard(self) -> tuple[str, str] | None:
+        return None
+
+
+class Conflict(Exception):
+    """A transaction's comparison failed: etcd is not what we thought."""
+
+
+class _Stopped(BaseException):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    resync_period: float = 300.0  # 0: never
+    max_backoff: float = 5.0
+    batch_ops: int = MAX_TXN_OPS - 1  # leaves room for the leader comparison
+
+
+class Reconciler:
+    def __init__(
+        self,
+        zone: Zone,
+        etcd: EtcdSettings,
+        sources: list[Source],
+        metrics: Metrics,
+        settings: ReconcileSettings = ReconcileSettings(),
+        *,
+        leader: Leadership | None = None,
+        connect: Callable[[EtcdSettings], EtcdClient] = EtcdClient,
+    ) -> None:
+        self.zone = zone
+        self.etcd = etcd
+        self.sources = sources
+        self.metrics = metrics
+        self.settings = settings
+        self.leader: Leadership = leader or Always()
+        self.connect = connect
+        self.cache = Cache(zone)
+        self.dirty: dict[Group, float] = {}  # group -> when its first unwritten change was seen
+        self.state: dict[str, str] | None = None  # owned keys in etcd; None: read them back
+        self.foreign: set[str] = set()  # keys we want that another writer holds
+        self.written: dict[Group, tuple[str, ...]] = {}  # the keys each group last wanted
+        self.counts: Counter[str] = Counter()
+        self.synced = False  # one full pass succeeded
+        self.last_error = ""
+        self.full_passes = 0
+        self._client: EtcdClient | None = None
+        self._op = "connect"  # the etcd operation under way, for the error metric
+        self._next_resync = 0.0
+        self._queue: queue.Queue[Event | object] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
+
+    # -- interface ------------------------------------------------------------------------
+
+    def submit(self, event: Event) -> None:
+        """Called by the watcher threads."""
+        self._queue.put(event)
+
+    def request_full(self) -> None:
+        """Read etcd back and rewrite everything on the next pass (e.g. on becoming leader)."""
+        self._next_resync = 0.0
+        self._queue.put(_WAKE)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._queue.put(_WAKE)
+        self._thread.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+    def readiness(self) -> tuple[bool, str]:
+        waiting = [str(s) for s in self.sources if s not in self.cache.listed]
+        if waiting:
+            return False, "waiting for the first list of " + ", ".join(waiting)
+        if not self.leader.is_leader():
+            if self.leader.error:  # it could not take over
+                return False, f"standby, etcd unavailable: {self.leader.error}"
+            return True, "standby"
+        if not self.synced:
+            why = f" ({self.last_error})" if self.last_error else ""
+            return False, "waiting for the first write to etcd" + why
+        return True, "ok"
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception_type((EtcdError, Conflict)),
+            wait=wait_exponential_jitter(
+                multiplier=0.05, max=self.settings.max_backoff, jitter=0.1
+            ),
+            sleep=self._sleep,
+            before_sleep=self._failed,
+        )
+        try:
+            while not self._stop.is_set():
+                self._absorb(self._idle_timeout())
+                if self._stop.is_set() or not self.cache.complete(self.sources):
+                    continue
+                if not self.leader.is_leader():
+                    self._standby()
+                    continue
+                retrying(self._write)
+        except _Stopped:
+            pass
+
+    def _idle_timeout(self) -> float:
+        if self.state is None or not self.settings.resync_period:
+            return 1.0
+        return max(0.0, min(1.0, self._next_resync - time.monotonic()))
+
+    def _absorb(self, timeout: float) -> None:
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            if item is not _WAKE:
+                self.cache.apply(item, self.dirty)  # type: ignore[arg-type]
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Stopped
+
+    def _failed(self, retry_state: Any) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        reason = str(exc)
+        if not isinstance(exc, Conflict):
+            self.metrics.etcd_ops.labels(self._op, "error").inc()
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+        if reason != self.last_error:
+            log.warning("etcd: %s (will read etcd back and retry)", reason)
+        self.last_error = reason
+        self.state = None  # whatever happened, read etcd back before writing again
+        # Events that arrived meanwhile are absorbed before the next attempt.
+        self._absorb(0.0)
+
+    def _standby(self) -> None:
+        self.dirty.clear()
+        self.state = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _write(self) -> None:
+        if not self.leader.is_leader():
+            return
+        if self._client is None:
+            self._op = "connect"
+            self._client = self.connect(self.etcd)
+        due = self.settings.resync_period and time.monotonic() >= self._next_resync
+        if self.state is None or due:
+            self._full(self._client)
+        elif self.dirty:
+            self._incremental(self._client)
+        if self.last_error:
+            log.info("etcd: writing again")
+            self.last_error = ""
+
+    # -- full pass ------------------------------------------------------------------------
+
+    def _load(self, client: EtcdClient) -> tuple[dict[str, str], set[str]]:
+        """Everything under the bridge's subtrees: (owned key -> value, other writers' keys)."""
+        owner = self.zone.owner
+        owned: dict[str, str] = {}
+        others: set[str] = set()
+        self._op = "load"
+        kvs = [kv for p in self.zone.owned_prefixes() for kv in client.load(p)[0]]
+        version = client.get(self.zone.version_key)
+        self.metrics.etcd_ops.labels("load", "ok").inc(len(self.zone.owned_prefixes()) + 1)
+        for kv in [*kvs, *([version] if version else [])]:
+            if OWNER_FIELD.encode() in kv.value and owner_of(kv.value) == owner:
+                owned[kv.key] = kv.value.decode()
+            else:
+                others.add(kv.key)
+        return owned, others
+
+    def _full(self, client: EtcdClient) -> None:
+        start = time.monotonic()
+        dirty, self.dirty = self.dirty, {}
+        try:
+            desired: dict[str, str] = {}
+            written: dict[Group, tuple[str, ...]] = {}
+            for group in list(self.cache.groups()):
+                want = self.cache.desired(group)
+                if want:
+                    desired.update(want)
+                    written[group] = tuple(want)
+            owned, others = self._load(client)
+            foreign = others & desired.keys()
+            puts = {k: v for k, v in desired.items() if owned.get(k) != v and k not in foreign}
+            deletes = [k for k in owned if k not in desired]
+            expect: dict[str, str | None] = {k: owned.get(k) for k in puts}
+            expect.update((k, owned[k]) for k in deletes)
+            self._apply(client, puts, deletes, expect)
+        except BaseException:
+            self.dirty.update(dirty)
+            raise
+        self.state = {k: v for k, v in desired.items() if k not in foreign}
+        self.written = written
+        if foreign != self.foreign and foreign:
+            log.warning("leaving %d keys alone that other writers hold, e.g. %s",
+                        len(foreign), sorted(foreign)[0])
+        self.foreign = foreign
+        self.counts = Counter(kind_of(self.zone, k, v) for k, v in self.state.items())
+        now = time.monotonic()
+        for seen in dirty.values():
+            self.metrics.programming.observe(max(0.0, now - seen))
+        self._done("full", start)
+        self.full_passes += 1
+        if not self.synced:
+            log.info("first sync done: %d records in etcd (%d written, %d removed) in %.2fs",
+                     len(self.state), len(puts), len(deletes), now - start)
+            # The cache and state are long-lived and acyclic: keep them out of the cyclic
+            # collector's scans, which would otherwise pause every thread now and then.
+            gc.collect()
+            gc.freeze()
+        elif puts or deletes:
+            log.info("full resync: %d keys written, %d removed", len(puts), len(deletes))
+        self.synced = True
+        self._next_resync = now + self.settings.resync_period
+
+    # -- incremental pass -----------------------------------------------------------------
+
+    def _incremental(self, client: EtcdClient) -> None:
+        assert self.state is not None
+        start = time.monotonic()
+        state = self.state
+        batch: list[tuple[Group, float, dict[str, str], dict[str, str], list[str]]] = []
+        ops = 0
+        dirty, self.dirty = self.dirty, {}
+        try:
+            for group, seen in list(dirty.items()):
+                want = self.cache.desired(group)
+                puts = {k: v for k, v in want.items()
+                        if state.get(k) != v and k not in self.foreign}
+                deletes = [k for k in self.written.get(group, ()) if k not in want and k in state]
+                if not puts and not deletes:
+                    self._remember(group, want)
+                    del dirty[group]
+                    continue
+                if batch and ops + len(puts) + len(deletes) > self.settings.batch_ops:
+                    self._flush(client, batch, dirty)
+                    batch, ops = [], 0
+                batch.append((group, seen, want, puts, deletes))
+                ops += len(puts) + len(deletes)
+            if batch:
+                self._flush(client, batch, dirty)
+        except BaseException:
+            self.dirty.update(dirty)  # not written yet: still owed (and still timed)
+            raise
+        self._done("incremental", start)
+
+    def _flush(
+        self,
+        client: EtcdClient,
+        batch: list[tuple[Group, float, dict[str, str], dict[str, str], list[str]]],
+        pending: dict[Group, float],
+    ) -> None:
+        assert self.state is not None
+        state = self.state
+        puts: dict[str, str] = {}
+        for _, _, _, p, _ in batch:
+            puts.update(p)
+        deletes = [k for _, _, _, _, d in batch for k in d if k not in puts]
+        expect: dict[str, str | None] = {k: state.get(k) for k in puts}
+        expect.update((k, state[k]) for k in deletes)
+        self._apply(client, puts, deletes, expect)
+        for key, value in puts.items():
+            old = state.get(key)
+            if old is not None:
+                self.counts[kind_of(self.zone, key, old)] -= 1
+            state[key] = value
+            self.counts[kind_of(self.zone, key, value)] += 1
+        for key in deletes:
+            self.counts[kind_of(self.zone, key, state.pop(key))] -= 1
+        now = time.monotonic()
+        for group, seen, want, _, _ in batch:
+            self._remember(group, want)
+            self.metrics.programming.observe(max(0.0, now - seen))
+            pending.pop(group, None)
+
+    def _remember(self, group: Group, want: dict[str, str]) -> None:
+        if want:
+            self.written[group] = tuple(want)
+        else:
+            self.written.pop(group, None)
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def _apply(
+        self, client: EtcdClient, puts: dict[str, str], deletes: list[str],
+        expect: dict[str, str | None],
+    ) -> None:
+        if not puts and not deletes:
+            return
+        total = len(puts) + len(deletes)
+        self._op = "txn"
+        done = client.apply(puts, deletes, expect=expect, guard=self.leader.guard())
+        applied_puts = min(done, len(puts))
+        self.metrics.etcd_ops.labels("put", "ok").inc(applied_puts)
+        self.metrics.etcd_ops.labels("delete", "ok").inc(done - applied_puts)
+        self.metrics.changes.labels("put").inc(applied_puts)
+        self.metrics.changes.labels("delete").inc(done - applied_puts)
+        if done < total:
+            self.metrics.etcd_ops.labels("txn", "conflict").inc()
+            self.state = None
+            raise Conflict(f"{total - done} of {total} writes refused: etcd changed under us")
+        self.metrics.etcd_ops.labels("txn", "ok").inc(-(-total // self.settings.batch_ops))
+
+    def _done(self, mode: str, start: float) -> None:
+        self.metrics.reconcile_duration.labels(mode).observe(time.monotonic() - start)
+        self.metrics.set_records(self.counts)
+        self.metrics.last_sync.set(time.time())
