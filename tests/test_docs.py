@@ -19,3 +19,11 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert any(line.startswith("scripts/test") for line in lines)
     for script in ("run-local", "test"):
         assert (ROOT / "scripts" / script).stat().st_mode & 0o111
+
+
+def test_every_kube2etcd_option_is_in_the_readme() -> None:
+    from kube2etcd.config import OPTIONS as BRIDGE_OPTIONS
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [o.name for o in BRIDGE_OPTIONS if f"`--{o.name}`" not in readme]
+    assert not missing
