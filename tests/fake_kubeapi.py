@@ -329,6 +329,7 @@ class FakeKubeAPI:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as a real API server: no Nagle stalls on watch events
 
     @property
     def api(self) -> FakeKubeAPI:
