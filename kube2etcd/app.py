@@ -41,7 +41,8 @@ class App:
                                  on_change=self._leadership)
         self.reconciler = Reconciler(
             config.zone, config.etcd, self.sources, self.metrics,
-            ReconcileSettings(resync_period=config.resync_period),
+            ReconcileSettings(resync_period=config.resync_period,
+                              probe_interval=config.etcd_probe_interval),
             leader=self.leader,
         )
         self.stopping = False

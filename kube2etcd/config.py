@@ -103,6 +103,9 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("etcd-username", optional_text, None, "etcd user name"),
     o.Option("etcd-password", optional_text, None, "etcd password"),
     o.Option("etcd-timeout", o.seconds, 5.0, "timeout of one etcd request"),
+    o.Option("etcd-probe-interval", o.seconds, 2.0,
+             "check this often that etcd still holds the records (a replaced or restored "
+             "etcd triggers a full rewrite; 0: never)"),
     o.Option("log-level", o.choice("debug", "info", "warning", "error"), "info", "log level"),
 )
 
@@ -130,6 +133,7 @@ class Config:
     etcd_username: str | None
     etcd_password: str | None
     etcd_timeout: float
+    etcd_probe_interval: float
     log_level: str
 
     @property
@@ -171,6 +175,8 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         raise o.ConfigError("--etcd-key: required with --etcd-cert")
     if 0 < values["resync_period"] < 1:
         raise o.ConfigError("--resync-period: must be 0 (never) or at least 1s")
+    if 0 < values["etcd_probe_interval"] < 0.1:
+        raise o.ConfigError("--etcd-probe-interval: must be 0 (never) or at least 0.1s")
     if values["watch_timeout"] < 1:
         raise o.ConfigError("--watch-timeout: must be at least 1s")
     values["etcd_endpoints"] = tuple(values["etcd_endpoints"])

@@ -44,7 +44,7 @@ class Metrics:
             self.records.labels(kind).set(0)
         self.etcd_ops = Counter(
             "kube2etcd_etcd_operations_total",
-            "etcd operations by kind (put, delete, load, txn, lease) and result "
+            "etcd operations by kind (put, delete, load, txn, probe, lease) and result "
             "(ok, conflict, error).", ["op", "result"], registry=r,
         )
         self.reconcile_duration = Histogram(
@@ -66,6 +66,25 @@ class Metrics:
             "Unix time of the last successful write of the desired state to etcd.",
             registry=r,
         )
+        self.foreign_skipped = Counter(
+            "kube2etcd_foreign_keys_skipped_total",
+            "Keys the bridge wanted to write but found held by another writer, and left "
+            "alone (counted when found so, once per key until it is freed).", registry=r,
+        )
+        self.foreign = Gauge(
+            "kube2etcd_foreign_keys",
+            "Keys the bridge wants that another writer holds (as of the last full pass).",
+            registry=r,
+        )
+        self.state_lost = Counter(
+            "kube2etcd_etcd_state_lost_total",
+            "Times etcd was found to have lost or rolled back the bridge's records, each "
+            "followed by a full rewrite (reason: cluster = another cluster answers, "
+            "revision = the revision went backwards, missing = a record the bridge wrote "
+            "is gone).", ["reason"], registry=r,
+        )
+        for reason in ("cluster", "revision", "missing"):
+            self.state_lost.labels(reason)
         self.leader = Gauge(
             "kube2etcd_leader", "1 while this bridge is the elected writer.", registry=r,
         )

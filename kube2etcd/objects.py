@@ -76,11 +76,11 @@ def slim_service(obj: Json) -> Service | None:
     if spec.get("type") == "ExternalName":
         return Service(ns, name, EXTERNAL_NAME, external_name=spec.get("externalName") or "")
     ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    publish = bool(spec.get("publishNotReadyAddresses"))
     if ips and ips[0] == "None":
-        return Service(ns, name, HEADLESS, ports=ports,
-                       publish_not_ready=bool(spec.get("publishNotReadyAddresses")))
+        return Service(ns, name, HEADLESS, ports=ports, publish_not_ready=publish)
     return Service(ns, name, CLUSTER_IP, tuple(ip for ip in ips if ip and ip != "None"), "",
-                   ports)
+                   ports, publish)  # publish: endpoint PTRs of not-ready addresses too
 
 
 def slim_slice(obj: Json) -> EndpointSet | None:

@@ -10,6 +10,13 @@ marks the record groups they touch dirty, and then writes:
 * otherwise an **incremental** pass over the dirty groups only, against the owned state it
   remembers from the last full pass.
 
+etcd can also lose the records without the bridge ever seeing an error: an etcd replaced
+by a fresh, empty one on the same address while the bridge was idle, or restored from an
+older snapshot. Every ``probe_interval`` the bridge therefore reads one key it wrote (the
+``dns-version`` record) and looks at the response header: the key gone, another cluster
+id, or a revision lower than one already seen mean etcd is not what the bridge remembers,
+and the next pass is a full one.
+
 Nothing is written until every watched source has delivered a complete list, so a
 half-filled cache can never delete records. Writes are transactions that compare each
 touched key with the value the bridge believes is there (absent, or its own value): a key
@@ -33,7 +40,14 @@ from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from skyserve.etcdstore import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings
+from skyserve.etcdstore import (
+    MAX_TXN_OPS,
+    EtcdClient,
+    EtcdError,
+    EtcdSettings,
+    Header,
+    KeyValue,
+)
 
 from .cache import Cache, Group
 from .metrics import Metrics
@@ -77,6 +91,7 @@ class _Stopped(BaseException):
 @dataclass(frozen=True, slots=True)
 class ReconcileSettings:
     resync_period: float = 300.0  # 0: never
+    probe_interval: float = 2.0  # check that etcd still holds the records; 0: never
     max_backoff: float = 5.0
     batch_ops: int = MAX_TXN_OPS - 1  # leaves room for the leader comparison
 
@@ -109,6 +124,10 @@ class Reconciler:
         self.synced = False  # one full pass succeeded
         self.last_error = ""
         self.full_passes = 0
+        self.cluster_id: int | None = None  # the etcd cluster the state was read from
+        self.revision = 0  # the highest etcd revision seen since then
+        self._probe_key: str | None = None  # a key the bridge wrote, to check it is there
+        self._next_probe = 0.0
         self._client: EtcdClient | None = None
         self._op = "connect"  # the etcd operation under way, for the error metric
         self._next_resync = 0.0
@@ -174,9 +193,11 @@ class Reconciler:
             pass
 
     def _idle_timeout(self) -> float:
-        if self.state is None or not self.settings.resync_period:
+        if self.state is None:
             return 1.0
-        return max(0.0, min(1.0, self._next_resync - time.monotonic()))
+        due = [t for t, on in ((self._next_resync, self.settings.resync_period),
+                               (self._next_probe, self.settings.probe_interval)) if on]
+        return max(0.0, min([1.0, *(t - time.monotonic() for t in due)]))
 
     def _absorb(self, timeout: float) -> None:
         try:
@@ -223,7 +244,11 @@ class Reconciler:
         if self._client is None:
             self._op = "connect"
             self._client = self.connect(self.etcd)
-        due = self.settings.resync_period and time.monotonic() >= self._next_resync
+        now = time.monotonic()
+        due = self.settings.resync_period and now >= self._next_resync
+        if self.state is not None and not due and self.settings.probe_interval and (
+                now >= self._next_probe):
+            self._probe(self._client)  # may find etcd lost our records: then a full pass
         if self.state is None or due:
             self._full(self._client)
         elif self.dirty:
@@ -241,7 +266,8 @@ class Reconciler:
         others: set[str] = set()
         self._op = "load"
         kvs = [kv for p in self.zone.owned_prefixes() for kv in client.load(p)[0]]
-        version = client.get(self.zone.version_key)
+        version, header = client.get_with_header(self.zone.version_key)
+        self.cluster_id, self.revision = header.cluster_id, header.revision
         self.metrics.etcd_ops.labels("load", "ok").inc(len(self.zone.owned_prefixes()) + 1)
         for kv in [*kvs, *([version] if version else [])]:
             if OWNER_FIELD.encode() in kv.value and owner_of(kv.value) == owner:
@@ -276,9 +302,15 @@ class Reconciler:
         if foreign != self.foreign and foreign:
             log.warning("leaving %d keys alone that other writers hold, e.g. %s",
                         len(foreign), sorted(foreign)[0])
+        self.metrics.foreign_skipped.inc(len(foreign - self.foreign))
+        self.metrics.foreign.set(len(foreign))
         self.foreign = foreign
         self.counts = Counter(kind_of(self.zone, k, v) for k, v in self.state.items())
+        version_key = self.zone.version_key
+        self._probe_key = version_key if version_key in self.state else next(
+            iter(self.state), None)
         now = time.monotonic()
+        self._next_probe = now + self.settings.probe_interval
         for seen in dirty.values():
             self.metrics.programming.observe(max(0.0, now - seen))
         self._done("full", start)
@@ -294,6 +326,32 @@ class Reconciler:
             log.info("full resync: %d keys written, %d removed", len(puts), len(deletes))
         self.synced = True
         self._next_resync = now + self.settings.resync_period
+
+    # -- probe ----------------------------------------------------------------------------
+
+    def _probe(self, client: EtcdClient) -> None:
+        """Check that etcd still holds what the bridge wrote; if not, forget the state."""
+        assert self.state is not None
+        self._op = "probe"
+        key = self._probe_key or self.zone.version_key
+        found, header = client.get_with_header(key)
+        self.metrics.etcd_ops.labels("probe", "ok").inc()
+        self._next_probe = time.monotonic() + self.settings.probe_interval
+        reason = lost_state(self.state.get(key), found, header, self.cluster_id, self.revision)
+        if not reason:
+            self.revision = max(self.revision, header.revision)
+            return
+        detail = {
+            "cluster": f"cluster id {self.cluster_id:x} is now {header.cluster_id:x}"
+            if self.cluster_id is not None else "",
+            "revision": f"revision {header.revision} after {self.revision}",
+            "missing": f"{key} is gone",
+        }[reason]
+        log.warning("etcd lost the records the bridge wrote (%s): rewriting everything",
+                    detail)
+        self.metrics.state_lost.labels(reason).inc()
+        self.state = None
+        self.cluster_id, self.revision = header.cluster_id, header.revision
 
     # -- incremental pass -----------------------------------------------------------------
 
@@ -387,3 +445,23 @@ class Reconciler:
         self.metrics.reconcile_duration.labels(mode).observe(time.monotonic() - start)
         self.metrics.set_records(self.counts)
         self.metrics.last_sync.set(time.time())
+
+
+def lost_state(
+    expected: str | None, found: KeyValue | None, header: Header, cluster_id: int | None,
+    revision: int,
+) -> str:
+    """Why etcd no longer holds what the bridge wrote ("" if it does, as far as one can tell).
+
+    ``expected`` is the value the bridge wrote at the probed key (None: nothing),
+    ``found`` what etcd returned now; ``cluster_id`` and ``revision`` are what the bridge
+    saw before. Returns "cluster" (another cluster answers), "revision" (etcd went back in
+    time: restored, or replaced by a fresh one that has not caught up), or "missing".
+    """
+    if cluster_id is not None and header.cluster_id != cluster_id:
+        return "cluster"
+    if header.revision < revision:
+        return "revision"
+    if expected is not None and found is None:
+        return "missing"
+    return ""

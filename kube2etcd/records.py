@@ -10,6 +10,9 @@ deterministic, so a restart computes the very same keys and rewrites nothing:
   that label is also the etcd leaf; a hostname shared by several IPs becomes a directory
   with one FNV-labelled leaf per IP;
 * a PTR leaf is the FNV of ``<ns>/<svc>``, so services sharing an IP each get their own;
+  endpoint IPs get PTRs under ClusterIP services too, as CoreDNS answers them
+  (``<hostname or dashed IP>.<svc>.<ns>.svc.<zone>``), though those endpoint names have
+  no A/AAAA records (the spec has none for them);
 * an ExternalName leaf is the FNV of the target name.
 
 Every value carries ``"kube2etcd": "<domain>"``, the owner marker that lets the bridge
@@ -200,7 +203,7 @@ def service_records(zone: Zone, svc: Service, sets: Iterable[EndpointSet] = ()) 
     if not (is_label(svc.name) and is_label(svc.namespace)):
         return out
     if svc.kind == CLUSTER_IP:
-        _cluster_ip(zone, svc, out)
+        _cluster_ip(zone, svc, sets, out)
     elif svc.kind == HEADLESS:
         _headless(zone, svc, sets, out)
     elif svc.kind == EXTERNAL_NAME and is_name(svc.external_name):
@@ -209,11 +212,20 @@ def service_records(zone: Zone, svc: Service, sets: Iterable[EndpointSet] = ()) 
     return out
 
 
-def _cluster_ip(zone: Zone, svc: Service, out: Records) -> None:
+def _cluster_ip(zone: Zone, svc: Service, sets: Iterable[EndpointSet], out: Records) -> None:
     base = zone.key(svc.name, svc.namespace, "svc")
     name = zone.fqdn(svc.name, svc.namespace, "svc")
     ptr_leaf = fnv32a(f"{svc.namespace}/{svc.name}")
     ips = [ip for raw in svc.cluster_ips if (ip := valid_ip(raw)) is not None]
+    # Endpoint PTRs first, as CoreDNS answers them: the reverse of each published endpoint
+    # IP names the endpoint under this service. Only the PTR: the endpoint names are no
+    # A/AAAA records of a ClusterIP service (not in the spec). A cluster IP that is also
+    # an endpoint IP keeps the service's own PTR (written next, same key).
+    for label, addrs in _endpoint_names(svc, sets).items():
+        target = zone.fqdn(label, svc.name, svc.namespace, "svc")
+        for ip in addrs:
+            key = f"{name_to_key(reverse_labels(ip), zone.prefix)}/{ptr_leaf}"
+            out[key] = Record(key=key, host=target, ttl=zone.ttl)
     for ip in ips:
         key = f"{base}/{fnv32a(ip)}"
         out[key] = Record(key=key, host=ip, ttl=zone.ttl)
@@ -234,7 +246,9 @@ class _Address:
     ports: dict[tuple[str, str], set[int]]  # (port name, protocol) -> port numbers
 
 
-def _headless(zone: Zone, svc: Service, sets: Iterable[EndpointSet], out: Records) -> None:
+def _published(svc: Service, sets: Iterable[EndpointSet]) -> dict[str, _Address]:
+    """The service's endpoint addresses that DNS publishes: ready, or all of them with
+    ``publishNotReadyAddresses``; keyed by canonical IP."""
     # Merge every endpoint object of the service: an IP may appear in two slices while
     # they are being updated; it is ready if any says so and keeps the first hostname.
     addrs: dict[str, _Address] = {}
@@ -252,13 +266,26 @@ def _headless(zone: Zone, svc: Service, sets: Iterable[EndpointSet], out: Record
                     a.hostname = a.hostname or hostname
                     for pname, proto, number in named:
                         a.ports.setdefault((pname, proto), set()).add(number)
-    published = {ip: a for ip, a in addrs.items() if a.ready or svc.publish_not_ready}
+    return {ip: a for ip, a in addrs.items() if a.ready or svc.publish_not_ready}
+
+
+def _by_label(published: dict[str, _Address]) -> dict[str, list[str]]:
+    """Endpoint label (hostname, else dashed IP) -> its IPs, labels sorted."""
     by_label: dict[str, list[str]] = {}
     for ip, a in published.items():
         by_label.setdefault(a.hostname or dashed(ip), []).append(ip)
+    return dict(sorted(by_label.items()))
+
+
+def _endpoint_names(svc: Service, sets: Iterable[EndpointSet]) -> dict[str, list[str]]:
+    return _by_label(_published(svc, sets))
+
+
+def _headless(zone: Zone, svc: Service, sets: Iterable[EndpointSet], out: Records) -> None:
+    published = _published(svc, sets)
     base = zone.key(svc.name, svc.namespace, "svc")
     ptr_leaf = fnv32a(f"{svc.namespace}/{svc.name}")
-    for label, ips in sorted(by_label.items()):
+    for label, ips in _by_label(published).items():
         target = zone.fqdn(label, svc.name, svc.namespace, "svc")
         for ip in ips:
             key = f"{base}/{label}" if len(ips) == 1 else f"{base}/{label}/{fnv32a(ip)}"

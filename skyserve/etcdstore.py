@@ -57,6 +57,16 @@ class KeyValue:
     lease: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A response header: which cluster and member answered, at which revision."""
+
+    cluster_id: int
+    member_id: int
+    revision: int
+    raft_term: int
+
+
 @dataclass(slots=True)
 class WatchBatch:
     """One watch response: events in order (value None = delete)."""
@@ -226,6 +236,19 @@ class EtcdClient:
             return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision,
                             kv.lease)
         return None
+
+    def get_with_header(self, key: str) -> tuple[KeyValue | None, Header]:
+        """One key (None when it does not exist) and the header of the response."""
+        try:
+            resp = self._client.get_response(key)
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+        h = resp.header
+        header = Header(int(h.cluster_id), int(h.member_id), int(h.revision), int(h.raft_term))
+        for kv in resp.kvs:
+            return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision,
+                            kv.lease), header
+        return None, header
 
     def put_if_absent(self, key: str, value: str, lease: int | None = None) -> bool:
         """Create a key (optionally on a lease) only if it does not exist; True if created."""

@@ -20,6 +20,8 @@ def test_defaults() -> None:
     assert (c.resync_period, c.leader_elect, c.leader_lease_ttl) == (300.0, False, 15.0)
     assert c.zone.domain == ("cluster", "local") and c.zone.prefix == "/skydns"
     assert c.etcd.timeout == 5.0
+    assert c.etcd_probe_interval == 2.0
+    assert load(["--etcd-probe-interval", "0"], {}).etcd_probe_interval == 0.0
 
 
 def test_precedence_default_file_env_flag(tmp_path: Path) -> None:
@@ -58,6 +60,7 @@ def test_flags() -> None:
         (["--namespaces", "Bad_NS"], {}, "--namespaces"),
         (["--label-selector", "a in b"], {}, "--label-selector"),
         (["--resync-period", "soon"], {}, "--resync-period"),
+        (["--etcd-probe-interval", "10ms"], {}, "--etcd-probe-interval"),
         (["--ttl", "-1"], {}, "--ttl"),
         (["--leader-lease-ttl", "1s"], {}, "--leader-lease-ttl"),
         (["--etcd-endpoints", "ftp://x"], {}, "--etcd-endpoints"),

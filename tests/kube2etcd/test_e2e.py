@@ -11,6 +11,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from kube2etcd.records import fnv32a
 from tests.etcd_server import EtcdServer
 from tests.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
 from tests.kube2etcd.bridge_proc import BridgeProcess
@@ -202,6 +203,52 @@ def test_headless_endpoints_ready_unready_and_hostnames(env: Env) -> None:
     # A slice deleted.
     api.delete("endpointslices", "default", "db-a")
     env.expect(name, "A", NX)
+
+
+def test_endpoint_ptrs_of_cluster_ip_services(env: Env) -> None:
+    """`dig -x <endpoint ip>` names the endpoint under every ClusterIP service it backs."""
+    api = env.api
+    web, other = "web.default." + SVC, "api.default." + SVC
+    api.upsert("services", service("default", "web", ["10.96.10.1"], ports=HTTP))
+    api.upsert("services", service("default", "api", ["10.96.10.2"], ports=HTTP))
+    api.upsert("endpointslices", slice_("web-1", "web", [
+        "10.0.10.1", {"addresses": ["10.0.10.2"], "hostname": "web-0"},
+        {"addresses": ["10.0.10.3"], "conditions": {"ready": False}}, "10.0.10.9"]))
+    api.upsert("endpointslices", slice_("api-1", "api", ["10.0.10.1"]))
+    # Another writer already holds the PTR key the bridge would write for 10.0.10.9.
+    held = f"{env.prefix}/arpa/in-addr/10/0/10/9/{fnv32a('default/web')}"
+    env.etcd.put(held, '{"host":"manual.example."}')
+    bridge = env.bridge()
+    env.expect("1.10.0.10.in-addr.arpa.", "PTR", {"10-0-10-1." + web, "10-0-10-1." + other})
+    env.expect("2.10.0.10.in-addr.arpa.", "PTR", {"web-0." + web})
+    env.expect("3.10.0.10.in-addr.arpa.", "PTR", NX)  # not ready
+    env.expect("1.10.96.10.in-addr.arpa.", "PTR", {web})  # the cluster IP's own PTR
+    env.expect(web, "A", {"10.96.10.1"})
+    env.expect("10-0-10-1." + web, "A", NX)  # endpoint names of a ClusterIP service: PTR only
+    env.expect("web-0." + web, "A", NX)
+    env.expect("_http._tcp." + web, "SRV", {"80 " + web})
+    env.expect("9.10.0.10.in-addr.arpa.", "PTR", {"manual.example."})
+    assert bridge.metric("kube2etcd_foreign_keys_skipped_total") == 1
+    assert bridge.metric("kube2etcd_foreign_keys") == 1
+    # 10.0.10.3 becomes ready, 10.0.10.1 leaves web.
+    api.upsert("endpointslices", slice_("web-1", "web", [
+        {"addresses": ["10.0.10.2"], "hostname": "web-0"}, "10.0.10.3"]))
+    env.expect("3.10.0.10.in-addr.arpa.", "PTR", {"10-0-10-3." + web})
+    env.expect("1.10.0.10.in-addr.arpa.", "PTR", {"10-0-10-1." + other})
+    # publishNotReadyAddresses publishes unready endpoints' PTRs too.
+    api.upsert("endpointslices", slice_("web-1", "web", [
+        {"addresses": ["10.0.10.2"], "hostname": "web-0", "conditions": {"ready": False}}]))
+    env.expect("2.10.0.10.in-addr.arpa.", "PTR", NX)
+    api.upsert("services", service("default", "web", ["10.96.10.1"], ports=HTTP,
+                                   publish_not_ready=True))
+    env.expect("2.10.0.10.in-addr.arpa.", "PTR", {"web-0." + web})
+    # Gone with the slice, and with the service.
+    api.delete("endpointslices", "default", "api-1")
+    env.expect("1.10.0.10.in-addr.arpa.", "PTR", NX)
+    api.delete("services", "default", "web")
+    env.expect("2.10.0.10.in-addr.arpa.", "PTR", NX)
+    env.expect("1.10.96.10.in-addr.arpa.", "PTR", NX)
+    assert env.etcd.get(held) == b'{"host":"manual.example."}'
 
 
 def test_external_name_and_type_changes(env: Env) -> None:

@@ -37,6 +37,8 @@ def test_slim_services() -> None:
     assert h is not None and h.kind == HEADLESS and h.publish_not_ready
     e = slim_service(service("ns", "e", type="ExternalName", external_name="x.example."))
     assert e is not None and e.kind == EXTERNAL_NAME and e.external_name == "x.example."
+    c = slim_service(service("ns", "c", ["10.0.0.3"], publish_not_ready=True))
+    assert c is not None and c.kind == CLUSTER_IP and c.publish_not_ready  # endpoint PTRs
     pending = slim_service(service("ns", "p"))
     assert pending is not None and pending.cluster_ips == ()
 

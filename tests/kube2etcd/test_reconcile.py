@@ -10,7 +10,7 @@ import pytest
 
 from kube2etcd.metrics import Metrics
 from kube2etcd.objects import ENDPOINT_SLICES, SERVICES, Changed, Listed, Obj, Source
-from kube2etcd.reconcile import Reconciler, ReconcileSettings
+from kube2etcd.reconcile import Reconciler, ReconcileSettings, lost_state
 from kube2etcd.records import (
     CLUSTER_IP,
     HEADLESS,
@@ -22,7 +22,7 @@ from kube2etcd.records import (
     Zone,
     fnv32a,
 )
-from skyserve.etcdstore import EtcdClient, EtcdSettings
+from skyserve.etcdstore import EtcdClient, EtcdSettings, Header, KeyValue
 from tests.etcd_server import EtcdServer
 
 SOURCES = [Source(SERVICES), Source(ENDPOINT_SLICES)]
@@ -50,6 +50,7 @@ class Bridge:
         self.rec = Reconciler(
             self.zone, EtcdSettings(endpoints=(etcd.endpoint,), timeout=2.0), SOURCES,
             self.metrics, ReconcileSettings(resync_period=settings.get("resync", 0.0),
+                                            probe_interval=settings.get("probe", 2.0),
                                             max_backoff=0.2),
         )
         self.rec.start()
@@ -257,3 +258,91 @@ def test_etcd_apply_chunks_puts_before_deletes_and_checks_expectations(
         assert client.put_if_absent(keys[0], "x") and not client.put_if_absent(keys[0], "y")
     finally:
         client.close()
+
+
+def test_endpoint_ptrs_of_cluster_ip_services_follow_their_endpoints(
+    bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
+) -> None:
+    b = bridge()
+    web = Service("default", "web", CLUSTER_IP, ("10.96.0.1",), ports=(HTTP,))
+    api = Service("default", "api", CLUSTER_IP, ("10.96.0.2",), ports=(HTTP,))
+    ready, unready = Endpoint(("10.0.0.1",)), Endpoint(("10.0.0.2",), ready=False)
+
+    def eps(svc: str, *endpoints: Endpoint) -> EndpointSet:
+        return EndpointSet("default", f"{svc}-1", svc, (EndpointGroup(endpoints, (HTTP,)),))
+
+    def ptrs(ip: str) -> dict[str, str]:
+        found = etcd.get_prefix(f"{clean_prefix}/arpa/in-addr/{ip.replace('.', '/')}/")
+        return {k.rsplit("/", 1)[1]: json.loads(v)["host"] for k, v in found.items()}
+
+    b.listed(SOURCES[0], web, api)
+    b.listed(SOURCES[1], eps("web", ready, unready), eps("api", ready))
+    b.settle(passes=1)
+    assert ptrs("10.0.0.1") == {fnv32a("default/web"): "10-0-0-1.web.default.svc.cluster.local.",
+                                fnv32a("default/api"): "10-0-0-1.api.default.svc.cluster.local."}
+    assert ptrs("10.0.0.2") == {}  # not ready
+    assert not etcd.get_prefix(f"{clean_prefix}/local/cluster/svc/default/web/10-0-0-1")
+    b.changed(SOURCES[1], eps("web", Endpoint(("10.0.0.2",))))  # 10.0.0.1 leaves web
+    b.settle()
+    assert ptrs("10.0.0.1") == {fnv32a("default/api"): "10-0-0-1.api.default.svc.cluster.local."}
+    assert ptrs("10.0.0.2") == {fnv32a("default/web"): "10-0-0-2.web.default.svc.cluster.local."}
+    b.changed(SOURCES[1], None, ("default", "api-1"))  # the slice goes away
+    b.changed(SOURCES[0], None, ("default", "web"))  # and the service
+    b.settle()
+    assert ptrs("10.0.0.1") == ptrs("10.0.0.2") == {}
+    assert ptrs("10.96.0.2") == {fnv32a("default/api"): "api.default.svc.cluster.local."}
+
+
+def test_foreign_keys_skipped_metric(
+    bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
+) -> None:
+    base = f"{clean_prefix}/local/cluster/svc/default"
+    held = f"{base}/a/{fnv32a('10.0.0.1')}"
+    etcd.put(held, '{"host":"192.0.2.1"}')  # a key we want, held by someone else
+    b = bridge(resync=1.0)
+    b.listed(SOURCES[0], svc("a", "10.0.0.1"), svc("b", "10.0.0.2"))
+    b.listed(SOURCES[1])
+    b.settle(passes=1)
+    assert b.sample("kube2etcd_foreign_keys_skipped_total") == 1
+    assert b.sample("kube2etcd_foreign_keys") == 1
+    b.settle(passes=2)  # a periodic resync finds the same key: not counted again
+    assert b.sample("kube2etcd_foreign_keys_skipped_total") == 1
+    taken = f"{base}/b/{fnv32a('10.0.0.3')}"
+    etcd.put(taken, '{"host":"192.0.2.2"}')  # a key we are about to want, taken meanwhile
+    b.changed(SOURCES[0], svc("b", "10.0.0.3"))  # its write conflicts, then is skipped
+    wait_for(lambda: b.sample("kube2etcd_foreign_keys_skipped_total") == 2, timeout=5,
+             what="the second foreign key to be counted")
+    assert b.sample("kube2etcd_foreign_keys") == 2
+    etcd.delete(held)  # freed: the next resync writes it
+    wait_for(lambda: b.sample("kube2etcd_foreign_keys") == 1, timeout=5, what="the key freed")
+    assert json.loads(etcd.get(held) or b"{}").get("kube2etcd") == "cluster.local"
+    assert etcd.get(taken) == b'{"host":"192.0.2.2"}'
+
+
+def test_probe_rewrites_records_etcd_lost_without_an_error(
+    bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
+) -> None:
+    b = bridge(resync=0.0, probe=0.2)  # no periodic resync: only the probe can notice
+    b.listed(SOURCES[0], svc("a", "10.0.0.1"))
+    b.listed(SOURCES[1])
+    b.settle(passes=1)
+    before = etcd.get_prefix(clean_prefix + "/")
+    etcd.delete_prefix(clean_prefix + "/")  # everything gone, no error seen by the bridge
+    wait_for(lambda: etcd.get_prefix(clean_prefix + "/") == before, timeout=3,
+             what="the records to be rewritten")
+    lost = b.metrics.registry.get_sample_value("kube2etcd_etcd_state_lost_total",
+                                               {"reason": "missing"})
+    assert lost == 1 and b.rec.full_passes == 2
+    assert (b.metrics.registry.get_sample_value("kube2etcd_etcd_operations_total",
+                                                {"op": "probe", "result": "ok"}) or 0) >= 1
+
+
+def test_lost_state_verdicts() -> None:
+    header = Header(cluster_id=7, member_id=1, revision=100, raft_term=2)
+    kv = KeyValue("/k", b"v", 90)
+    assert lost_state("v", kv, header, 7, 100) == ""
+    assert lost_state(None, None, header, None, 0) == ""  # nothing known yet
+    assert lost_state("v", kv, header, 8, 100) == "cluster"  # another etcd cluster answers
+    assert lost_state("v", kv, header, 7, 101) == "revision"  # restored from a backup
+    assert lost_state("v", None, header, 7, 50) == "missing"  # wiped, or deleted by hand
+    assert lost_state(None, None, header, 7, 50) == ""  # the key was not ours to expect

@@ -213,3 +213,56 @@ def test_prefix_and_domain_are_configurable() -> None:
         "/dns/root/org/example/k8s/svc/ns/a", "/dns/root/arpa/in-addr/10/0/0/1"
     }
     assert {r.host for r in recs.values()} == {"10.0.0.1", "a.ns.svc.k8s.example.org."}
+
+
+def test_cluster_ip_endpoint_ptrs() -> None:
+    """Endpoint IPs of a ClusterIP service get PTRs (as CoreDNS), but no A/AAAA names."""
+    svc = Service("ns", "web", CLUSTER_IP, ("10.96.0.5",), ports=(HTTP,))
+    sets = [
+        EndpointSet("ns", "web-a", "web", (EndpointGroup((
+            Endpoint(("10.0.0.2",)),
+            Endpoint(("10.0.0.3",), hostname="web-0"),
+            Endpoint(("10.0.0.4",), ready=False),
+            Endpoint(("fd00::2",)),
+        ), (HTTP,)),)),
+        EndpointSet("ns", "web-b", "web", (EndpointGroup((  # the same IP in a second slice
+            Endpoint(("10.0.0.2",)),),),)),
+    ]
+    recs = service_records(ZONE, svc, sets)
+    leaf = fnv32a("ns/web")
+    name = "web.ns.svc.cluster.local."
+    ptr6 = "/skydns/arpa/ip6/" + "/".join("fd00" + "0" * 27 + "2") + f"/{leaf}"
+    assert hosts(recs) == {
+        f"{SVC}/ns/web/{fnv32a('10.96.0.5')}": ("10.96.0.5", 0),
+        f"/skydns/arpa/in-addr/10/96/0/5/{leaf}": (name, 0),
+        f"{SVC}/ns/web/_tcp/_http/{fnv32a(name)}": (name, 80),
+        f"/skydns/arpa/in-addr/10/0/0/2/{leaf}": (f"10-0-0-2.{name}", 0),
+        f"/skydns/arpa/in-addr/10/0/0/3/{leaf}": (f"web-0.{name}", 0),
+        ptr6: (f"fd00--2.{name}", 0),
+    }  # 10.0.0.4 is not ready: no PTR; no endpoint A records, no endpoint SRV targets
+    published = Service("ns", "web", CLUSTER_IP, ("10.96.0.5",), ports=(HTTP,),
+                        publish_not_ready=True)
+    recs = service_records(ZONE, published, sets)
+    assert recs[f"/skydns/arpa/in-addr/10/0/0/4/{leaf}"].host == f"10-0-0-4.{name}"
+    # No cluster IP yet: the endpoint PTRs alone.
+    pending = Service("ns", "web", CLUSTER_IP, (), ports=(HTTP,))
+    assert set(hosts(service_records(ZONE, pending, sets)).values()) == {
+        (f"10-0-0-2.{name}", 0), (f"web-0.{name}", 0), (f"fd00--2.{name}", 0)}
+
+
+def test_cluster_ip_endpoint_ptr_shared_ip_and_own_cluster_ip() -> None:
+    ep = [EndpointSet("ns", "x", "a", (EndpointGroup((Endpoint(("10.0.0.9",)),)),))]
+    a = service_records(ZONE, Service("ns", "a", CLUSTER_IP, ("10.96.0.1",)), ep)
+    b = service_records(ZONE, Service("ns", "b", CLUSTER_IP, ("10.96.0.2",)),
+                        [EndpointSet("ns", "y", "b", ep[0].groups)])
+    pa = {k: r.host for k, r in a.items() if k.startswith("/skydns/arpa/in-addr/10/0/0/9/")}
+    pb = {k: r.host for k, r in b.items() if k.startswith("/skydns/arpa/in-addr/10/0/0/9/")}
+    assert pa == {f"/skydns/arpa/in-addr/10/0/0/9/{fnv32a('ns/a')}":
+                  "10-0-0-9.a.ns.svc.cluster.local."}
+    assert pb == {f"/skydns/arpa/in-addr/10/0/0/9/{fnv32a('ns/b')}":
+                  "10-0-0-9.b.ns.svc.cluster.local."}
+    # An endpoint that is the service's own cluster IP: the service's PTR wins.
+    own = [EndpointSet("ns", "z", "c", (EndpointGroup((Endpoint(("10.96.0.3",)),)),))]
+    c = service_records(ZONE, Service("ns", "c", CLUSTER_IP, ("10.96.0.3",)), own)
+    assert c[f"/skydns/arpa/in-addr/10/96/0/3/{fnv32a('ns/c')}"].host == (
+        "c.ns.svc.cluster.local.")
