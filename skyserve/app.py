@@ -33,11 +33,12 @@ from .cache import ResponseCache
 from .config import Config
 from .engine import Change, Engine
 from .forward import Forwarder
-from .httpd import HttpServer, Response
+from .httpd import HttpServer, Response, http_ok
 from .mirror import Mirror
 from .options import ConfigError
 from .querylog import QueryLog
-from .transport import TcpServer, UdpServer, bind, split_hostport
+from .tally import DURATION_BUCKETS, duration_bucket
+from .transport import TcpServer, UdpServer, bind, is_local_address, split_hostport
 from .tree import Index
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,10 @@ class App:
         self.engine = self._build_engine(config, None)
         self.errors = 0
         self.stopping = False
+        # The /health self-check, as CoreDNS's health plugin measures it.
+        self.health_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.health_seconds = 0.0
+        self.health_failures = 0
         self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port),
                              self.engine.handle, self._count_error)
         self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port),
@@ -106,25 +111,24 @@ class App:
             engine.ready = previous.ready
             engine.set_revision(previous.revision)
             engine.tally, engine.hits, engine.stats = previous.tally, previous.hits, previous.stats
+            engine.forward_hits = previous.forward_hits
             old = previous.forwarder
             if forwarder is not None and old is not None:
-                forwarder.stats, forwarder.by_upstream = old.stats, old.by_upstream
-                forwarder.durations = old.durations
+                for name in ("stats", "requests_to", "by_upstream", "durations",
+                             "healthcheck_failures", "conn_cache"):
+                    setattr(forwarder, name, getattr(old, name))
                 if forwarder.cache is not None and old.cache is not None:
                     forwarder.cache.stats = old.cache.stats
         return engine
 
     def _is_ourselves(self, upstream: str) -> bool:
-        """resolv.conf may name this very server (e.g. 127.0.0.1 on the node): skip it."""
-        host, port = split_hostport(upstream, 53)
-        ours, our_port = split_hostport(self.config.dns_addr, 53)
-        if port != our_port:
-            return False
-        if host == ours or ours in ("0.0.0.0", "::"):
-            return True
-        with contextlib.suppress(ValueError):
-            return ipaddress.ip_address(host).is_loopback and ipaddress.ip_address(ours).is_loopback
-        return False
+        """resolv.conf may name this very server (e.g. 127.0.0.1 on the node): skip it.
+
+        Ourselves means our port and either our address or, when we listen on every
+        address, any address of this machine. Another server on another loopback address
+        (127.0.0.53, say) is not ourselves.
+        """
+        return is_ourselves(upstream, self.config.dns_addr)
 
     # -- probes ----------------------------------------------------------------------
 
@@ -161,6 +165,8 @@ class App:
                  self.config.dns_addr, self.config.digest())
         self._spawn(self._detect_loops())
         self._spawn(self._watch_config(reload))
+        if self.http:
+            self._spawn(self._check_health(self.http[0].sock.getsockname()[:2]))
         while not stop.is_set():
             waiter = asyncio.ensure_future(reload.wait())
             stopper = asyncio.ensure_future(stop.wait())
@@ -180,6 +186,22 @@ class App:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _check_health(self, addr: tuple[str, int]) -> None:
+        """Ask our own /health once a second and time it (coredns_health_request_*)."""
+        host = "127.0.0.1" if addr[0] in ("0.0.0.0", "") else "::1" if addr[0] == "::" else addr[0]
+        while True:
+            await asyncio.sleep(1.0)
+            start = time.perf_counter()
+            try:
+                ok = await asyncio.wait_for(http_ok(host, addr[1], "/health"), 1.0)
+            except (OSError, TimeoutError):
+                ok = False
+            seconds = time.perf_counter() - start
+            if not ok:
+                self.health_failures += 1
+            self.health_buckets[duration_bucket(seconds)] += 1
+            self.health_seconds += seconds
+
     async def _detect_loops(self) -> None:
         forwarder = self.engine.forwarder
         if forwarder is None:
@@ -198,12 +220,13 @@ class App:
 
     async def shutdown(self) -> None:
         self.stopping = True
-        self.udp.close()
-        await self.tcp.close()
+        self.udp.stop_reading()
         forwarder = self.engine.forwarder
         deadline = time.monotonic() + 2.0
         while forwarder is not None and forwarder.in_flight() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # queries already sent upstream still get answered
+        self.udp.close()
+        await self.tcp.close()
         if forwarder is not None:
             forwarder.close()
         for task in list(self._tasks):
@@ -267,6 +290,21 @@ class App:
             if digest is not None and digest != self._config_hash:
                 self._config_hash = digest
                 reload.set()
+
+
+def is_ourselves(upstream: str, dns_addr: str) -> bool:
+    host, port = split_hostport(upstream, 53)
+    ours, our_port = split_hostport(dns_addr, 53)
+    if port != our_port:
+        return False
+    if ours in ("0.0.0.0", "::"):
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).is_loopback:
+                return True
+        return is_local_address(host)
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host) == ipaddress.ip_address(ours)
+    return host == ours
 
 
 async def serve(config: Config, argv: Sequence[str], env: Mapping[str, str]) -> int:

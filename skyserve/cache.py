@@ -120,7 +120,11 @@ class ResponseCache:
             table, capacity, denial = self._denial, self.settings.denial_capacity, True
         else:
             return None
+        # A newer reply of the other kind (NXDOMAIN after an answer, or the reverse) wins.
+        other = self._success if denial else self._denial
+        other.pop(key, None)
         if capacity <= 0:
+            table.pop(key, None)
             return None
         entry = Entry(response, max(ttl, self.settings.min_ttl), denial, now)
         table[key] = entry

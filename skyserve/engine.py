@@ -30,12 +30,13 @@ from typing import Any
 
 from . import rr as T
 from . import wire
+from .cache import Entry as CachedReply
 from .forward import Forwarder, Outcome
 from .lookup import NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Authority, Result, Settings, Zone
 from .querylog import QueryLog
 from .rr import CLASS_IN, RR, rrsets
 from .skydns import Labels, Record
-from .tally import Stat, duration_bucket, qtype_name, rcode_name, size_bucket
+from .tally import Stat, Tally, duration_bucket, qtype_name, rcode_name
 from .tree import Index
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,16 @@ MAX_ROTATIONS = 8
 
 
 class Entry:
-    __slots__ = ("expires", "heads", "stat", "tail")
+    __slots__ = ("denial", "expires", "heads", "source", "stat", "tail")
 
     def __init__(self, heads: tuple[bytes, ...], tail: bytes | None, expires: float,
-                 stat: Stat) -> None:
+                 stat: int, source: CachedReply | None = None, denial: bool = False) -> None:
         self.heads = heads  # the reply after its ID, up to the SOA serial; one per rotation
         self.tail = tail  # the reply after the serial, or None when it has no SOA
         self.expires = expires  # 0.0: until etcd changes it
-        self.stat = stat
+        self.stat = stat  # its Tally id
+        self.source = source  # for forwarded replies: the response-cache entry
+        self.denial = denial
 
 
 @dataclass(slots=True)
@@ -89,8 +92,9 @@ class Engine:
         self.querylog = querylog
         self.ready = False
         self.revision = 0
-        self.tally: Counter[Stat] = Counter()
+        self.tally = Tally()
         self.hits = 0  # replies served from the answer cache
+        self.forward_hits = [0, 0]  # of those, forwarded replies: [success, denial]
         self.stats: Counter[str] = Counter()
         self._serial = b"\0\0\0\0"
         self._turn = 0
@@ -102,10 +106,10 @@ class Engine:
     def handle(self, data: bytes, tcp: bool = False, peer: Any = None,
                send: Send | None = None) -> bytes | None:
         """Answer one query: the reply, or None (dropped, or sent later through ``send``)."""
+        start = time.perf_counter()
         entry = self._cache.get((tcp, data[2:]))
         if entry is not None and (not entry.expires or entry.expires > time.monotonic()):
             self.hits += 1
-            self.tally[entry.stat] += 1
             heads = entry.heads
             if len(heads) == 1:
                 head = heads[0]
@@ -114,13 +118,20 @@ class Engine:
                 head = heads[self._turn % len(heads)]
             tail = entry.tail
             reply = data[:2] + head if tail is None else data[:2] + head + self._serial + tail
+            source = entry.source
+            if source is not None:  # a forwarded reply: the response cache's hit too
+                source.hits += 1
+                self.forward_hits[entry.denial] += 1
             if self.querylog is not None:
                 self.querylog.log(data, reply, peer, tcp, 0.0)
+            i = entry.stat
+            self.tally.counts[i] += 1
+            self.tally.seconds[i] += time.perf_counter() - start
             return reply
-        return self._answer(data, tcp, peer, send)
+        return self._answer(data, tcp, peer, send, start)
 
-    def _answer(self, data: bytes, tcp: bool, peer: Any, send: Send | None) -> bytes | None:
-        start = time.perf_counter()
+    def _answer(self, data: bytes, tcp: bool, peer: Any, send: Send | None,
+                start: float) -> bytes | None:
         try:
             query = wire.parse_query(data)
         except wire.Drop:
@@ -137,20 +148,20 @@ class Engine:
     def _dispatch(self, query: wire.Query, data: bytes, tcp: bool, peer: Any,
                   send: Send | None, start: float) -> bytes | None:
         if query.opcode != 0:
-            return self._error(query, NOTIMP, tcp, "dropped", start)
+            return self._error(query, data, NOTIMP, tcp, "dropped", start)
         if query.edns and query.edns_version > 0:
-            return self._error(query, wire.BADVERS, tcp, "dropped", start)
+            return self._error(query, data, wire.BADVERS, tcp, "dropped", start)
         fwd = self.forwarder
         if fwd is not None and fwd.probes and fwd.probe_seen(query.labels):
-            return self._error(query, REFUSED, tcp, "dropped", start)
+            return self._error(query, data, REFUSED, tcp, "dropped", start)
         zone = self.authority.zone_of(query.labels) if query.qclass == CLASS_IN else None
         if zone is None:
             if fwd is not None and send is not None and fwd.pool_for(query.labels):
                 self._forward(query, data, tcp, peer, send, start)
                 return None
-            return self._error(query, REFUSED, tcp, "dropped", start)
+            return self._error(query, data, REFUSED, tcp, "dropped", start)
         if not self.ready:
-            return self._error(query, SERVFAIL, tcp, zone.text, start)
+            return self._error(query, data, SERVFAIL, tcp, zone.text, start)
         result = self.authority.answer(query.labels, query.qtype, zone)
         if (result.rcode == NXDOMAIN and zone in self.fallthrough and fwd is not None
                 and send is not None and fwd.pool_for(query.labels)):
@@ -168,14 +179,15 @@ class Engine:
         variants = self._render_rotations(query, result, tcp)
         wire0 = variants[0].wire
         at = variants[0].serial_at
-        stat = self._count(query, tcp, result.zone.text, result.rcode, "etcd", len(wire0), start)
+        stat = self._count(query, data, tcp, result.zone.text, result.rcode, "etcd", len(wire0),
+                           start)
         if result.rcode in (NOERROR, NXDOMAIN):
             if at >= 0:
                 heads: tuple[bytes, ...] = (wire0[2:at],)
                 tail: bytes | None = wire0[at + 4 :]
             else:
                 heads, tail = tuple(v.wire[2:] for v in variants), None
-            entry = Entry(heads, tail, 0.0, stat._replace(duration_bucket=0))
+            entry = Entry(heads, tail, 0.0, self.tally.id(stat._replace(duration_bucket=0)))
             self._store((tcp, data[2:]), entry, result.deps)
         if at >= 0:
             return wire0[:at] + self._serial + wire0[at + 4 :]
@@ -205,19 +217,18 @@ class Engine:
             aa=aa, ra=self.forwarder is not None, max_udp=self.max_udp,
         )
 
-    def _error(self, query: wire.Query, rcode: int, tcp: bool, zone: str, start: float) -> bytes:
+    def _error(self, query: wire.Query, data: bytes, rcode: int, tcp: bool, zone: str,
+               start: float) -> bytes:
         reply = self._render(query, rcode, ([], [], []), tcp, aa=False).wire
-        self._count(query, tcp, zone, rcode, "", len(reply), start)
+        self._count(query, data, tcp, zone, rcode, "", len(reply), start)
         return reply
 
-    def _count(self, query: wire.Query, tcp: bool, zone: str, rcode: int, plugin: str,
-               size: int, start: float) -> Stat:
-        stat = Stat(
-            "tcp" if tcp else "udp", zone, qtype_name(query.qtype), rcode_name(rcode),
-            query.do, plugin, size_bucket(len(query.qname) + 16), size_bucket(size),
-            duration_bucket(time.perf_counter() - start),
-        )
-        self.tally[stat] += 1
+    def _count(self, query: wire.Query, data: bytes, tcp: bool, zone: str, rcode: int,
+               plugin: str, size: int, start: float) -> Stat:
+        seconds = time.perf_counter() - start
+        stat = Stat("tcp" if tcp else "udp", zone, qtype_name(query.qtype), rcode_name(rcode),
+                    query.do, plugin, len(data), size, duration_bucket(seconds))
+        self.tally.add(stat, seconds)
         return stat
 
     # -- forwarding ------------------------------------------------------------------
@@ -225,7 +236,7 @@ class Engine:
     def _forward(self, query: wire.Query, data: bytes, tcp: bool, peer: Any, send: Send,
                  start: float) -> None:
         def done(outcome: Outcome) -> None:
-            reply = self._relay(query, outcome, tcp, (tcp, data[2:]), start)
+            reply = self._relay(query, data, outcome, tcp, start)
             if self.querylog is not None:
                 self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
             send(reply, peer)
@@ -234,25 +245,37 @@ class Engine:
         self.forwarder.fetch(query.labels, query.qname, query.qtype, query.qclass,
                              flags=query.flags, do=query.do, tcp=tcp, done=done)
 
-    def _relay(self, query: wire.Query, outcome: Outcome, tcp: bool, key: CacheKey,
+    def _relay(self, query: wire.Query, data: bytes, outcome: Outcome, tcp: bool,
                start: float) -> bytes:
         resp = outcome.response
         if resp is None:
             reply = self._render(query, outcome.rcode, ([], [], []), tcp, aa=False).wire
-            self._count(query, tcp, ".", outcome.rcode, "forward", len(reply), start)
+            self._count(query, data, tcp, ".", outcome.rcode, "forward", len(reply), start)
             return reply
-        reply = wire.relay(resp, query, limit=wire.reply_limit(query, tcp, self.max_udp),
-                           max_udp=self.max_udp, age=outcome.age,
-                           fixed_ttl=30 if outcome.stale else None)
-        plugin = "cache" if outcome.age or outcome.stale else "forward"
-        stat = self._count(query, tcp, ".", resp.rcode, plugin, len(reply), start)
+        now = time.monotonic()
+        cap = None  # the entry's TTL (capped by --cache-max-ttl) minus its age in whole seconds
+        if outcome.expires and not outcome.stale:
+            cap = max(0, round(outcome.expires - outcome.stored) - outcome.age)
+        limit = wire.reply_limit(query, tcp, self.max_udp)
+        turns = wire.rotations(resp) if self.shuffle else 1
+        variants = [
+            wire.relay(resp, query, limit=limit, max_udp=self.max_udp, age=outcome.age,
+                       fixed_ttl=30 if outcome.stale else None, max_ttl=cap, rotate=k)
+            for k in range(min(turns, MAX_ROTATIONS))
+        ]
+        self._turn += 1
+        reply = variants[self._turn % len(variants)]
+        plugin = "cache" if outcome.cached else "forward"
+        stat = self._count(query, data, tcp, ".", resp.rcode, plugin, len(reply), start)
         if outcome.expires and not outcome.stale and not reply[2] & 0x02:
             # Keep the bytes until their TTLs would tick down by one second.
-            now = time.monotonic()
             until = min(outcome.expires, outcome.stored + outcome.age + 1)
             if until > now:
-                self._store(key, Entry((reply[2:],), None, until,
-                                       stat._replace(plugin="cache", duration_bucket=0)), ())
+                hit = self.tally.id(stat._replace(plugin="cache", duration_bucket=0))
+                denial = outcome.entry.denial if outcome.entry is not None else False
+                entry = Entry(tuple(v[2:] for v in variants), None, until, hit,
+                              outcome.entry, denial)
+                self._store((tcp, data[2:]), entry, ())
         return reply
 
     def _complete(self, query: wire.Query, data: bytes, result: Result, target: Labels,
@@ -269,7 +292,8 @@ class Engine:
             sections = (rrsets(result.answer), rrsets(result.authority),
                         rrsets(result.additional))
             reply = self._render(query, result.rcode, sections, tcp).wire
-            self._count(query, tcp, result.zone.text, result.rcode, "etcd", len(reply), start)
+            self._count(query, data, tcp, result.zone.text, result.rcode, "etcd", len(reply),
+                        start)
             if self.querylog is not None:
                 self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
             send(reply, peer)

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from . import rr as T
 from . import wire
-from .cache import Key, ResponseCache
+from .cache import Entry, Key, ResponseCache
 from .skydns import Labels
 from .tally import DURATION_BUCKETS, duration_bucket, rcode_name
 from .transport import split_hostport
@@ -52,6 +52,8 @@ class Outcome(NamedTuple):
     stale: bool = False
     stored: float = 0.0  # monotonic time it was cached, and when it expires (0: not cached)
     expires: float = 0.0
+    cached: bool = False  # served from the cache rather than just fetched
+    entry: Entry | None = None  # the cache entry, so later hits can count toward prefetch
 
 
 Done = Callable[[Outcome], None]
@@ -140,8 +142,14 @@ class Forwarder:
             self.pools.append(Pool(labels, [Upstream(a) for a in addresses], settings.policy))
         self.pools.sort(key=lambda p: len(p.domain), reverse=True)
         self.stats: Counter[str] = Counter()
+        self.requests_to: Counter[str] = Counter()  # to -> queries sent
         self.by_upstream: Counter[tuple[str, str]] = Counter()  # (to, rcode) -> replies
-        self.durations: dict[tuple[str, str], list[int]] = {}  # (to, rcode) -> bucket counts
+        self.healthcheck_failures: Counter[str] = Counter()  # to -> failed probes
+        self.conn_cache: Counter[tuple[str, str, str]] = Counter()  # (to, proto, hit|miss)
+        self._last_error_log = 0.0
+        self._errors_unlogged = 0
+        # (to, rcode) -> counts per duration bucket (last: above all), then the sum of seconds
+        self.durations: dict[tuple[str, str], list[float]] = {}
         self.probes: dict[Labels, Upstream] = {}
         self._socks: dict[int, list[_Sock]] = {}
         self._retired: list[_Sock] = []
@@ -171,10 +179,10 @@ class Forwarder:
                 if self.cache.wants_prefetch(entry, now):
                     self._forward(key, qname, flags, False, None, _ignore)
                 done(Outcome(entry.response, age=entry.age(now), stored=entry.stored,
-                             expires=entry.expires))
+                             expires=entry.expires, cached=True, entry=entry))
                 return
             if entry is not None:
-                stale = Outcome(entry.response, stale=True)
+                stale = Outcome(entry.response, stale=True, cached=True)
         self._forward(key, qname, flags, tcp, stale, done)
 
     def _forward(self, key: Key, qname: bytes, flags: int, tcp: bool, stale: Outcome | None,
@@ -189,7 +197,10 @@ class Forwarder:
             return
         query = wire.build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
                                  udp_size=self.settings.udp_size)
-        q = _Query(key, qname, query, tcp, pool.order(self.settings.max_fails), stale, done)
+        order = pool.order(self.settings.max_fails)
+        if all(u.fails >= self.settings.max_fails for u in order):
+            self.stats["healthcheck_broken"] += 1  # every upstream is down: try them anyway
+        q = _Query(key, qname, query, tcp, order, stale, done)
         self._next(q)
 
     def in_flight(self) -> int:
@@ -213,10 +224,13 @@ class Forwarder:
         up = q.upstream = q.tries.pop(0)
         q.started = time.monotonic()
         self.stats["requests"] += 1
+        self.requests_to[up.name] += 1
         if q.tcp:
+            self.conn_cache[(up.name, "tcp", "miss")] += 1  # one connection per query
             self._spawn_tcp(q, up)
             return
         s = self._pick_sock(up.family)
+        self.conn_cache[(up.name, "udp", "hit" if s.uses else "miss")] += 1
         qid = int.from_bytes(os.urandom(2), "big")
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
@@ -250,7 +264,7 @@ class Forwarder:
     def _open_sock(self, family: int) -> _Sock:
         s = _Sock(family)
         asyncio.get_running_loop().add_reader(s.sock.fileno(), self._drain, s)
-        return s
+        return s  # its first use counts as a connection-cache miss (uses == 0)
 
     def _close_sock(self, s: _Sock) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already gone at exit
@@ -318,14 +332,13 @@ class Forwarder:
         if entry is None:
             q.done(Outcome(resp))
         else:
-            q.done(Outcome(resp, stored=entry.stored, expires=entry.expires))
+            q.done(Outcome(resp, stored=entry.stored, expires=entry.expires, entry=entry))
 
     def _failed(self, q: _Query, why: str) -> None:
         up = q.upstream
         assert up is not None
         up.fails += 1
         self.stats["upstream_failures"] += 1
-        self.by_upstream[(up.name, "timeout" if why == "timeout" else "error")] += 1
         log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
         if up.fails >= self.settings.max_fails and not up.checking:
             up.checking = True
@@ -333,6 +346,7 @@ class Forwarder:
         self._next(q)
 
     def _give_up(self, q: _Query) -> None:
+        self._log_failure(q)
         if q.stale is not None:
             if self.cache is not None:
                 self.cache.served_stale()
@@ -340,13 +354,27 @@ class Forwarder:
             return
         q.done(Outcome(None, SERVFAIL))
 
+    def _log_failure(self, q: _Query) -> None:
+        """Errors are always logged, but at most one line a second during an outage."""
+        now = time.monotonic()
+        if now - self._last_error_log < 1.0:
+            self._errors_unlogged += 1
+            return
+        more = f" (and {self._errors_unlogged} more since the last message)" \
+            if self._errors_unlogged else ""
+        name = ".".join(q.key.labels) + "."
+        log.error("every upstream failed for %s %s%s", name, q.key.qtype, more)
+        self._last_error_log, self._errors_unlogged = now, 0
+
     def _record(self, up: Upstream, rcode: int, started: float) -> None:
         name = rcode_name(rcode)
         self.by_upstream[(up.name, name)] += 1
         buckets = self.durations.get((up.name, name))
         if buckets is None:
-            buckets = self.durations[(up.name, name)] = [0] * (len(DURATION_BUCKETS) + 1)
-        buckets[duration_bucket(time.monotonic() - started)] += 1
+            buckets = self.durations[(up.name, name)] = [0] * (len(DURATION_BUCKETS) + 2)
+        seconds = time.monotonic() - started
+        buckets[duration_bucket(seconds)] += 1
+        buckets[-1] += seconds
 
     # -- TCP -------------------------------------------------------------------------
 
@@ -392,21 +420,24 @@ class Forwarder:
                     log.info("upstream %s is healthy again", up.name)
                 else:
                     self.stats["healthcheck_failures"] += 1
-                    self.by_upstream[(up.name, "healthcheck_failure")] += 1
+                    self.healthcheck_failures[up.name] += 1
         finally:
             up.checking = False
 
     async def _probe(self, up: Upstream, query: bytes) -> bool:
+        """One query to one upstream: a random ID, and only that upstream's reply counts."""
         loop = asyncio.get_running_loop()
+        qid = os.urandom(2)
         with socket.socket(up.family, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             try:
-                await loop.sock_sendto(sock, query, up.addr)
+                await loop.sock_connect(sock, up.addr)
+                await loop.sock_sendall(sock, qid + query[2:])
                 reply = loop.sock_recv(sock, 65535)
                 data = await asyncio.wait_for(reply, self.settings.read_timeout)
             except (OSError, TimeoutError):
                 return False
-        return len(data) >= 12 and data[:2] == query[:2]
+        return len(data) >= 12 and data[:2] == qid
 
     async def detect_loops(self) -> list[str]:
         """Send each upstream a random name; if it comes back to us, that upstream loops."""

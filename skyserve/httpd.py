@@ -67,3 +67,15 @@ class HttpServer:
         except Exception:
             log.exception("HTTP handler for %s failed", path)
             return 503, "text/plain", b"internal error\n"
+
+
+async def http_ok(host: str, port: int, path: str) -> bool:
+    """GET a path; True for a 200 answer (the self-check of /health)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        status = await reader.readline()
+    finally:
+        writer.close()
+    return status.split(b" ", 2)[1:2] == [b"200"]

@@ -23,7 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat
+from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat, size_bucket
 
 if TYPE_CHECKING:
     from .app import App
@@ -36,17 +36,30 @@ def snapshot(app: App) -> Snapshot:
     engine, mirror = app.engine, app.mirror
     fwd = engine.forwarder
     cache = fwd.cache if fwd is not None else None
+    cache_stats = None
+    if cache is not None:
+        # Repeats within a second are answered by the engine from the same reply: they are
+        # cache hits too, so count them as such.
+        success, denial = engine.forward_hits
+        cache_stats = _add(dict(cache.stats), {"requests": success + denial,
+                                               "hits_success": success, "hits_denial": denial})
+        cache_stats |= {f"entries_{k}": v for k, v in cache.sizes().items()}
     return {
         "server": app.server_label,
         "zones": list(app.config.zone),
-        "tally": [[*stat, count] for stat, count in engine.tally.items()],
+        "tally": engine.tally.rows(),
         "panics": app.errors,
-        "cache": dict(cache.stats) | {f"entries_{k}": v for k, v in cache.sizes().items()}
-        if cache is not None else None,
+        "health": {"buckets": list(app.health_buckets), "sum": app.health_seconds,
+                   "failures": app.health_failures},
+        "cache": cache_stats,
         "forward": {
             "stats": dict(fwd.stats),
+            "requests": [[to, n] for to, n in fwd.requests_to.items()],
             "replies": [[to, rcode, n] for (to, rcode), n in fwd.by_upstream.items()],
             "durations": [[to, rcode, b] for (to, rcode), b in fwd.durations.items()],
+            "healthcheck_failures": [[to, n] for to, n in fwd.healthcheck_failures.items()],
+            "conn_cache": [[to, proto, kind, n] for (to, proto, kind), n
+                           in fwd.conn_cache.items()],
         } if fwd is not None else None,
         "etcd": {
             "revision": engine.revision,
@@ -64,17 +77,19 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
     """Sum the counters of several worker processes (gauges: the freshest / largest)."""
     first = snapshots[0]
     out: Snapshot = {"server": first["server"], "zones": first["zones"], "tally": [],
-                     "panics": 0, "cache": None, "forward": None, "etcd": dict(first["etcd"])}
+                     "panics": 0, "cache": None, "forward": None, "etcd": dict(first["etcd"]),
+                     "health": first["health"]}
     for snap in snapshots:
         out["tally"].extend(snap["tally"])
         out["panics"] += snap["panics"]
         if snap["cache"] is not None:
             out["cache"] = _add(out["cache"] or {}, snap["cache"])
         if snap["forward"] is not None:
-            fwd = out["forward"] or {"stats": {}, "replies": [], "durations": []}
+            fwd = out["forward"] or {"stats": {}}
             fwd["stats"] = _add(fwd["stats"], snap["forward"]["stats"])
-            fwd["replies"] += snap["forward"]["replies"]
-            fwd["durations"] += snap["forward"]["durations"]
+            for part in ("requests", "replies", "durations", "healthcheck_failures",
+                         "conn_cache"):
+                fwd[part] = fwd.get(part, []) + snap["forward"][part]
             out["forward"] = fwd
         etcd = out["etcd"]
         for k in ("revision", "records", "last_update"):
@@ -108,6 +123,8 @@ def families(snap: Snapshot, deprecated_forward: bool = True) -> Iterator[Metric
     if snap["cache"] is not None:
         enabled.add_metric([server, ".", "", "cache"], 1)
     yield enabled
+    if snap.get("health") is not None:
+        yield from _health(snap["health"])
     if snap["cache"] is not None:
         yield from _cache(snap["cache"], server)
     if snap["forward"] is not None:
@@ -125,19 +142,19 @@ def _dns(tally: list[list[Any]], server: str) -> Iterator[Metric]:
         "coredns_dns_responses", "Counter of response status codes.",
         labels=["server", "zone", "view", "rcode", "plugin"])
     counts: dict[str, dict[tuple[str, ...], int]] = {k: {} for k in ("req", "do", "resp")}
-    hists: dict[str, dict[tuple[str, ...], list[int]]] = {k: {} for k in ("dur", "qsz", "rsz")}
+    hists: dict[str, dict[tuple[str, ...], Hist]] = {k: {} for k in ("dur", "qsz", "rsz")}
     for row in tally:
-        stat, n = Stat(*row[:-1]), row[-1]
+        stat, n, seconds = Stat(*row[:-2]), row[-2], row[-1]
         _inc(counts["req"], (server, stat.zone, "", stat.proto, "1", stat.qtype), n)
         if stat.do:
             _inc(counts["do"], (server, "", stat.zone), n)
         _inc(counts["resp"], (server, stat.zone, "", stat.rcode, stat.plugin), n)
-        _bucket(hists["dur"], (server, stat.zone, "", stat.qtype), stat.duration_bucket, n,
-                len(DURATION_BUCKETS))
-        _bucket(hists["qsz"], (server, stat.zone, "", stat.proto), stat.request_bucket, n,
-                len(SIZE_BUCKETS))
-        _bucket(hists["rsz"], (server, stat.zone, "", stat.proto), stat.response_bucket, n,
-                len(SIZE_BUCKETS))
+        _observe(hists["dur"], (server, stat.zone, "", stat.qtype), stat.duration_bucket, n,
+                 seconds, len(DURATION_BUCKETS))
+        _observe(hists["qsz"], (server, stat.zone, "", stat.proto),
+                 size_bucket(stat.request_size), n, n * stat.request_size, len(SIZE_BUCKETS))
+        _observe(hists["rsz"], (server, stat.zone, "", stat.proto),
+                 size_bucket(stat.response_size), n, n * stat.response_size, len(SIZE_BUCKETS))
     for family, key in ((requests, "req"), (do, "do"), (responses, "resp")):
         for labels, n in counts[key].items():
             family.add_metric(list(labels), n)
@@ -149,6 +166,17 @@ def _dns(tally: list[list[Any]], server: str) -> Iterator[Metric]:
                      ["server", "zone", "view", "proto"], hists["qsz"], SIZE_BUCKETS)
     yield _histogram("coredns_dns_response_size_bytes", "Size of the returned response in bytes.",
                      ["server", "zone", "view", "proto"], hists["rsz"], SIZE_BUCKETS)
+
+
+def _health(health: dict[str, Any]) -> Iterator[Metric]:
+    table: dict[tuple[str, ...], Hist] = {(): Hist(health["buckets"], health["sum"])}
+    yield _histogram("coredns_health_request_duration_seconds",
+                     "Histogram of the time (in seconds) each self-check of /health took.", [],
+                     table, DURATION_BUCKETS)
+    failures = CounterMetricFamily("coredns_health_request_failures",
+                                   "The number of failed self-checks of /health.")
+    failures.add_metric([], health["failures"])
+    yield failures
 
 
 def _cache(stats: dict[str, int], server: str) -> Iterator[Metric]:
@@ -177,24 +205,36 @@ def _cache(stats: dict[str, int], server: str) -> Iterator[Metric]:
 
 
 def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
-    hist: dict[tuple[str, ...], list[int]] = {}
+    hist: dict[tuple[str, ...], Hist] = {}
     for to, rcode, buckets in fwd["durations"]:
-        acc = hist.setdefault(("forward", to, rcode), [0] * len(buckets))
-        for i, n in enumerate(buckets):
-            acc[i] += n
+        acc = hist.setdefault(("forward", to, rcode), Hist([0] * len(buckets), 0.0))
+        for i, n in enumerate(buckets[:-1]):
+            acc.counts[i] += n
+        acc.total += buckets[-1]
     yield _histogram("coredns_proxy_request_duration_seconds",
                      "Histogram of the time each request took.", ["proxy_name", "to", "rcode"],
                      hist, DURATION_BUCKETS)
     failures: dict[str, int] = {}
-    for to, rcode, n in fwd["replies"]:
-        if rcode == "healthcheck_failure":
-            failures[to] = failures.get(to, 0) + n
+    for to, n in fwd["healthcheck_failures"]:
+        failures[to] = failures.get(to, 0) + n
     health = CounterMetricFamily("coredns_proxy_healthcheck_failures",
                                  "Count of failed health checks per upstream.",
                                  labels=["proxy_name", "to", "rcode"])
     for to, n in failures.items():
         health.add_metric(["forward", to, ""], n)
     yield health
+    conns = {"hit": CounterMetricFamily("coredns_proxy_conn_cache_hits",
+                                        "Queries sent on an already open upstream socket.",
+                                        labels=["proxy_name", "to", "proto"]),
+             "miss": CounterMetricFamily("coredns_proxy_conn_cache_misses",
+                                         "Queries that needed a new upstream socket.",
+                                         labels=["proxy_name", "to", "proto"])}
+    merged: dict[tuple[str, str, str], int] = {}
+    for to, proto, kind, n in fwd["conn_cache"]:
+        merged[(to, proto, kind)] = merged.get((to, proto, kind), 0) + n
+    for (to, proto, kind), n in merged.items():
+        conns[kind].add_metric(["forward", to, proto], n)
+    yield from conns.values()
     stats = fwd["stats"]
     for name, key, text in (
         ("coredns_forward_max_concurrent_rejects", "max_concurrent_rejects",
@@ -210,17 +250,20 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
     requests = CounterMetricFamily("coredns_forward_requests",
                                    "Counter of requests made per upstream (deprecated).",
                                    labels=["to"])
-    responses = CounterMetricFamily("coredns_forward_responses",
-                                    "Counter of responses per upstream and rcode (deprecated).",
-                                    labels=["to", "rcode"])
     per_to: dict[str, int] = {}
-    for to, rcode, n in fwd["replies"]:
-        if rcode != "healthcheck_failure":
-            per_to[to] = per_to.get(to, 0) + n
-            responses.add_metric([to, rcode], n)
+    for to, n in fwd["requests"]:
+        per_to[to] = per_to.get(to, 0) + n
     for to, n in per_to.items():
         requests.add_metric([to], n)
     yield requests
+    responses = CounterMetricFamily("coredns_forward_responses",
+                                    "Counter of responses per upstream and rcode (deprecated).",
+                                    labels=["to", "rcode"])
+    replies: dict[tuple[str, str], int] = {}
+    for to, rcode, n in fwd["replies"]:
+        replies[(to, rcode)] = replies.get((to, rcode), 0) + n
+    for (to, rcode), n in replies.items():
+        responses.add_metric([to, rcode], n)
     yield responses
     yield _histogram("coredns_forward_request_duration_seconds",
                      "Histogram of the time each request took (deprecated).", ["to", "rcode"],
@@ -263,28 +306,37 @@ def _inc(table: dict[tuple[str, ...], int], key: tuple[str, ...], n: int) -> Non
     table[key] = table.get(key, 0) + n
 
 
-def _bucket(table: dict[tuple[str, ...], list[int]], key: tuple[str, ...], index: int, n: int,
-            size: int) -> None:
-    counts = table.get(key)
-    if counts is None:
-        counts = table[key] = [0] * (size + 1)
-    counts[index] += n
+class Hist:
+    """Per-bucket counts (the last one: above every bound) and the exact sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, counts: list[int], total: float) -> None:
+        self.counts = counts
+        self.total = total
 
 
-def _histogram(name: str, text: str, labels: list[str], table: dict[tuple[str, ...], list[int]],
+def _observe(table: dict[tuple[str, ...], Hist], key: tuple[str, ...], index: int, n: int,
+             total: float, size: int) -> None:
+    hist = table.get(key)
+    if hist is None:
+        hist = table[key] = Hist([0] * (size + 1), 0.0)
+    hist.counts[index] += n
+    hist.total += total
+
+
+def _histogram(name: str, text: str, labels: list[str], table: dict[tuple[str, ...], Hist],
                bounds: Iterable[float]) -> HistogramMetricFamily:
-    """Per-bucket counts (last = above every bound) to a cumulative histogram, sum estimated."""
     bounds = list(bounds)
     family = HistogramMetricFamily(name, text, labels=labels)
-    for key, counts in table.items():
-        running, buckets, total = 0, [], 0.0
-        for bound, n in zip(bounds, counts, strict=False):
+    for key, hist in table.items():
+        running, buckets = 0, []
+        for bound, n in zip(bounds, hist.counts, strict=False):
             running += n
-            total += n * bound
             buckets.append((_fmt(bound), running))
-        running += counts[len(bounds)]
+        running += hist.counts[len(bounds)]
         buckets.append(("+Inf", running))
-        family.add_metric(list(key), buckets, sum_value=total)
+        family.add_metric(list(key), buckets, sum_value=hist.total)
     return family
 
 

@@ -72,8 +72,22 @@ def _question(msg: bytes) -> tuple[str, int, int, int]:
         qtype, qclass = struct.unpack_from("!HH", msg, pos + 1)
     except (IndexError, struct.error):
         return "-", 0, 0, pos
-    name = ".".join(x.replace(".", "\\.") for x in labels) + "."
+    name = ".".join(_escape(x) for x in labels) + "."
     return name, qtype, qclass, pos + 5
+
+
+def _escape(label: str) -> str:
+    """RFC 1035 presentation form: a log line can never be split or forged by a name."""
+    out = []
+    for ch in label:
+        code = ord(ch)
+        if ch in '."\\;()$@':
+            out.append("\\" + ch)
+        elif code < 0x21 or code > 0x7E:
+            out.append(f"\\{code:03d}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _opt_ttl_and_size(query: bytes) -> tuple[int, int] | None:

@@ -38,6 +38,17 @@ def split_hostport(addr: str, default_port: int) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def is_local_address(host: str) -> bool:
+    """Whether an address belongs to this machine: only then can we bind to it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
 def bind(addr: str, kind: socket.SocketKind, reuse_port: bool = False) -> socket.socket:
     host, port = split_hostport(addr, 53)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -67,10 +78,14 @@ class UdpServer:
         self._loop = loop
         loop.add_reader(self.sock.fileno(), self._drain)
 
-    def close(self) -> None:
+    def stop_reading(self) -> None:
+        """Take no new queries; replies to forwarded ones can still be sent."""
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
+
+    def close(self) -> None:
+        self.stop_reading()
         self.sock.close()
 
     def send(self, reply: bytes, peer: Any) -> None:

@@ -363,24 +363,32 @@ def negative_ttl(resp: Response) -> int | None:
 
 def relay(
     resp: Response, query: Query, *, limit: int, max_udp: int, age: int = 0,
-    fixed_ttl: int | None = None,
+    fixed_ttl: int | None = None, max_ttl: int | None = None, rotate: int = 0,
 ) -> bytes:
     """An upstream reply re-addressed to our client.
 
     The client's ID, question spelling, RD and CD are restored; TTLs are lowered by ``age``
-    seconds (or all set to ``fixed_ttl`` for stale answers); the upstream's OPT is replaced
-    by ours when the client spoke EDNS, and removed when it did not. A reply that does not
-    fit the client's limit is cut to the question with TC set.
+    seconds and capped at ``max_ttl`` (or all set to ``fixed_ttl`` for stale answers); the
+    upstream's OPT is replaced by ours when the client spoke EDNS, and removed when it did
+    not; address RRsets are rotated by ``rotate`` places. A reply that does not fit the
+    client's limit is cut to the question with TC set.
     """
     data = resp.data
     cut = resp.opt.start if resp.opt is not None else len(data)
     kept = [s for s in resp.spans if s.end <= cut]
     out = bytearray(data[:cut])
     out[resp.qname_at : resp.qname_at + resp.qname_len] = query.qname
-    if age or fixed_ttl is not None:
+    if age or fixed_ttl is not None or max_ttl is not None:
         for s in kept:
             ttl = fixed_ttl if fixed_ttl is not None else max(0, s.ttl - age)
+            if max_ttl is not None:
+                ttl = min(ttl, max_ttl)
             struct.pack_into("!I", out, s.ttl_at, ttl)
+    if rotate:
+        for run in _address_runs(data, kept):
+            k = rotate % len(run)
+            pieces = [out[s.start : s.end] for s in run]
+            out[run[0].start : run[-1].end] = b"".join(pieces[k:] + pieces[:k])
     counts = [0, 0, 0]
     for s in kept:
         counts[s.section] += 1
@@ -396,6 +404,32 @@ def relay(
         counts[2] += 1
     HEADER.pack_into(out, 0, query.id, flags | (rcode & 0xF), 1, *counts)
     return bytes(out)
+
+
+def _address_runs(data: bytes, spans: list[Span]) -> list[list[Span]]:
+    """Adjacent answer A/AAAA records of one type that can be reordered as byte blocks.
+
+    Only records whose owner is a compression pointer qualify: then no other name can
+    point into them, and their rdata holds no names, so moving them breaks nothing.
+    """
+    runs: list[list[Span]] = []
+    run: list[Span] = []
+    for s in spans:
+        movable = s.section == 0 and s.rtype in (T.A, T.AAAA) and data[s.start] >= 0xC0
+        if movable and run and run[-1].rtype == s.rtype and run[-1].end == s.start:
+            run.append(s)
+            continue
+        if len(run) > 1:
+            runs.append(run)
+        run = [s] if movable else []
+    if len(run) > 1:
+        runs.append(run)
+    return runs
+
+
+def rotations(resp: Response) -> int:
+    """How many distinct rotations the reply's address RRsets allow (1: none)."""
+    return max((len(r) for r in _address_runs(resp.data, resp.spans)), default=1)
 
 
 def encode_name(labels: Labels) -> bytes:
