@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.dns_upstream import DnsUpstream
 from tests.etcd_server import EtcdServer, find_etcd_binary
 from tests.netutil import free_port
 from tests.skyserve_proc import SkyserveProcess
@@ -72,7 +73,8 @@ def skyserve(
 
     Defaults: session etcd endpoint and the test's clean_prefix. Keyword
     overrides: etcd_endpoints (str or list), prefix, wait (False to skip
-    wait_ready), ready_timeout. Every started process is stopped at teardown.
+    wait_ready), ready_timeout, dns_port (default: a free port). Every started
+    process is stopped at teardown.
     """
     started: list[SkyserveProcess] = []
 
@@ -84,6 +86,7 @@ def skyserve(
         prefix: str | None = None,
         wait: bool = True,
         ready_timeout: float = 15.0,
+        dns_port: int | None = None,
     ) -> SkyserveProcess:
         proc = SkyserveProcess(
             etcd_endpoints if etcd_endpoints is not None else etcd.endpoint,
@@ -91,6 +94,7 @@ def skyserve(
             prefix=prefix if prefix is not None else clean_prefix,
             extra_args=extra_args,
             log_dir=tmp_path,
+            dns_port=dns_port,
         )
         started.append(proc)
         proc.start()
@@ -110,6 +114,25 @@ def skyserve(
             print(f"----- {proc!r} log ({proc.log_path}) -----\n{proc.log_tail(200)}")
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def dns_upstream() -> Iterator[Callable[..., DnsUpstream]]:
+    """Factory: start(port=0, **settings) -> a running DnsUpstream on 127.0.0.1.
+
+    Keyword arguments are DnsUpstream's (host, mode, delay). Every server is closed at
+    teardown.
+    """
+    started: list[DnsUpstream] = []
+
+    def start(port: int = 0, **settings: object) -> DnsUpstream:
+        server = DnsUpstream(port, **settings)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.close()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -233,6 +233,25 @@ class SkyserveProcess:
             return dns.query.tcp(q, HOST, timeout=timeout, port=self.dns_port)
         return dns.query.udp(q, HOST, timeout=timeout, port=self.dns_port)
 
+    # -------------------------------------------------------------- metrics
+    def scrape(self, timeout: float = 2.0) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """GET /metrics and parse it: {(sample name, labels): value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = http_get(self.metrics_port, "/metrics", timeout=timeout)
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(body)
+            for s in family.samples
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples called ``name`` whose labels include ``labels``."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= ls)
+
     # ------------------------------------------------------------- internal
     def _close_log(self) -> None:
         log, self._log = self._log, None
