@@ -4,7 +4,8 @@
 instances can share a name: ``/skydns/org/example/web/<id>``. The id is ``--id`` or, by
 default, derived from host and port, so registering the same instance again replaces it.
 With ``--lease SECONDS`` the record lives on an etcd lease that the command keeps alive
-until it is stopped; if the process dies, the record disappears by itself within SECONDS.
+until it is stopped; if the process dies, the record disappears by itself within SECONDS,
+and its TTL is at most SECONDS so that resolvers do not keep it longer.
 Everything is validated before anything is written.
 
 ``unregister NAME`` removes the records ``register`` wrote for NAME (one instance with
@@ -107,8 +108,11 @@ def _register(args: argparse.Namespace, prefix: str, settings: EtcdSettings) -> 
         raise ValueError("--lease must be positive")
     leaf = _check_id(args.id or instance_id(args.host, args.port))
     key = name_to_key(labels, prefix) + "/" + leaf
+    ttl = args.ttl
+    if args.lease and not 0 < ttl <= args.lease:
+        ttl = args.lease  # resolvers must not keep the name longer than it may live
     record = Record(key=key, host=args.host, port=args.port, priority=args.priority,
-                    weight=args.weight, text=args.text, mail=args.mail, ttl=args.ttl,
+                    weight=args.weight, text=args.text, mail=args.mail, ttl=ttl,
                     address=parse_address(args.host))
     value = record.to_json()
     decode_record(key, value)  # the same checks the server applies: fail before writing

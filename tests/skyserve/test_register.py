@@ -92,6 +92,7 @@ def test_a_leased_record_outlives_nothing(etcd: EtcdServer, clean_prefix: str,
     )
     try:
         assert wait_for(lambda: addresses(proc, "lease.example.org") == ["192.0.2.99"], 5)
+        assert proc.query("lease.example.org").answer[0].ttl <= 2  # no longer than the lease
         time.sleep(3)  # longer than the lease: kept alive by the running command
         assert addresses(proc, "lease.example.org") == ["192.0.2.99"]
         os.kill(holder.pid, signal.SIGKILL)  # a crash: nobody revokes the lease
