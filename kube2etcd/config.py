@@ -15,10 +15,11 @@ from typing import Any
 
 from skyserve import options as o
 from skyserve.config import (
+    ETCD_CONNECTION,
     TTL,
     endpoint,
+    etcd_settings,
     hostport,
-    optional_text,
     prefix,
     readable_file,
     zone_name,
@@ -97,12 +98,7 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("health-addr", optional_hostport, ":8081",
              "/healthz and /readyz listener (empty: none)"),
     o.Option("metrics-addr", optional_hostport, ":9154", "/metrics listener (empty: none)"),
-    o.Option("etcd-ca", readable_file, None, "CA file for etcd TLS"),
-    o.Option("etcd-cert", readable_file, None, "client certificate for etcd TLS"),
-    o.Option("etcd-key", readable_file, None, "client key for etcd TLS"),
-    o.Option("etcd-username", optional_text, None, "etcd user name"),
-    o.Option("etcd-password", optional_text, None, "etcd password"),
-    o.Option("etcd-timeout", o.seconds, 5.0, "timeout of one etcd request"),
+    *ETCD_CONNECTION,
     o.Option("etcd-probe-interval", o.seconds, 2.0,
              "check this often that etcd still holds the records (a replaced or restored "
              "etcd triggers a full rewrite; 0: never)"),
@@ -142,11 +138,7 @@ class Config:
 
     @property
     def etcd(self) -> EtcdSettings:
-        return EtcdSettings(
-            endpoints=self.etcd_endpoints, ca_file=self.etcd_ca, cert_file=self.etcd_cert,
-            key_file=self.etcd_key, username=self.etcd_username,
-            password=self.etcd_password, timeout=self.etcd_timeout,
-        )
+        return etcd_settings(asdict(self))
 
     def digest(self) -> str:
         """A short hash of the effective configuration, for logs."""

@@ -79,6 +79,16 @@ def readable_file(raw: Any) -> str | None:
 
 TTL = o.integer(0, 2**31 - 1)
 
+# How to reach etcd: the same options, with the same names, in skyserve and kube2etcd.
+ETCD_CONNECTION: tuple[o.Option, ...] = (
+    o.Option("etcd-ca", readable_file, None, "CA file for etcd TLS"),
+    o.Option("etcd-cert", readable_file, None, "client certificate for etcd TLS"),
+    o.Option("etcd-key", readable_file, None, "client key for etcd TLS"),
+    o.Option("etcd-username", optional_text, None, "etcd user name"),
+    o.Option("etcd-password", optional_text, None, "etcd password"),
+    o.Option("etcd-timeout", o.seconds, 5.0, "timeout of one etcd request"),
+)
+
 OPTIONS: tuple[o.Option, ...] = (
     o.Option("etcd-endpoints", endpoint, ["http://127.0.0.1:2379"],
              "etcd client URLs, comma-separated or repeated", repeat=True),
@@ -94,12 +104,7 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("max-udp-size", o.integer(512, 65535), 1232, "largest UDP reply (EDNS0)"),
     o.Option("cache-entries", o.integer(0, 10_000_000), 100_000,
              "rendered answers kept in memory"),
-    o.Option("etcd-ca", readable_file, None, "CA file for etcd TLS"),
-    o.Option("etcd-cert", readable_file, None, "client certificate for etcd TLS"),
-    o.Option("etcd-key", readable_file, None, "client key for etcd TLS"),
-    o.Option("etcd-username", optional_text, None, "etcd user name"),
-    o.Option("etcd-password", optional_text, None, "etcd password"),
-    o.Option("etcd-timeout", o.seconds, 5.0, "timeout of one etcd request"),
+    *ETCD_CONNECTION,
     o.Option("etcd-probe-interval", o.seconds, 3.0,
              "check a silent etcd watch after this long"),
     o.Option("log-level", o.choice("debug", "info", "warning", "error"), "info", "log level"),
