@@ -231,7 +231,7 @@ class Forwarder:
             return
         s = self._pick_sock(up.family)
         self.conn_cache[(up.name, "udp", "hit" if s.uses else "miss")] += 1
-        qid = int.from_bytes(os.urandom(2), "big")
+        qid = _random_id()
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
         q.qid, q.sock = qid, s
@@ -288,7 +288,7 @@ class Forwarder:
             except ValueError:
                 self.stats["unexpected_replies"] += 1
                 continue
-            if (resp.labels, resp.qtype, resp.qclass) != q.key[:3]:
+            if not _same_question(resp, q):
                 self.stats["unexpected_replies"] += 1
                 continue
             del s.pending[q.qid]
@@ -383,12 +383,12 @@ class Forwarder:
         asyncio.get_running_loop().create_task(self._tcp_query(q, up))
 
     async def _tcp_query(self, q: _Query, up: Upstream) -> None:
-        qid = int.from_bytes(os.urandom(2), "big")
+        qid = _random_id()
         query = qid.to_bytes(2, "big") + q.query[2:]
         try:
             data = await asyncio.wait_for(self._tcp_exchange(up, query), self.settings.read_timeout)
             resp = wire.parse_response(data)
-            if (resp.labels, resp.qtype, resp.qclass) != q.key[:3] or resp.id != qid:
+            if not _same_question(resp, q) or resp.id != qid:
                 raise ValueError("reply does not match the question")
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             self._tcp -= 1
@@ -465,6 +465,23 @@ class Forwarder:
             log.error("forwarding loop: upstream %s sends our queries back to us; "
                       "not forwarding to it", up.name)
         return True
+
+
+def _same_question(resp: wire.Response, q: _Query) -> bool:
+    """The reply is to our question: name (in any case), type and class."""
+    return (resp.qtype == q.key.qtype and resp.qclass == q.key.qclass
+            and resp.qname.lower() == q.qname.lower())
+
+
+_ids: list[int] = []
+
+
+def _random_id() -> int:
+    """A query ID from the OS's CSPRNG, drawn 2048 at a time to spare a syscall per query."""
+    if not _ids:
+        pool = os.urandom(4096)
+        _ids.extend(int.from_bytes(pool[i : i + 2], "big") for i in range(0, 4096, 2))
+    return _ids.pop()
 
 
 def _ignore(_outcome: Outcome) -> None:

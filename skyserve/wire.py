@@ -308,7 +308,7 @@ class Response:
     data: bytes
     id: int
     flags: int
-    labels: Labels
+    qname: bytes  # as the upstream spelled it
     qtype: int
     qclass: int
     qname_at: int
@@ -328,7 +328,8 @@ def parse_response(data: bytes) -> Response:
         qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
         if not flags & QR or qdcount != 1:
             raise ValueError("not a reply to one question")
-        labels, qname, pos = _read_question_name(data, HEADER.size)
+        pos = _skip_name(data, HEADER.size)
+        qname = data[HEADER.size : pos]
         qtype, qclass = struct.unpack_from("!HH", data, pos)
         pos += 4
         spans: list[Span] = []
@@ -349,7 +350,7 @@ def parse_response(data: bytes) -> Response:
                 pos = end
     except (struct.error, IndexError) as exc:
         raise ValueError(f"malformed reply: {exc}") from None
-    return Response(data, qid, flags, labels, qtype, qclass, HEADER.size, len(qname), spans, opt)
+    return Response(data, qid, flags, qname, qtype, qclass, HEADER.size, len(qname), spans, opt)
 
 
 def negative_ttl(resp: Response) -> int | None:
@@ -429,6 +430,8 @@ def _address_runs(data: bytes, spans: list[Span]) -> list[list[Span]]:
 
 def rotations(resp: Response) -> int:
     """How many distinct rotations the reply's address RRsets allow (1: none)."""
+    if resp.data[7] < 2 and not resp.data[6]:  # fewer than two answers: nothing to rotate
+        return 1
     return max((len(r) for r in _address_runs(resp.data, resp.spans)), default=1)
 
 
