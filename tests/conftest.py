@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.dns_upstream import DnsUpstream
-from tests.etcd_server import EtcdServer, find_etcd_binary
+from tests.etcd_server import EtcdServer, find_etcd_binary, started
 from tests.netutil import free_port
 from tests.skyserve_proc import SkyserveProcess
 
@@ -33,23 +33,13 @@ def etcd_binary() -> str:
 @pytest.fixture(scope="session")
 def etcd(etcd_binary: str) -> Iterator[EtcdServer]:
     """One etcd shared by the whole session. Do not stop/pause/compact it."""
-    server = EtcdServer("session", binary=etcd_binary)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from started(EtcdServer("session", binary=etcd_binary))
 
 
 @pytest.fixture
 def fresh_etcd(etcd_binary: str) -> Iterator[EtcdServer]:
     """A private etcd for one test (free to stop/restart/pause/compact)."""
-    server = EtcdServer("fresh", binary=etcd_binary)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from started(EtcdServer("fresh", binary=etcd_binary))
 
 
 @pytest.fixture

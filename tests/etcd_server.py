@@ -11,16 +11,16 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import etcd3
 import etcd3.exceptions
 import grpc
 
 from tests.netutil import free_port, http_get
+from tests.procutil import LoggedProcess
 
 __all__ = [
     "EtcdNotFoundError",
@@ -29,9 +29,11 @@ __all__ = [
     "find_etcdctl_binary",
     "make_client",
     "start_cluster",
+    "started",
 ]
 
 _T = TypeVar("_T")
+_Server = TypeVar("_Server", bound="EtcdServer")
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
@@ -94,7 +96,7 @@ def _default_base_parent() -> str | None:
     return None  # tempfile default
 
 
-class EtcdServer:
+class EtcdServer(LoggedProcess):
     """One etcd process on 127.0.0.1 (optionally a member of a loopback cluster).
 
     Files live under `base_dir` (in /dev/shm when available): the etcd data dir
@@ -127,13 +129,11 @@ class EtcdServer:
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.base_dir / "data"
-        self.log_path = self.base_dir / "etcd.log"
+        super().__init__(self.base_dir / "etcd.log")
         self.initial_cluster = initial_cluster or f"{name}={self.peer_url}"
         self.cluster_token = cluster_token or f"tok-{uuid.uuid4().hex[:12]}"
         self.extra_args = list(extra_args)
         self.client_timeout = client_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self._paused = False
         self._client: etcd3.MultiEndpointEtcd3Client | None = None
 
@@ -146,15 +146,6 @@ class EtcdServer:
     @property
     def peer_url(self) -> str:
         return f"http://{HOST}:{self.peer_port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        """True while our etcd process exists (also when paused)."""
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def paused(self) -> bool:
@@ -182,18 +173,8 @@ class EtcdServer:
         """Spawn etcd without waiting for health (cluster members need each other)."""
         if self.running:
             raise RuntimeError(f"etcd {self.name} already running (pid {self.pid})")
-        self._close_log()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop/kill
-        self._log.write(f"\n=== launch {time.strftime('%H:%M:%S')} ===\n".encode())
-        self._log.flush()
         self._paused = False
-        self._proc = subprocess.Popen(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self._spawn(self.argv(), header=f"\n=== launch {time.strftime('%H:%M:%S')} ===\n")
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Poll /health until {"health":"true"}; raise RuntimeError on timeout/exit."""
@@ -226,38 +207,21 @@ class EtcdServer:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM our etcd, SIGKILL after `timeout` seconds; returns the exit code."""
-        proc = self._proc
-        if proc is None:
+        if self._proc is None:
             return None
         self._reset_client()
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-                if self._paused:  # a stopped process only handles SIGTERM after SIGCONT
-                    os.kill(proc.pid, signal.SIGCONT)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=timeout)
+        code = self._terminate(timeout, kill_wait=timeout, resume=self._paused)
         self._paused = False
-        self._close_log()
-        return proc.returncode
+        return code
 
     def kill(self) -> int | None:
         """SIGKILL our etcd (simulated crash) and reap it; returns the exit code."""
-        proc = self._proc
-        if proc is None:
+        if self._proc is None:
             return None
         self._reset_client()
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_TIMEOUT)
+        code = self._kill(wait=STOP_TIMEOUT)
         self._paused = False
-        self._close_log()
-        return proc.returncode
+        return code
 
     def restart(self, timeout: float = START_TIMEOUT) -> None:
         """stop() then start() on the same data dir and ports (revision survives)."""
@@ -266,19 +230,19 @@ class EtcdServer:
 
     def pause(self) -> None:
         """SIGSTOP etcd: it keeps its sockets but answers nothing (a frozen etcd)."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            raise RuntimeError(f"etcd {self.name} is not running")
-        os.kill(proc.pid, signal.SIGSTOP)
+        self._signal_running(signal.SIGSTOP)
         self._paused = True
 
     def resume(self) -> None:
         """SIGCONT a paused etcd."""
+        self._signal_running(signal.SIGCONT)
+        self._paused = False
+
+    def _signal_running(self, sig: signal.Signals) -> None:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             raise RuntimeError(f"etcd {self.name} is not running")
-        os.kill(proc.pid, signal.SIGCONT)
-        self._paused = False
+        os.kill(proc.pid, sig)
 
     def cleanup(self) -> None:
         """Kill etcd if still running and remove base_dir (data dir and log)."""
@@ -293,12 +257,7 @@ class EtcdServer:
             self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
     def __repr__(self) -> str:
@@ -325,15 +284,6 @@ class EtcdServer:
             if line.startswith("etcd_server_is_leader "):
                 return float(line.split()[1]) == 1.0
         return False
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     # ------------------------------------------------------------ etcd3 API
     def client(self) -> etcd3.MultiEndpointEtcd3Client:
@@ -433,11 +383,15 @@ class EtcdServer:
             with contextlib.suppress(Exception):
                 client.close()
 
-    def _close_log(self) -> None:
-        log, self._log = self._log, None
-        if log is not None:
-            with contextlib.suppress(Exception):
-                log.close()
+
+def started(server: _Server) -> Iterator[_Server]:
+    """The body of an etcd fixture: start `server`, yield it, then kill it and remove its
+    files (also when it failed to start)."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
 
 
 def start_cluster(

@@ -1,4 +1,4 @@
-"""Small networking helpers for tests (free ports, loopback HTTP GET)."""
+"""Small networking helpers for tests (free ports, loopback HTTP GET, /metrics)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import random
 import socket
 import threading
 
-__all__ = ["free_port", "http_get"]
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+__all__ = ["free_port", "http_get", "http_status", "metric_families"]
 
 _HOST = "127.0.0.1"
 # Ports handed out by this process; never hand out the same port twice so two
@@ -86,3 +89,24 @@ def http_get(port: int, path: str, timeout: float = 2.0, host: str = _HOST) -> t
         return resp.status, body
     finally:
         conn.close()
+
+
+def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
+    """The status of GET `path` on a loopback port, None if nothing answered.
+
+    For polling a probe (/ready, /health) of a server that may not listen yet."""
+    try:
+        return http_get(port, path, timeout=timeout)[0]
+    except Exception:
+        return None
+
+
+def metric_families(port: int, timeout: float = 2.0) -> list[Metric]:
+    """GET /metrics on a loopback port, parsed (Prometheus text format).
+
+    Raises RuntimeError unless the answer is 200, so a broken endpoint fails loudly rather
+    than looking like a server without samples."""
+    status, body = http_get(port, "/metrics", timeout=timeout)
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    return list(text_string_to_metric_families(body))

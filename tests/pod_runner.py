@@ -20,12 +20,12 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tests.netutil import free_port, http_get
+from tests.netutil import free_port
+from tests.procutil import LoggedProcess
 
-__all__ = ["PortMap", "Process", "http_status", "materialize_volumes", "rewrite_args",
-           "rewrite_paths"]
+__all__ = ["PortMap", "Process", "materialize_volumes", "rewrite_args", "rewrite_paths"]
 
 HOST = "127.0.0.1"
 # An address on loopback or every interface, with or without a scheme, starting a string,
@@ -104,72 +104,44 @@ def materialize_volumes(pod: Mapping[str, Any], configmaps: Mapping[str, Mapping
     return out
 
 
-def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
-    try:
-        return http_get(port, path, timeout=timeout)[0]
-    except Exception:
-        return None
+class Process(LoggedProcess):
+    """One container's process; output goes to a log file. Signalled by its own PID only.
 
+    Unlike stop(), terminate() only sends SIGTERM, so that the caller can signal every
+    container first and then time how long each one takes to exit."""
 
-class Process:
-    """One container's process; output goes to a log file. Signalled by its own PID only."""
+    tail_lines = 30
 
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path,
                  cwd: Path) -> None:
+        super().__init__(log_dir / f"{name}.log")
         self.name, self.argv, self.env, self.cwd = name, list(argv), dict(env), cwd
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self.signalled_at: float | None = None
         self.exited_at: float | None = None
 
     def start(self) -> Process:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in close()
-        self._log.write(f"=== {' '.join(self.argv)}\n".encode())
-        self._log.flush()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                                     start_new_session=True)
+        self._spawn(self.argv, header=f"=== {' '.join(self.argv)}\n", env=self.env, cwd=self.cwd)
         return self
 
-    @property
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
     def terminate(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None:
             self.signalled_at = time.monotonic()
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
+                os.kill(self._proc.pid, signal.SIGTERM)
 
     def wait(self, timeout: float) -> int | None:
         """The exit code, or None if still running after `timeout` seconds."""
-        assert self.proc is not None
+        assert self._proc is not None
         try:
-            code = self.proc.wait(timeout)
+            code = self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
         if self.exited_at is None:
             self.exited_at = time.monotonic()
         return code
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        self.close()
-
     def close(self) -> None:
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
+        self._close_log()
 
-    def log_tail(self, lines: int = 30) -> str:
-        if self._log is not None:
-            self._log.flush()
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return f"----- {self.name} -----\n" + "\n".join(text.splitlines()[-lines:])
+    def log_tail(self, lines: int | None = None) -> str:
+        return f"----- {self.name} -----\n" + super().log_tail(lines)

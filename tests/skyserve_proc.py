@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
-from tests.netutil import free_port, http_get
+from tests.netutil import free_port, http_status, metric_families
+from tests.procutil import REPO_ROOT, LoggedProcess, repo_python_env
 
 __all__ = ["REPO_ROOT", "SkyserveProcess"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
 
-class SkyserveProcess:
+class SkyserveProcess(LoggedProcess):
     """One `python -m skyserve` process listening on free loopback ports.
 
     stdout+stderr go to `log_path` (a file, never a pipe). The repository root
     is put first on PYTHONPATH so the working-tree `skyserve` package is used.
     """
+
+    tail_lines = 60
 
     def __init__(
         self,
@@ -62,10 +59,8 @@ class SkyserveProcess:
             log_dir = tempfile.mkdtemp(prefix="skyserve-")
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.log_dir / f"skyserve-{self.dns_port}.log"
+        super().__init__(self.log_dir / f"skyserve-{self.dns_port}.log")
         self._env = dict(env) if env is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     # ----------------------------------------------------------------- info
     def argv(self) -> list[str]:
@@ -85,62 +80,19 @@ class SkyserveProcess:
             *self.extra_args,
         ]  # fmt: skip
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.poll() if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def log_text(self) -> str:
-        """Everything the process wrote to stdout/stderr so far."""
-        if self._log is not None:
-            with contextlib.suppress(Exception):
-                self._log.flush()
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Spawn the server (does not wait; see wait_ready())."""
         if self.running:
             raise RuntimeError(f"skyserve already running (pid {self.pid})")
-        self._close_log()
-        env = dict(os.environ if self._env is None else self._env)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
+        env = repo_python_env(self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log.write(f"=== start {' '.join(self.argv())}\n".encode())
-        self._log.flush()
-        self._proc = subprocess.Popen(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=str(REPO_ROOT),
-            env=env,
-            start_new_session=True,
-        )
+        self._spawn(self.argv(), header=f"=== start {' '.join(self.argv())}\n", env=env,
+                    cwd=str(REPO_ROOT))
 
     def http_status(self, port: int, path: str, timeout: float = 1.0) -> int | None:
         """HTTP status of GET path on our loopback port, None if no answer."""
-        try:
-            status, _body = http_get(port, path, timeout=timeout)
-            return status
-        except Exception:
-            return None
+        return http_status(port, path, timeout)
 
     def is_ready(self, timeout: float = 1.0) -> bool:
         return self.http_status(self.ready_port, "/ready", timeout) == 200
@@ -167,47 +119,13 @@ class SkyserveProcess:
                 )
             time.sleep(0.1)
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM our process, SIGKILL after `timeout` s; returns the exit code."""
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self._close_log()
-        return proc.returncode
-
-    def kill(self) -> int | None:
-        """SIGKILL our process and reap it."""
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        self._close_log()
-        return proc.returncode
-
     def __enter__(self) -> SkyserveProcess:
         if not self.running:
             self.start()
             self.wait_ready()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -236,14 +154,9 @@ class SkyserveProcess:
     # -------------------------------------------------------------- metrics
     def scrape(self, timeout: float = 2.0) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         """GET /metrics and parse it: {(sample name, labels): value}."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        status, body = http_get(self.metrics_port, "/metrics", timeout=timeout)
-        if status != 200:
-            raise RuntimeError(f"/metrics answered {status}")
         return {
             (s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(body)
+            for family in metric_families(self.metrics_port, timeout)
             for s in family.samples
         }
 
@@ -251,10 +164,3 @@ class SkyserveProcess:
         """The sum of the samples called ``name`` whose labels include ``labels``."""
         wanted = set(labels.items())
         return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= ls)
-
-    # ------------------------------------------------------------- internal
-    def _close_log(self) -> None:
-        log, self._log = self._log, None
-        if log is not None:
-            with contextlib.suppress(Exception):
-                log.close()

@@ -35,14 +35,8 @@ import yaml
 from skyserve import config as skyserve_config
 from tests.fake_kubeapi import FakeKubeAPI, endpoint_slice, namespace, service
 from tests.kubeconfig import write_kubeconfig
-from tests.pod_runner import (
-    HOST,
-    PortMap,
-    Process,
-    http_status,
-    materialize_volumes,
-    rewrite_args,
-)
+from tests.netutil import http_status
+from tests.pod_runner import HOST, PortMap, Process, materialize_volumes, rewrite_args
 
 ROOT = Path(__file__).resolve().parent.parent
 RENDER = ROOT / "scripts" / "render-manifests"

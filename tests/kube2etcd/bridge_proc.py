@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 from tests.netutil import free_port, http_get
-from tests.skyserve_proc import REPO_ROOT
+from tests.procutil import REPO_ROOT, LoggedProcess, repo_python_env
 
 HOST = "127.0.0.1"
 
 
-class BridgeProcess:
+class BridgeProcess(LoggedProcess):
     """One kube2etcd process; stdout+stderr go to a log file. Stopped by its PID only."""
 
     def __init__(self, kubeconfig: str | Path, etcd_endpoint: str, prefix: str, log_dir: Path,
@@ -29,9 +24,7 @@ class BridgeProcess:
         self.extra_args = list(extra_args)
         self.health_port = free_port()
         self.metrics_port = free_port()
-        self.log_path = log_dir / f"{name}-{self.health_port}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        super().__init__(log_dir / f"{name}-{self.health_port}.log")
 
     def argv(self) -> list[str]:
         return [
@@ -47,22 +40,11 @@ class BridgeProcess:
             *self.extra_args,
         ]  # fmt: skip
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self) -> BridgeProcess:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        # No header line in the log: the argv may hold a password the tests look for.
+        env = repo_python_env()
         env["PYTHONUNBUFFERED"] = "1"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
-        self._proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env,
-                                      start_new_session=True)
+        self._spawn(self.argv(), env=env, cwd=str(REPO_ROOT))
         return self
 
     def status(self, path: str, port: int | None = None) -> tuple[int | None, str]:
@@ -79,7 +61,7 @@ class BridgeProcess:
                 if retries and "Address already in use" in self.log_tail(5):
                     # Another process took one of our free ports before we bound it.
                     retries -= 1
-                    self._close()
+                    self._close_log()
                     self.health_port, self.metrics_port = free_port(), free_port()
                     self.start()
                     continue
@@ -98,51 +80,6 @@ class BridgeProcess:
             if line.startswith(name + " "):
                 return float(line.split()[-1])
         return None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.poll() if self._proc is not None else None
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close()
-        return proc.returncode
-
-    def kill(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        self._close()
-
-    def log_text(self) -> str:
-        if self._log is not None:
-            with contextlib.suppress(Exception):
-                self._log.flush()
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def _close(self) -> None:
-        log, self._log = self._log, None
-        if log is not None:
-            with contextlib.suppress(Exception):
-                log.close()
 
     def __repr__(self) -> str:
         return f"BridgeProcess(pid={self.pid}, health={self.health_port})"

@@ -20,6 +20,7 @@ import dns.rdatatype
 import pytest
 
 from tests.dns_upstream import DnsUpstream
+from tests.dnsutil import addresses
 from tests.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
@@ -41,10 +42,6 @@ def start(skyserve: Start, up: DnsUpstream, *args: str) -> SkyserveProcess:
 
 def ttls(reply: dns.message.Message) -> list[int]:
     return [rrset.ttl for rrset in reply.answer + reply.authority]
-
-
-def addresses(reply: dns.message.Message) -> list[str]:
-    return sorted(rd.to_text() for rrset in reply.answer for rd in rrset if rrset.rdtype == 1)
 
 
 # -- positive entries ----------------------------------------------------------------

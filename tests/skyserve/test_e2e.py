@@ -14,29 +14,14 @@ import dns.message
 import dns.rcode
 import pytest
 
+from tests.dnsutil import addresses, key
 from tests.etcd_server import EtcdServer
 from tests.netutil import free_port, http_get
+from tests.polling import wait_for
 from tests.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 ZONES = ("skydns.test.", "example.org.", "10.in-addr.arpa.")
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
-
-
-def addresses(reply: dns.message.Message) -> list[str]:
-    return sorted(rd.to_text() for rrset in reply.answer for rd in rrset if rrset.rdtype in (1, 28))
-
-
-def key(prefix: str, name: str) -> str:
-    return prefix + "/" + "/".join(reversed(name.rstrip(".").split(".")))
 
 
 def test_answers_over_udp_and_tcp(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:

@@ -18,6 +18,8 @@ from skyserve.engine import Change, Engine
 from skyserve.lookup import Settings, Zone
 from skyserve.skydns import decode_record, key_path, name_labels
 from skyserve.tree import Index
+from tests.dnsutil import addresses
+from tests.skyserve.engine_util import handle_twice
 
 ZONES = [Zone(name_labels("skydns.test"))]
 SETTINGS = Settings(default_ttl=300, min_ttl=30)
@@ -64,24 +66,11 @@ def ask_both(
     """Send a query twice with different IDs; check the IDs, return both replies."""
     if isinstance(q, str):
         q = query(q, rdtype)
-    replies = []
-    for qid in (0x2A2A, 0x0607):
-        q.id = qid
-        data = e.handle(q.to_wire(), False)
-        assert data is not None
-        assert data[:2] == qid.to_bytes(2, "big")
-        replies.append(data)
-    assert replies[0][2:] == replies[1][2:]
-    first, second = (dns.message.from_wire(r) for r in replies)
-    return first, second
+    return handle_twice(e, q, ids=(0x2A2A, 0x0607))
 
 
 def ask(e: Engine, q: dns.message.Message | str, rdtype: str = "A") -> dns.message.Message:
     return ask_both(e, q, rdtype)[1]
-
-
-def addresses(reply: dns.message.Message) -> list[str]:
-    return sorted(rd.address for rrset in reply.answer for rd in rrset if hasattr(rd, "address"))
 
 
 def serial(reply: dns.message.Message) -> int:

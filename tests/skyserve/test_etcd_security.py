@@ -8,6 +8,7 @@ helpers' etcd3 client is the server's own client library and must not hide its f
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -26,7 +27,9 @@ import etcd3
 import grpc
 import pytest
 
-from tests.etcd_server import EtcdServer, find_etcdctl_binary, start_cluster
+from tests import polling
+from tests.dnsutil import addresses, key
+from tests.etcd_server import EtcdServer, find_etcdctl_binary, start_cluster, started
 from tests.netutil import http_get
 from tests.skyserve_proc import REPO_ROOT, SkyserveProcess
 
@@ -35,23 +38,7 @@ ZONES = ("skydns.test.",)
 HOST = "127.0.0.1"
 FAST = ["--etcd-timeout", "1", "--etcd-probe-interval", "0.5"]
 PASSWORD = "s3cret-pw"
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
-
-
-def addresses(reply: dns.message.Message) -> list[str]:
-    return sorted(rd.to_text() for rrset in reply.answer for rd in rrset if rrset.rdtype in (1, 28))
-
-
-def key(prefix: str, name: str) -> str:
-    return prefix + "/" + "/".join(reversed(name.rstrip(".").split(".")))
+wait_for = functools.partial(polling.wait_for, step=0.05)  # polls every 50 ms
 
 
 def answers(proc: SkyserveProcess, name: str, expected: list[str]) -> Callable[[], bool]:
@@ -187,12 +174,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture(scope="module")
 def tls_etcd(etcd_binary: str, certs: Certs) -> Iterator[TlsEtcd]:
-    server = TlsEtcd("tls", binary=etcd_binary, certs=certs)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from started(TlsEtcd("tls", binary=etcd_binary, certs=certs))
 
 
 def tls_args(certs: Certs) -> list[str]:

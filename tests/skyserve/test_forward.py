@@ -25,27 +25,16 @@ import pytest
 
 from skyserve.app import App
 from tests.dns_upstream import SPOOFED, DnsUpstream
+from tests.dnsutil import key
 from tests.etcd_server import EtcdServer
 from tests.netutil import free_port
+from tests.polling import wait_for
 from tests.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]
 ZONES = ("skydns.test.",)
 FAST = ("--forward-timeout", "0.3", "--health-check", "0.1")
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
-
-
-def key(prefix: str, name: str) -> str:
-    return prefix + "/" + "/".join(reversed(name.rstrip(".").split(".")))
 
 
 def texts(reply: dns.message.Message, rdtype: str = "A") -> list[str]:

@@ -16,26 +16,15 @@ import dns.rcode
 import pytest
 
 from tests.dns_upstream import DnsUpstream
+from tests.dnsutil import key
 from tests.etcd_server import EtcdServer
 from tests.netutil import free_port, http_get
+from tests.polling import wait_for
 from tests.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]
 ZONES = ("skydns.test.",)
-
-
-def key(prefix: str, name: str) -> str:
-    return prefix + "/" + "/".join(reversed(name.rstrip(".").split(".")))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
 
 
 def status(port: int, path: str) -> int | None:

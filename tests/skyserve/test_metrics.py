@@ -9,12 +9,13 @@ from collections.abc import Callable
 
 import dns.message
 import dns.rcode
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from tests.dns_upstream import DnsUpstream
+from tests.dnsutil import key
 from tests.etcd_server import EtcdServer
-from tests.netutil import http_get
+from tests.netutil import metric_families
+from tests.polling import wait_for
 from tests.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
@@ -72,22 +73,7 @@ RCODES = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YX
 
 
 def families(proc: SkyserveProcess) -> dict[str, list[Sample]]:
-    status, body = http_get(proc.metrics_port, "/metrics")
-    assert status == 200
-    return {f.name: f.samples for f in text_string_to_metric_families(body)}
-
-
-def key(prefix: str, name: str) -> str:
-    return prefix + "/" + "/".join(reversed(name.rstrip(".").split(".")))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
+    return {f.name: f.samples for f in metric_families(proc.metrics_port)}
 
 
 def exchange(proc: SkyserveProcess, wire: bytes) -> bytes:

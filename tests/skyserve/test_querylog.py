@@ -20,7 +20,9 @@ import pytest
 
 from skyserve.querylog import QueryLog
 from tests.dns_upstream import DnsUpstream
+from tests.dnsutil import key
 from tests.etcd_server import EtcdServer
+from tests.polling import wait_for
 from tests.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
@@ -163,19 +165,6 @@ def test_json_line_fields() -> None:
 # -- the real server -----------------------------------------------------------------
 
 
-def key(prefix: str, name: str) -> str:
-    return prefix + "/" + "/".join(reversed(name.rstrip(".").split(".")))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 3.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
-
-
 def logged(proc: SkyserveProcess, needle: str) -> list[str]:
     return [line for line in proc.log_text().splitlines() if needle in line]
 
@@ -202,7 +191,7 @@ def test_text_lines_on_stdout(record: str, skyserve: Start, dns_upstream: Upstre
     for tcp in (False, False, True):  # the second answer comes from the answer cache
         proc.query(record, tcp=tcp)
     proc.query("www.example.com")
-    assert wait_for(lambda: len(logged(proc, '"A IN ')) == 4)
+    assert wait_for(lambda: len(logged(proc, '"A IN ')) == 4, 3.0)
     ours = logged(proc, "a.skydns.test.")
     assert len(ours) == 3
     for line, proto in zip(ours, ("udp", "udp", "tcp"), strict=True):
@@ -220,7 +209,7 @@ def test_json_lines_on_stdout(record: str, skyserve: Start) -> None:
     proc = skyserve(("skydns.test.",), ["--log-queries", "all", "--log-format", "json"])
     proc.query(record)
     proc.query("nothing.skydns.test", "TXT")
-    assert wait_for(lambda: len(logged(proc, '"name":')) == 2)
+    assert wait_for(lambda: len(logged(proc, '"name":')) == 2, 3.0)
     records = [json.loads(line) for line in logged(proc, '"name":')]
     assert [(r["client_ip"], r["name"], r["type"], r["rcode"]) for r in records] == [
         ("127.0.0.1", "a.skydns.test.", "A", "NOERROR"),
@@ -235,7 +224,7 @@ def test_denial_class_only(record: str, skyserve: Start) -> None:
     proc.query("nothing.skydns.test")  # NXDOMAIN
     proc.query(record, "MX")  # NODATA
     proc.query("example.com")  # REFUSED (no upstream): an error
-    assert wait_for(lambda: len(logged(proc, " IN ")) >= 2)
+    assert wait_for(lambda: len(logged(proc, " IN ")) >= 2, 3.0)
     time.sleep(0.2)
     lines_ = logged(proc, " IN ")
     assert len(lines_) == 2, lines_
@@ -248,7 +237,7 @@ def test_percent_in_a_name(record: str, skyserve: Start) -> None:
     for name in ("100%.skydns.test", "%s%d%n.skydns.test"):
         assert proc.query(name).rcode() == dns.rcode.NXDOMAIN
     assert proc.query(record).rcode() == dns.rcode.NOERROR
-    assert wait_for(lambda: len(logged(proc, '"A IN ')) == 3)
+    assert wait_for(lambda: len(logged(proc, '"A IN ')) == 3, 3.0)
     assert logged(proc, '"A IN 100%.skydns.test. udp')
     assert logged(proc, '"A IN %s%d%n.skydns.test. udp')
     assert "Traceback" not in proc.log_text()

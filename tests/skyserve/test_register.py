@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -11,10 +12,12 @@ from collections.abc import Callable
 
 import dns.rcode
 
+from tests import polling
 from tests.etcd_server import EtcdServer
 from tests.skyserve_proc import REPO_ROOT, SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
+wait_for = functools.partial(polling.wait_for, step=0.05)  # polls every 50 ms
 
 
 def cli(etcd: EtcdServer, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,15 +31,6 @@ def cli(etcd: EtcdServer, prefix: str, *args: str) -> subprocess.CompletedProces
 def addresses(proc: SkyserveProcess, name: str) -> list[str]:
     reply = proc.query(name)
     return sorted(rd.to_text() for rrset in reply.answer for rd in rrset)
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_register_and_unregister(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:

@@ -20,6 +20,7 @@ from skyserve.engine import Engine
 from skyserve.lookup import Settings, Zone
 from skyserve.skydns import decode_record, key_path, name_labels
 from skyserve.tree import Index
+from tests.skyserve.engine_util import handle_twice
 
 HEADER = struct.Struct("!HHHHHH")
 QID = 0x1234
@@ -91,15 +92,7 @@ def ask(e: Engine, q: dns.message.Message, tcp: bool = False) -> dns.message.Mes
     The two replies must be the same apart from the ID, whether or not the second one
     came from the cache.
     """
-    replies = []
-    for qid in (0x0101, 0xBEEF):
-        q.id = qid
-        data = e.handle(q.to_wire(), tcp)
-        assert data is not None
-        assert data[:2] == qid.to_bytes(2, "big")
-        replies.append(data)
-    assert replies[0][2:] == replies[1][2:]
-    return dns.message.from_wire(replies[1])
+    return handle_twice(e, q, ids=(0x0101, 0xBEEF), tcp=tcp)[1]
 
 
 def rcode_of(reply: bytes) -> int:

@@ -8,10 +8,9 @@ import time
 from collections.abc import Callable
 
 import dns.rcode
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.etcd_server import EtcdServer
-from tests.netutil import http_get
+from tests.netutil import http_get, metric_families
 from tests.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
@@ -23,9 +22,8 @@ def children(pid: int) -> list[int]:
 
 
 def requests_for(proc: SkyserveProcess, zone: str) -> float:
-    _, text = http_get(proc.metrics_port, "/metrics")
     total = 0.0
-    for family in text_string_to_metric_families(text):
+    for family in metric_families(proc.metrics_port):
         if family.name == "coredns_dns_requests":
             total += sum(s.value for s in family.samples
                          if s.name.endswith("_total") and s.labels["zone"] == zone)

@@ -1,0 +1,28 @@
+"""For the in-process engine tests (test_engine.py, test_wire.py): every query is handled
+twice, since the second reply normally comes from the reply cache and must not differ."""
+
+from __future__ import annotations
+
+import dns.message
+
+from skyserve.engine import Engine
+
+__all__ = ["handle_twice"]
+
+
+def handle_twice(e: Engine, q: dns.message.Message, ids: tuple[int, int], tcp: bool = False
+                 ) -> tuple[dns.message.Message, dns.message.Message]:
+    """Send `q` to ``e.handle`` once with each ID in `ids`; return both replies.
+
+    Each reply must carry its own query's ID and otherwise be the same bytes as the other.
+    """
+    replies = []
+    for qid in ids:
+        q.id = qid
+        data = e.handle(q.to_wire(), tcp)
+        assert data is not None
+        assert data[:2] == qid.to_bytes(2, "big")
+        replies.append(data)
+    assert replies[0][2:] == replies[1][2:]
+    first, second = (dns.message.from_wire(r) for r in replies)
+    return first, second
