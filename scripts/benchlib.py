@@ -8,6 +8,8 @@ import json
 import math
 import os
 import random
+import re
+import resource
 import socket
 import struct
 import subprocess
@@ -125,6 +127,51 @@ def cpu_ticks(root: int) -> int:
     return total
 
 
+def cpu_ticks_by_pid(root: int) -> dict[int, int]:
+    """utime+stime of root and of each live descendant, separately (e.g. per worker)."""
+    out = {}
+    for pid in [root, *descendants(root)]:
+        try:
+            f = _stat_fields(pid)
+            out[pid] = int(f[11]) + int(f[12])
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of every child this process has reaped so far (e.g. finished dnsperf runs)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def box_cpu() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine, from the first line of /proc/stat."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    total = sum(vals[:8])  # guest time is already counted in user/nice
+    return total - idle, total
+
+
+def box_busy_pct(seconds: float) -> float:
+    """How busy the whole machine is over the next ``seconds``, in % of all its cores."""
+    b0, t0 = box_cpu()
+    time.sleep(seconds)
+    b1, t1 = box_cpu()
+    return 100 * (b1 - b0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_wait: float, threshold_pct: float) -> tuple[float, float]:
+    """Wait (at most max_wait s) for a second in which the machine is at most threshold_pct
+    busy; returns (busy % of the last second, seconds waited)."""
+    start = time.monotonic()
+    while True:
+        busy = box_busy_pct(1.0)
+        waited = time.monotonic() - start
+        if busy <= threshold_pct or waited >= max_wait:
+            return busy, waited
+
+
 def rss_kb(root: int) -> int:
     """Sum of VmRSS over root and descendants (shared pages counted per process)."""
     total = 0
@@ -171,6 +218,47 @@ def percentile(sorted_vals: list[float], p: float) -> float:
         return math.nan
     idx = max(0, math.ceil(p / 100 * len(sorted_vals)) - 1)
     return sorted_vals[min(idx, len(sorted_vals) - 1)]
+
+
+_ODD = re.compile(r"(?i)\b(error|warn\w*|traceback|exception|critical|fatal|maximum number"
+                  r"|refused|failed|failing)\b")
+
+
+def odd_log_lines(path: Path, limit: int = 12) -> tuple[int, list[str]]:
+    """(count, first lines) of log lines that look like errors or warnings."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return 0, []
+    hits, i = [], 0
+    while i < len(lines):
+        if _ODD.search(lines[i]):
+            hits.append(lines[i])
+            if lines[i].startswith("Traceback"):  # keep the whole traceback, as one entry
+                j = i + 1
+                while j < len(lines) and (lines[j][:1].isspace() or not lines[j]):
+                    j += 1
+                hits[-1] = "\n".join(lines[i:j + 1])
+                i = j
+        i += 1
+    return len(hits), hits[:limit]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text from 127.0.0.1:port/metrics, summed per metric name over all labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return out
 
 
 # ---------------------------------------------------------------- etcd JSON gateway
