@@ -8,9 +8,10 @@ back with an ``Outcome``; it never leaves a client without an answer. For each q
   a timeout, SERVFAIL or REFUSED moves on to the next; when all have failed the outcome is
   a stale cache entry if one is allowed, else SERVFAIL;
 * a truncated UDP reply is asked again over TCP; TCP clients are forwarded over TCP;
-* each UDP query leaves from a randomly chosen socket of a pool (each on its own random
-  port, replaced after ``SOCKET_USES`` queries) with a random ID, and a reply counts only if
-  its source, ID and question all match;
+* each UDP query leaves from a randomly chosen socket of the upstream's pool (each on its
+  own random port, connected to that upstream, replaced after ``SOCKET_USES`` queries) with
+  a random ID, and a reply counts only if its source (the kernel checks it), ID and
+  question all match;
 * an upstream that failed ``max_fails`` times is skipped and probed with ``. NS`` every
   ``health_check`` seconds until it answers;
 * beyond ``max_concurrent`` queries in flight, new ones are REFUSED.
@@ -105,12 +106,23 @@ class Pool:
 
 
 class _Sock:
+    """A UDP socket on a random port, connected to one upstream.
+
+    Connected, so the kernel delivers only that upstream's datagrams and send/recv skip
+    a route lookup per packet.
+    """
+
     __slots__ = ("pending", "sock", "uses")
 
-    def __init__(self, family: int) -> None:
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+    def __init__(self, up: Upstream) -> None:
+        self.sock = socket.socket(up.family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind(("::" if up.family == socket.AF_INET6 else "0.0.0.0", 0))
+            self.sock.connect(up.addr)
+        except OSError:
+            self.sock.close()
+            raise
         self.pending: dict[int, _Query] = {}
         self.uses = 0
 
@@ -151,7 +163,7 @@ class Forwarder:
         # (to, rcode) -> counts per duration bucket (last: above all), then the sum of seconds
         self.durations: dict[tuple[str, str], list[float]] = {}
         self.probes: dict[Labels, Upstream] = {}
-        self._socks: dict[int, list[_Sock]] = {}
+        self._socks: dict[str, list[_Sock]] = {}  # per upstream
         self._retired: list[_Sock] = []
         self._inflight: dict[_Query, None] = {}  # UDP queries, oldest deadline first
         self._tcp = 0
@@ -229,14 +241,18 @@ class Forwarder:
             self.conn_cache[(up.name, "tcp", "miss")] += 1  # one connection per query
             self._spawn_tcp(q, up)
             return
-        s = self._pick_sock(up.family)
+        try:
+            s = self._pick_sock(up)
+        except OSError as exc:
+            self._failed(q, f"socket: {exc}")
+            return
         self.conn_cache[(up.name, "udp", "hit" if s.uses else "miss")] += 1
         qid = _random_id()
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
         q.qid, q.sock = qid, s
         try:
-            s.sock.sendto(qid.to_bytes(2, "big") + q.query[2:], up.addr)
+            s.sock.send(qid.to_bytes(2, "big") + q.query[2:])
         except OSError as exc:
             self._failed(q, f"send: {exc}")
             return
@@ -247,10 +263,10 @@ class Forwarder:
             self._sweeping = True
             asyncio.get_running_loop().call_later(SWEEP, self._sweep)
 
-    def _pick_sock(self, family: int) -> _Sock:
-        socks = self._socks.setdefault(family, [])
+    def _pick_sock(self, up: Upstream) -> _Sock:
+        socks = self._socks.setdefault(up.name, [])
         if len(socks) < self.settings.sockets:
-            s = self._open_sock(family)
+            s = self._open_sock(up)
             socks.append(s)
             return s
         i = random.randrange(len(socks))
@@ -258,11 +274,11 @@ class Forwarder:
         s.uses += 1
         if s.uses >= SOCKET_USES:  # a fresh random port now and then
             self._retired.append(s)
-            socks[i] = s = self._open_sock(family)
+            socks[i] = s = self._open_sock(up)
         return s
 
-    def _open_sock(self, family: int) -> _Sock:
-        s = _Sock(family)
+    def _open_sock(self, up: Upstream) -> _Sock:
+        s = _Sock(up)
         asyncio.get_running_loop().add_reader(s.sock.fileno(), self._drain, s)
         return s  # its first use counts as a connection-cache miss (uses == 0)
 
@@ -274,13 +290,13 @@ class Forwarder:
     def _drain(self, s: _Sock) -> None:
         for _ in range(64):
             try:
-                data, source = s.sock.recvfrom(65535)
+                data = s.sock.recv(65535)  # connected: only from this socket's upstream
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return  # e.g. ICMP port unreachable; the timeout handles that upstream
             q = s.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
-            if q is None or q.upstream is None or tuple(source[:2]) != q.upstream.addr:
+            if q is None:
                 self.stats["unexpected_replies"] += 1
                 continue
             try:
