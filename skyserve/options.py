@@ -10,7 +10,6 @@ and where the bad value came from. Shared by skyserve and kube2etcd.
 from __future__ import annotations
 
 import argparse
-import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,10 +99,6 @@ def _convert(opt: Option, raw: Any) -> Any:
     if not out:
         raise ValueError("needs at least one value")
     return out
-
-
-def env_default() -> dict[str, str]:
-    return dict(os.environ)
 
 
 # -- converters -----------------------------------------------------------------------

@@ -11,8 +11,6 @@ and simply do not exist for DNS. A later valid put replaces them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from .skydns import Labels, Record
 
 WILDCARD_LABELS = frozenset(("*", "any"))
@@ -121,10 +119,6 @@ def subtree(node: Node) -> list[Record]:
         stack.extend(n.children.values())
     out.sort(key=_by_key)
     return out
-
-
-def iter_records(index: Index) -> Iterator[Record]:
-    return iter(subtree(index.root))
 
 
 def _by_key(record: Record) -> str:
