@@ -252,25 +252,28 @@ class Engine:
             reply = self._render(query, outcome.rcode, ([], [], []), tcp, aa=False).wire
             self._count(query, data, tcp, ".", outcome.rcode, "forward", len(reply), start)
             return reply
-        now = time.monotonic()
         cap = None  # the entry's TTL (capped by --cache-max-ttl) minus its age in whole seconds
         if outcome.expires and not outcome.stale:
             cap = max(0, round(outcome.expires - outcome.stored) - outcome.age)
         limit = wire.reply_limit(query, tcp, self.max_udp)
-        turns = wire.rotations(resp) if self.shuffle else 1
-        variants = [
-            wire.relay(resp, query, limit=limit, max_udp=self.max_udp, age=outcome.age,
-                       fixed_ttl=30 if outcome.stale else None, max_ttl=cap, rotate=k)
-            for k in range(min(turns, MAX_ROTATIONS))
-        ]
-        self._turn += 1
-        reply = variants[self._turn % len(variants)]
+        fixed = 30 if outcome.stale else None
+        turns = min(wire.rotations(resp), MAX_ROTATIONS) if self.shuffle else 1
+        if turns == 1:
+            reply = wire.relay(resp, query, limit=limit, max_udp=self.max_udp, age=outcome.age,
+                               fixed_ttl=fixed, max_ttl=cap)
+            variants = [reply]
+        else:
+            variants = [wire.relay(resp, query, limit=limit, max_udp=self.max_udp,
+                                   age=outcome.age, fixed_ttl=fixed, max_ttl=cap, rotate=k)
+                        for k in range(turns)]
+            self._turn += 1
+            reply = variants[self._turn % turns]
         plugin = "cache" if outcome.cached else "forward"
         stat = self._count(query, data, tcp, ".", resp.rcode, plugin, len(reply), start)
         if outcome.expires and not outcome.stale and not reply[2] & 0x02:
             # Keep the bytes until their TTLs would tick down by one second.
             until = min(outcome.expires, outcome.stored + outcome.age + 1)
-            if until > now:
+            if until > time.monotonic():
                 hit = self.tally.id(stat._replace(plugin="cache", duration_bucket=0))
                 denial = outcome.entry.denial if outcome.entry is not None else False
                 entry = Entry(tuple(v[2:] for v in variants), None, until, hit,

@@ -83,6 +83,7 @@ class Upstream:
         self.fails = 0
         self.looped = False
         self.checking = False
+        self.socks: list[_Sock] = []  # its UDP sockets, opened as they are needed
 
 
 class Pool:
@@ -93,6 +94,9 @@ class Pool:
         self._turn = 0
 
     def order(self, max_fails: int) -> list[Upstream]:
+        """The upstreams to try, in turn: healthy ones in policy order, then failing ones."""
+        if len(self.upstreams) == 1:
+            return [u for u in self.upstreams if not u.looped]
         usable = [u for u in self.upstreams if not u.looped]
         healthy = [u for u in usable if u.fails < max_fails]
         if self.policy == "random":
@@ -130,12 +134,12 @@ class _Sock:
 class _Query:
     """One question on its way through the upstreams of a pool."""
 
-    __slots__ = ("deadline", "done", "key", "qid", "qname", "query", "sock", "stale", "started",
+    __slots__ = ("body", "deadline", "done", "key", "qid", "qname", "sock", "stale", "started",
                  "tcp", "tries", "upstream")
 
-    def __init__(self, key: Key, qname: bytes, query: bytes, tcp: bool, tries: list[Upstream],
+    def __init__(self, key: Key, qname: bytes, body: bytes, tcp: bool, tries: list[Upstream],
                  stale: Outcome | None, done: Done) -> None:
-        self.key, self.qname, self.query, self.tcp = key, qname, query, tcp
+        self.key, self.qname, self.body, self.tcp = key, qname, body, tcp  # body: after the ID
         self.tries, self.stale, self.done = tries, stale, done
         self.upstream: Upstream | None = None
         self.sock: _Sock | None = None
@@ -155,15 +159,14 @@ class Forwarder:
         self.pools.sort(key=lambda p: len(p.domain), reverse=True)
         self.stats: Counter[str] = Counter()
         self.requests_to: Counter[str] = Counter()  # to -> queries sent
-        self.by_upstream: Counter[tuple[str, str]] = Counter()  # (to, rcode) -> replies
         self.healthcheck_failures: Counter[str] = Counter()  # to -> failed probes
-        self.conn_cache: Counter[tuple[str, str, str]] = Counter()  # (to, proto, hit|miss)
+        # (to, proto) -> queries that needed a new socket; every other UDP query reused one
+        self.conn_misses: Counter[tuple[str, str]] = Counter()
         self._last_error_log = 0.0
         self._errors_unlogged = 0
-        # (to, rcode) -> counts per duration bucket (last: above all), then the sum of seconds
+        # (to, rcode) -> replies per duration bucket (last: above all), then the sum of seconds
         self.durations: dict[tuple[str, str], list[float]] = {}
         self.probes: dict[Labels, Upstream] = {}
-        self._socks: dict[str, list[_Sock]] = {}  # per upstream
         self._retired: list[_Sock] = []
         self._inflight: dict[_Query, None] = {}  # UDP queries, oldest deadline first
         self._tcp = 0
@@ -175,7 +178,7 @@ class Forwarder:
     def pool_for(self, labels: Labels) -> Pool | None:
         for pool in self.pools:
             n = len(pool.domain)
-            if pool.upstreams and labels[len(labels) - n :] == pool.domain:
+            if pool.upstreams and (not n or labels[len(labels) - n :] == pool.domain):
                 return pool
         return None
 
@@ -183,9 +186,9 @@ class Forwarder:
               do: bool, tcp: bool, done: Done) -> None:
         """Resolve one question; ``done`` is always called, maybe before this returns."""
         key = Key(labels, qtype, qclass, do)
-        now = time.monotonic()
         stale: Outcome | None = None
         if self.cache is not None:
+            now = time.monotonic()
             entry, fresh = self.cache.get(key, now)
             if entry is not None and fresh:
                 if self.cache.wants_prefetch(entry, now):
@@ -210,21 +213,21 @@ class Forwarder:
         query = wire.build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
                                  udp_size=self.settings.udp_size)
         order = pool.order(self.settings.max_fails)
-        if all(u.fails >= self.settings.max_fails for u in order):
+        if not order or order[0].fails >= self.settings.max_fails:  # healthy ones come first
             self.stats["healthcheck_broken"] += 1  # every upstream is down: try them anyway
-        q = _Query(key, qname, query, tcp, order, stale, done)
-        self._next(q)
+        self._next(_Query(key, qname, query[2:], tcp, order, stale, done))
 
     def in_flight(self) -> int:
         return len(self._inflight) + self._tcp
 
     def close(self) -> None:
-        for socks in self._socks.values():
-            for s in socks:
-                self._close_sock(s)
+        for pool in self.pools:
+            for up in pool.upstreams:
+                for s in up.socks:
+                    self._close_sock(s)
+                up.socks.clear()
         for s in self._retired:
             self._close_sock(s)
-        self._socks.clear()
         self._retired.clear()
 
     # -- trying upstreams ------------------------------------------------------------
@@ -235,10 +238,9 @@ class Forwarder:
             return
         up = q.upstream = q.tries.pop(0)
         q.started = time.monotonic()
-        self.stats["requests"] += 1
         self.requests_to[up.name] += 1
         if q.tcp:
-            self.conn_cache[(up.name, "tcp", "miss")] += 1  # one connection per query
+            self.conn_misses[(up.name, "tcp")] += 1  # one connection per query
             self._spawn_tcp(q, up)
             return
         try:
@@ -246,13 +248,12 @@ class Forwarder:
         except OSError as exc:
             self._failed(q, f"socket: {exc}")
             return
-        self.conn_cache[(up.name, "udp", "hit" if s.uses else "miss")] += 1
         qid = _random_id()
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
         q.qid, q.sock = qid, s
         try:
-            s.sock.send(qid.to_bytes(2, "big") + q.query[2:])
+            s.sock.send(qid.to_bytes(2, "big") + q.body)
         except OSError as exc:
             self._failed(q, f"send: {exc}")
             return
@@ -264,12 +265,12 @@ class Forwarder:
             asyncio.get_running_loop().call_later(SWEEP, self._sweep)
 
     def _pick_sock(self, up: Upstream) -> _Sock:
-        socks = self._socks.setdefault(up.name, [])
+        socks = up.socks
         if len(socks) < self.settings.sockets:
             s = self._open_sock(up)
             socks.append(s)
             return s
-        i = random.randrange(len(socks))
+        i = _random_id() % len(socks)
         s = socks[i]
         s.uses += 1
         if s.uses >= SOCKET_USES:  # a fresh random port now and then
@@ -278,9 +279,10 @@ class Forwarder:
         return s
 
     def _open_sock(self, up: Upstream) -> _Sock:
+        self.conn_misses[(up.name, "udp")] += 1
         s = _Sock(up)
         asyncio.get_running_loop().add_reader(s.sock.fileno(), self._drain, s)
-        return s  # its first use counts as a connection-cache miss (uses == 0)
+        return s
 
     def _close_sock(self, s: _Sock) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already gone at exit
@@ -288,14 +290,15 @@ class Forwarder:
         s.sock.close()
 
     def _drain(self, s: _Sock) -> None:
+        recv, pending = s.sock.recv, s.pending
         for _ in range(64):
             try:
-                data = s.sock.recv(65535)  # connected: only from this socket's upstream
+                data = recv(65535)  # connected: only from this socket's upstream
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return  # e.g. ICMP port unreachable; the timeout handles that upstream
-            q = s.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
+            q = pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
             if q is None:
                 self.stats["unexpected_replies"] += 1
                 continue
@@ -307,9 +310,11 @@ class Forwarder:
             if not _same_question(resp, q):
                 self.stats["unexpected_replies"] += 1
                 continue
-            del s.pending[q.qid]
+            del pending[q.qid]
             self._inflight.pop(q, None)
             self._answered(q, resp)
+            if not pending:
+                return  # nothing more is due here; stray datagrams wake us again
 
     def _sweep(self) -> None:
         now = time.monotonic()
@@ -383,11 +388,10 @@ class Forwarder:
         self._last_error_log, self._errors_unlogged = now, 0
 
     def _record(self, up: Upstream, rcode: int, started: float) -> None:
-        name = rcode_name(rcode)
-        self.by_upstream[(up.name, name)] += 1
-        buckets = self.durations.get((up.name, name))
+        key = (up.name, rcode_name(rcode))
+        buckets = self.durations.get(key)
         if buckets is None:
-            buckets = self.durations[(up.name, name)] = [0] * (len(DURATION_BUCKETS) + 2)
+            buckets = self.durations[key] = [0] * (len(DURATION_BUCKETS) + 2)
         seconds = time.monotonic() - started
         buckets[duration_bucket(seconds)] += 1
         buckets[-1] += seconds
@@ -400,7 +404,7 @@ class Forwarder:
 
     async def _tcp_query(self, q: _Query, up: Upstream) -> None:
         qid = _random_id()
-        query = qid.to_bytes(2, "big") + q.query[2:]
+        query = qid.to_bytes(2, "big") + q.body
         try:
             data = await asyncio.wait_for(self._tcp_exchange(up, query), self.settings.read_timeout)
             resp = wire.parse_response(data)
@@ -486,7 +490,7 @@ class Forwarder:
 def _same_question(resp: wire.Response, q: _Query) -> bool:
     """The reply is to our question: name (in any case), type and class."""
     return (resp.qtype == q.key.qtype and resp.qclass == q.key.qclass
-            and resp.qname.lower() == q.qname.lower())
+            and (resp.qname == q.qname or resp.qname.lower() == q.qname.lower()))
 
 
 _ids: list[int] = []

@@ -27,6 +27,7 @@ from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat, size_bucket
 
 if TYPE_CHECKING:
     from .app import App
+    from .forward import Forwarder
 
 Snapshot = dict[str, Any]
 
@@ -55,11 +56,10 @@ def snapshot(app: App) -> Snapshot:
         "forward": {
             "stats": dict(fwd.stats),
             "requests": [[to, n] for to, n in fwd.requests_to.items()],
-            "replies": [[to, rcode, n] for (to, rcode), n in fwd.by_upstream.items()],
+            "replies": [[to, rcode, sum(b[:-1])] for (to, rcode), b in fwd.durations.items()],
             "durations": [[to, rcode, b] for (to, rcode), b in fwd.durations.items()],
             "healthcheck_failures": [[to, n] for to, n in fwd.healthcheck_failures.items()],
-            "conn_cache": [[to, proto, kind, n] for (to, proto, kind), n
-                           in fwd.conn_cache.items()],
+            "conn_cache": _conn_cache(fwd),
         } if fwd is not None else None,
         "etcd": {
             "revision": engine.revision,
@@ -71,6 +71,16 @@ def snapshot(app: App) -> Snapshot:
             "connected": bool(mirror and mirror.stats.connected),
         },
     }
+
+
+def _conn_cache(fwd: Forwarder) -> list[list[Any]]:
+    """[to, proto, hit|miss, n]: a UDP query that needed no new socket was a hit."""
+    rows: list[list[Any]] = [[to, proto, "miss", n] for (to, proto), n in fwd.conn_misses.items()]
+    for to, n in fwd.requests_to.items():
+        hits = n - fwd.conn_misses[(to, "udp")] - fwd.conn_misses[(to, "tcp")]
+        if hits > 0:
+            rows.append([to, "udp", "hit", hits])
+    return rows
 
 
 def merge(snapshots: list[Snapshot]) -> Snapshot:

@@ -18,6 +18,8 @@ from .skydns import Labels
 
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")
+QUESTION = struct.Struct("!HH")
+TTL = struct.Struct("!I")
 SOA_TIMERS = struct.Struct("!IIII")
 
 QR = 0x8000
@@ -76,7 +78,7 @@ def parse_query(data: bytes) -> Query:
         raise FormatError(f"{qdcount} questions", error_reply(qid, flags, FORMERR))
     try:
         labels, qname, pos = _read_question_name(data, HEADER.size)
-        qtype, qclass = struct.unpack_from("!HH", data, pos)
+        qtype, qclass = QUESTION.unpack_from(data, pos)
         pos += 4
         query = Query(qid, flags, qname, labels, qtype, qclass)
         for _ in range(ancount + nscount):
@@ -131,17 +133,24 @@ def _skip_rr(data: bytes, pos: int) -> int:
 
 
 def _read_additional(data: bytes, pos: int, query: Query) -> int:
-    owner = pos
-    end = _skip_rr(data, pos)
-    pos = _skip_name(data, pos)
-    rtype, rclass, ttl, _ = RR_FIXED.unpack_from(data, pos)
+    if data[pos] != 0:  # not owned by the root, so not an OPT record we can accept
+        end = _skip_rr(data, pos)
+        if RR_FIXED.unpack_from(data, _skip_name(data, pos))[0] == T.OPT:
+            raise ValueError("OPT record not owned by the root")
+        return end
+    rtype: int
+    rclass: int
+    ttl: int
+    rdlength: int
+    rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos + 1)
+    end = pos + 11 + rdlength
+    if end > len(data):
+        raise ValueError("truncated record")
     if rtype == T.OPT:
         if query.edns:
             raise ValueError("more than one OPT record")
-        if data[owner] != 0:
-            raise ValueError("OPT record not owned by the root")
         query.edns = True
-        query.udp_size = max(int(rclass), MIN_UDP)
+        query.udp_size = max(rclass, MIN_UDP)
         query.edns_version = (ttl >> 16) & 0xFF
         query.do = bool(ttl & 0x8000)
     return end
@@ -313,8 +322,9 @@ class Response:
     qclass: int
     qname_at: int
     qname_len: int
-    spans: list[Span]
+    spans: list[Span]  # every record but the OPT, in message order
     opt: Span | None
+    counts: tuple[int, int, int]  # records per section in ``spans``
 
     @property
     def rcode(self) -> int:
@@ -330,27 +340,36 @@ def parse_response(data: bytes) -> Response:
             raise ValueError("not a reply to one question")
         pos = _skip_name(data, HEADER.size)
         qname = data[HEADER.size : pos]
-        qtype, qclass = struct.unpack_from("!HH", data, pos)
+        qtype, qclass = QUESTION.unpack_from(data, pos)
         pos += 4
         spans: list[Span] = []
         opt = None
-        for section, count in enumerate((ancount, nscount, arcount)):
+        size = len(data)
+        unpack = RR_FIXED.unpack_from
+        for section, count in ((0, ancount), (1, nscount), (2, arcount)):
             for _ in range(count):
                 start = pos
                 pos = _skip_name(data, pos)
-                rtype, _, ttl, rdlen = RR_FIXED.unpack_from(data, pos)
+                rtype, _, ttl, rdlen = unpack(data, pos)
                 end = pos + 10 + rdlen
-                if end > len(data):
+                if end > size:
                     raise ValueError("truncated record")
-                span = Span(section, start, rtype, ttl, pos + 4, pos + 10, end)
-                if rtype == T.OPT:
-                    opt = span
-                else:
+                span = _span(Span, (section, start, rtype, ttl, pos + 4, pos + 10, end))
+                if rtype != T.OPT:
                     spans.append(span)
+                elif opt is not None or section != 2:
+                    raise ValueError("more than one OPT record, or one outside additional")
+                else:
+                    opt = span
                 pos = end
     except (struct.error, IndexError) as exc:
         raise ValueError(f"malformed reply: {exc}") from None
-    return Response(data, qid, flags, qname, qtype, qclass, HEADER.size, len(qname), spans, opt)
+    counts = (ancount, nscount, arcount - 1) if opt is not None else (ancount, nscount, arcount)
+    return Response(data, qid, flags, qname, qtype, qclass, HEADER.size, len(qname), spans, opt,
+                    counts)
+
+
+_span = tuple.__new__  # a Span without NamedTuple's argument handling: one per record
 
 
 def negative_ttl(resp: Response) -> int | None:
@@ -376,35 +395,46 @@ def relay(
     """
     data = resp.data
     cut = resp.opt.start if resp.opt is not None else len(data)
-    kept = [s for s in resp.spans if s.end <= cut]
+    spans, counts = resp.spans, resp.counts
+    if spans and spans[-1].end > cut:  # records after the OPT are dropped with it
+        spans = [s for s in spans if s.end <= cut]
+        counts = (sum(s.section == 0 for s in spans), sum(s.section == 1 for s in spans),
+                  sum(s.section == 2 for s in spans))
+    question_end = resp.qname_at + resp.qname_len + 4
+    if age or fixed_ttl is not None or max_ttl is not None or rotate:
+        records: bytes | bytearray = _rewrite(data, spans, cut, age, fixed_ttl, max_ttl,
+                                               rotate)[question_end:]
+    else:
+        records = data[question_end:cut]
+    flags = (resp.flags & ~(RD | CD | TC | 0xF)) | (query.flags & (RD | CD)) | RA
+    rcode = resp.rcode
+    opt = b""
+    if query.edns:
+        ttl = ((rcode >> 4) << 24) | (0x8000 if query.do else 0)
+        opt = b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, 0)
+    an, ns, ar = counts
+    if cut + len(opt) > limit:
+        records, flags, an, ns, ar = b"", flags | TC, 0, 0, 0
+    head = HEADER.pack(query.id, flags | (rcode & 0xF), 1, an, ns, ar + bool(opt))
+    return head + query.qname + data[question_end - 4 : question_end] + records + opt
+
+
+def _rewrite(data: bytes, spans: list[Span], cut: int, age: int, fixed_ttl: int | None,
+             max_ttl: int | None, rotate: int) -> bytearray:
+    """The reply up to ``cut`` with its TTLs changed and its address RRsets rotated."""
     out = bytearray(data[:cut])
-    out[resp.qname_at : resp.qname_at + resp.qname_len] = query.qname
     if age or fixed_ttl is not None or max_ttl is not None:
-        for s in kept:
+        for s in spans:
             ttl = fixed_ttl if fixed_ttl is not None else max(0, s.ttl - age)
             if max_ttl is not None:
                 ttl = min(ttl, max_ttl)
-            struct.pack_into("!I", out, s.ttl_at, ttl)
+            TTL.pack_into(out, s.ttl_at, ttl)
     if rotate:
-        for run in _address_runs(data, kept):
+        for run in _address_runs(data, spans):
             k = rotate % len(run)
             pieces = [out[s.start : s.end] for s in run]
             out[run[0].start : run[-1].end] = b"".join(pieces[k:] + pieces[:k])
-    counts = [0, 0, 0]
-    for s in kept:
-        counts[s.section] += 1
-    flags = (resp.flags & ~(RD | CD | TC | 0xF)) | (query.flags & (RD | CD)) | RA
-    rcode = resp.rcode
-    if len(out) + (OPT_SIZE if query.edns else 0) > limit:
-        del out[resp.qname_at + resp.qname_len + 4 :]
-        counts = [0, 0, 0]
-        flags |= TC
-    if query.edns:
-        ttl = ((rcode >> 4) << 24) | (0x8000 if query.do else 0)
-        out += b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, 0)
-        counts[2] += 1
-    HEADER.pack_into(out, 0, query.id, flags | (rcode & 0xF), 1, *counts)
-    return bytes(out)
+    return out
 
 
 def _address_runs(data: bytes, spans: list[Span]) -> list[list[Span]]:
