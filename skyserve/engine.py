@@ -36,7 +36,7 @@ from .lookup import NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Authority, Res
 from .querylog import QueryLog
 from .rr import CLASS_IN, RR, rrsets
 from .skydns import Labels, Record
-from .tally import Stat, Tally, duration_bucket, qtype_name, rcode_name
+from .tally import Tally, duration_bucket, qtype_name, rcode_name
 from .tree import Index
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,8 @@ class Engine:
                 tail: bytes | None = wire0[at + 4 :]
             else:
                 heads, tail = tuple(v.wire[2:] for v in variants), None
-            entry = Entry(heads, tail, 0.0, self.tally.id(stat._replace(duration_bucket=0)))
+            hit = self.tally.id(self.tally.stats[stat]._replace(duration_bucket=0))
+            entry = Entry(heads, tail, 0.0, hit)
             self._store((tcp, data[2:]), entry, result.deps)
         if at >= 0:
             return wire0[:at] + self._serial + wire0[at + 4 :]
@@ -224,12 +225,12 @@ class Engine:
         return reply
 
     def _count(self, query: wire.Query, data: bytes, tcp: bool, zone: str, rcode: int,
-               plugin: str, size: int, start: float) -> Stat:
+               plugin: str, size: int, start: float) -> int:
+        """Count the reply in the tally; returns its Stat's id."""
         seconds = time.perf_counter() - start
-        stat = Stat("tcp" if tcp else "udp", zone, qtype_name(query.qtype), rcode_name(rcode),
-                    query.do, plugin, len(data), size, duration_bucket(seconds))
-        self.tally.add(stat, seconds)
-        return stat
+        return self.tally.add(("tcp" if tcp else "udp", zone, qtype_name(query.qtype),
+                               rcode_name(rcode), query.do, plugin, len(data), size,
+                               duration_bucket(seconds)), seconds)
 
     # -- forwarding ------------------------------------------------------------------
 
@@ -274,7 +275,8 @@ class Engine:
             # Keep the bytes until their TTLs would tick down by one second.
             until = min(outcome.expires, outcome.stored + outcome.age + 1)
             if until > time.monotonic():
-                hit = self.tally.id(stat._replace(plugin="cache", duration_bucket=0))
+                hit = self.tally.id(self.tally.stats[stat]._replace(plugin="cache",
+                                                                    duration_bucket=0))
                 denial = outcome.entry.denial if outcome.entry is not None else False
                 entry = Entry(tuple(v[2:] for v in variants), None, until, hit,
                               outcome.entry, denial)

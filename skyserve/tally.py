@@ -35,11 +35,14 @@ class Stat(NamedTuple):
     duration_bucket: int
 
 
+StatFields = tuple[str, str, str, str, bool, str, int, int, int]  # a Stat as a plain tuple
+
+
 class Tally:
     """Counts and total seconds per distinct Stat."""
 
     def __init__(self) -> None:
-        self.ids: dict[Stat, int] = {}
+        self.ids: dict[StatFields, int] = {}
         self.stats: list[Stat] = []
         self.counts: list[int] = []
         self.seconds: list[float] = []
@@ -53,8 +56,12 @@ class Tally:
             self.seconds.append(0.0)
         return i
 
-    def add(self, stat: Stat, seconds: float) -> int:
-        i = self.id(stat)
+    def add(self, fields: StatFields, seconds: float) -> int:
+        """Count one reply. A plain tuple hashes and compares like its Stat, and is cheaper
+        to build per query; the Stat itself is made once per distinct value."""
+        i = self.ids.get(fields)
+        if i is None:
+            i = self.id(Stat(*fields))
         self.counts[i] += 1
         self.seconds[i] += seconds
         return i
