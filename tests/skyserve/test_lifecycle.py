@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +17,11 @@ import dns.message
 import dns.rcode
 import pytest
 
+from skyserve.app import settle_heap
+from skyserve.engine import Engine
+from skyserve.lookup import Settings, Zone
+from skyserve.skydns import decode_record, key_path, name_labels
+from skyserve.tree import Index
 from tests.dns_upstream import DnsUpstream
 from tests.dnsutil import key
 from tests.etcd_server import EtcdServer
@@ -297,3 +304,23 @@ def test_workers_share_the_port_and_metrics_add_up(record: str, skyserve: Start)
     assert after - before == 20
     assert proc.stop() == 0
     assert udp_sockets_on(proc.dns_port) == 0
+
+
+def test_an_index_frozen_after_its_load_is_still_freed_when_replaced() -> None:
+    """settle_heap() hides the loaded index from the cyclic collector (gc.freeze); only
+    reference counting can free it, so the index must hold no reference cycles."""
+    engine = Engine([Zone(name_labels("skydns.test"))], Settings())
+    first = Index()
+    for i in range(100):
+        k = f"/skydns/test/skydns/h{i}"
+        first.put(key_path(k), decode_record(k, f'{{"host":"10.0.0.{i}"}}'))
+    engine.load(first, 1)
+    gone = weakref.ref(first)
+    del first
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        engine.load(Index(), 2)
+        assert gone() is None
+    finally:
+        gc.unfreeze()

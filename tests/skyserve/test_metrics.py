@@ -238,6 +238,25 @@ def test_forward_rcode_labels_are_rcodes(skyserve: Start, dns_upstream: Upstream
         assert labels <= RCODES, (name, labels)
 
 
+def test_forward_replies_and_socket_reuse_are_counted(skyserve: Start,
+                                                     dns_upstream: Upstreams) -> None:
+    """Replies per upstream and rcode; a query that had to open a socket is a miss."""
+    up = dns_upstream()
+    names = [f"n{i}.example.com" for i in range(12)]
+    for name in names:
+        up.add(name, "A", "192.0.2.1")
+    proc = start_full(skyserve, up)
+    for name in names:
+        assert proc.query(name).rcode() == dns.rcode.NOERROR
+    assert proc.query("missing.example.com").rcode() == dns.rcode.NXDOMAIN
+    assert proc.metric("coredns_forward_responses_total", to=up.address, rcode="NOERROR") == 12
+    assert proc.metric("coredns_forward_responses_total", to=up.address, rcode="NXDOMAIN") == 1
+    assert proc.metric("coredns_forward_requests_total", to=up.address) == 13
+    # Eight sockets per upstream (each on its own random port) are opened as needed.
+    assert proc.metric("coredns_proxy_conn_cache_misses_total", to=up.address, proto="udp") == 8
+    assert proc.metric("coredns_proxy_conn_cache_hits_total", to=up.address, proto="udp") == 5
+
+
 def test_cache_metrics_count_every_hit(skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream()
     up.add("www.example.com", "A", "192.0.2.1")

@@ -13,6 +13,7 @@ import dns.message
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 from skyserve import wire
@@ -386,3 +387,58 @@ def test_long_txt_is_split_into_255_byte_strings(length: int, split: list[int]) 
     [rdata] = list(rrset)
     assert [len(s) for s in rdata.strings] == split
     assert b"".join(rdata.strings) == text.encode()
+
+
+# -- upstream replies -----------------------------------------------------------------
+
+GLUE = b"\xc0\x0c" + struct.pack("!HHIH", A, IN, 300, 4) + bytes([192, 0, 2, 9])
+
+
+def upstream_reply(extra: bytes = b"", extra_in: int = 2) -> bytes:
+    """An upstream's EDNS reply for www.example.com A (one answer), with ``extra`` records
+    appended to section ``extra_in`` (0 answer, 1 authority, 2 additional) after the OPT."""
+    q = dns.message.make_query("www.example.com", "A", use_edns=0, payload=1232)
+    msg = dns.message.make_response(q)
+    msg.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "A", "192.0.2.1"))
+    data = bytearray(msg.to_wire())
+    if extra:
+        count_at = 6 + 2 * extra_in
+        struct.pack_into("!H", data, count_at, struct.unpack_from("!H", data, count_at)[0] + 1)
+        data += extra
+    return bytes(data)
+
+
+def test_upstream_reply_is_parsed_with_its_opt_apart() -> None:
+    resp = wire.parse_response(upstream_reply())
+    assert resp.counts == (1, 0, 0)
+    assert [s.rtype for s in resp.spans] == [A]
+    assert resp.opt is not None and resp.opt.rtype == OPT
+
+
+@pytest.mark.parametrize("extra_in", [0, 2])
+def test_upstream_reply_with_a_second_or_misplaced_opt_is_malformed(extra_in: int) -> None:
+    with pytest.raises(ValueError, match="OPT"):
+        wire.parse_response(upstream_reply(opt(), extra_in))
+
+
+def test_relay_drops_records_after_the_opt_and_counts_what_is_left() -> None:
+    resp = wire.parse_response(upstream_reply(GLUE))
+    client = wire.parse_query(query("WWW.example.COM", use_edns=0, payload=4096).to_wire())
+    data = wire.relay(resp, client, limit=1232, max_udp=1232)
+    reply = dns.message.from_wire(data)
+    assert reply.id == client.id
+    assert str(reply.question[0].name) == "WWW.example.COM."
+    assert [str(r) for rrset in reply.answer for r in rrset] == ["192.0.2.1"]
+    assert reply.additional == []
+    assert reply.edns == 0 and reply.payload == 1232
+    assert HEADER.unpack_from(data)[2:] == (1, 1, 0, 1)  # the OPT is ours, the glue gone
+
+
+def test_relay_of_a_reply_too_big_for_the_client_is_cut_to_the_question() -> None:
+    resp = wire.parse_response(upstream_reply())
+    client = wire.parse_query(query("www.example.com").to_wire())  # no EDNS: 512 bytes
+    data = wire.relay(resp, client, limit=40, max_udp=1232)
+    reply = dns.message.from_wire(data)
+    assert reply.flags & dns.flags.TC
+    assert reply.answer == [] and reply.edns == -1
+    assert HEADER.unpack_from(data)[2:] == (1, 0, 0, 0)
