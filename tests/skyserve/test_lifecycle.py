@@ -17,7 +17,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from skyserve.app import settle_heap
+from skyserve.app import YOUNG_GC_THRESHOLD, settle_heap
 from skyserve.engine import Engine
 from skyserve.lookup import Settings, Zone
 from skyserve.skydns import decode_record, key_path, name_labels
@@ -317,10 +317,13 @@ def test_an_index_frozen_after_its_load_is_still_freed_when_replaced() -> None:
     engine.load(first, 1)
     gone = weakref.ref(first)
     del first
+    thresholds = gc.get_threshold()
     try:
         settle_heap()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD
         engine.load(Index(), 2)
         assert gone() is None
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
