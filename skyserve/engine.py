@@ -31,7 +31,7 @@ from typing import Any
 from . import rr as T
 from . import wire
 from .cache import Entry as CachedReply
-from .forward import Forwarder, Outcome
+from .forward import Forwarder, Outcome, Pool
 from .lookup import NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Authority, Result, Settings, Zone
 from .querylog import QueryLog
 from .rr import CLASS_IN, RR, rrsets
@@ -156,8 +156,9 @@ class Engine:
             return self._error(query, data, REFUSED, tcp, "dropped", start)
         zone = self.authority.zone_of(query.labels) if query.qclass == CLASS_IN else None
         if zone is None:
-            if fwd is not None and send is not None and fwd.pool_for(query.labels):
-                self._forward(query, data, tcp, peer, send, start)
+            pool = fwd.pool_for(query.labels) if fwd is not None else None
+            if pool is not None and send is not None:
+                self._forward(query, data, tcp, peer, send, start, pool)
                 return None
             return self._error(query, data, REFUSED, tcp, "dropped", start)
         if not self.ready:
@@ -235,7 +236,7 @@ class Engine:
     # -- forwarding ------------------------------------------------------------------
 
     def _forward(self, query: wire.Query, data: bytes, tcp: bool, peer: Any, send: Send,
-                 start: float) -> None:
+                 start: float, pool: Pool | None = None) -> None:
         def done(outcome: Outcome) -> None:
             reply = self._relay(query, data, outcome, tcp, start)
             if self.querylog is not None:
@@ -244,7 +245,7 @@ class Engine:
 
         assert self.forwarder is not None
         self.forwarder.fetch(query.labels, query.qname, query.qtype, query.qclass,
-                             flags=query.flags, do=query.do, tcp=tcp, done=done)
+                             flags=query.flags, do=query.do, tcp=tcp, done=done, pool=pool)
 
     def _relay(self, query: wire.Query, data: bytes, outcome: Outcome, tcp: bool,
                start: float) -> bytes:

@@ -84,6 +84,7 @@ class Upstream:
         self.looped = False
         self.checking = False
         self.socks: list[_Sock] = []  # its UDP sockets, opened as they are needed
+        self.buckets: dict[int, list[float]] = {}  # rcode -> its list in Forwarder.durations
 
 
 class Pool:
@@ -183,8 +184,10 @@ class Forwarder:
         return None
 
     def fetch(self, labels: Labels, qname: bytes, qtype: int, qclass: int, *, flags: int,
-              do: bool, tcp: bool, done: Done) -> None:
-        """Resolve one question; ``done`` is always called, maybe before this returns."""
+              do: bool, tcp: bool, done: Done, pool: Pool | None = None) -> None:
+        """Resolve one question; ``done`` is always called, maybe before this returns.
+
+        ``pool``: the one ``pool_for(labels)`` gives, if the caller already has it."""
         key = Key(labels, qtype, qclass, do)
         stale: Outcome | None = None
         if self.cache is not None:
@@ -198,11 +201,12 @@ class Forwarder:
                 return
             if entry is not None:
                 stale = Outcome(entry.response, stale=True, cached=True)
-        self._forward(key, qname, flags, tcp, stale, done)
+        self._forward(key, qname, flags, tcp, stale, done, pool)
 
     def _forward(self, key: Key, qname: bytes, flags: int, tcp: bool, stale: Outcome | None,
-                 done: Done) -> None:
-        pool = self.pool_for(key.labels)
+                 done: Done, pool: Pool | None = None) -> None:
+        if pool is None:
+            pool = self.pool_for(key.labels)
         if pool is None:
             done(Outcome(None, REFUSED))
             return
@@ -388,10 +392,10 @@ class Forwarder:
         self._last_error_log, self._errors_unlogged = now, 0
 
     def _record(self, up: Upstream, rcode: int, started: float) -> None:
-        key = (up.name, rcode_name(rcode))
-        buckets = self.durations.get(key)
+        buckets = up.buckets.get(rcode)
         if buckets is None:
-            buckets = self.durations[key] = [0] * (len(DURATION_BUCKETS) + 2)
+            buckets = up.buckets[rcode] = self.durations.setdefault(
+                (up.name, rcode_name(rcode)), [0] * (len(DURATION_BUCKETS) + 2))
         seconds = time.monotonic() - started
         buckets[duration_bucket(seconds)] += 1
         buckets[-1] += seconds
