@@ -133,22 +133,21 @@ def _skip_rr(data: bytes, pos: int) -> int:
 
 
 def _read_additional(data: bytes, pos: int, query: Query) -> int:
-    if data[pos] != 0:  # not owned by the root, so not an OPT record we can accept
-        end = _skip_rr(data, pos)
-        if RR_FIXED.unpack_from(data, _skip_name(data, pos))[0] == T.OPT:
-            raise ValueError("OPT record not owned by the root")
-        return end
+    owner = pos
+    pos = _skip_name(data, pos)
     rtype: int
     rclass: int
     ttl: int
     rdlength: int
-    rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos + 1)
-    end = pos + 11 + rdlength
+    rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
+    end = pos + 10 + rdlength
     if end > len(data):
         raise ValueError("truncated record")
     if rtype == T.OPT:
         if query.edns:
             raise ValueError("more than one OPT record")
+        if data[owner] != 0:
+            raise ValueError("OPT record not owned by the root")
         query.edns = True
         query.udp_size = max(rclass, MIN_UDP)
         query.edns_version = (ttl >> 16) & 0xFF
@@ -320,8 +319,6 @@ class Response:
     qname: bytes  # as the upstream spelled it
     qtype: int
     qclass: int
-    qname_at: int
-    qname_len: int
     spans: list[Span]  # every record but the OPT, in message order
     opt: Span | None
     counts: tuple[int, int, int]  # records per section in ``spans``
@@ -365,8 +362,7 @@ def parse_response(data: bytes) -> Response:
     except (struct.error, IndexError) as exc:
         raise ValueError(f"malformed reply: {exc}") from None
     counts = (ancount, nscount, arcount - 1) if opt is not None else (ancount, nscount, arcount)
-    return Response(data, qid, flags, qname, qtype, qclass, HEADER.size, len(qname), spans, opt,
-                    counts)
+    return Response(data, qid, flags, qname, qtype, qclass, spans, opt, counts)
 
 
 _span = tuple.__new__  # a Span without NamedTuple's argument handling: one per record
@@ -400,7 +396,7 @@ def relay(
         spans = [s for s in spans if s.end <= cut]
         counts = (sum(s.section == 0 for s in spans), sum(s.section == 1 for s in spans),
                   sum(s.section == 2 for s in spans))
-    question_end = resp.qname_at + resp.qname_len + 4
+    question_end = HEADER.size + len(resp.qname) + 4
     if age or fixed_ttl is not None or max_ttl is not None or rotate:
         records: bytes | bytearray = _rewrite(data, spans, cut, age, fixed_ttl, max_ttl,
                                                rotate)[question_end:]
