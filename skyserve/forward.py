@@ -96,9 +96,9 @@ class Pool:
 
     def order(self, max_fails: int) -> list[Upstream]:
         """The upstreams to try, in turn: healthy ones in policy order, then failing ones."""
-        if len(self.upstreams) == 1:
-            return [u for u in self.upstreams if not u.looped]
         usable = [u for u in self.upstreams if not u.looped]
+        if len(usable) < 2:
+            return usable  # nothing to order
         healthy = [u for u in usable if u.fails < max_fails]
         if self.policy == "random":
             random.shuffle(healthy)
