@@ -180,15 +180,15 @@ class Engine:
         variants = self._render_rotations(query, result, tcp)
         wire0 = variants[0].wire
         at = variants[0].serial_at
-        stat = self._count(query, data, tcp, result.zone.text, result.rcode, "etcd", len(wire0),
-                           start)
+        stat_id = self._count(query, data, tcp, result.zone.text, result.rcode, "etcd",
+                              len(wire0), start)
         if result.rcode in (NOERROR, NXDOMAIN):
             if at >= 0:
                 heads: tuple[bytes, ...] = (wire0[2:at],)
                 tail: bytes | None = wire0[at + 4 :]
             else:
                 heads, tail = tuple(v.wire[2:] for v in variants), None
-            hit = self.tally.id(self.tally.stats[stat]._replace(duration_bucket=0))
+            hit = self.tally.id(self.tally.stats[stat_id]._replace(duration_bucket=0))
             entry = Entry(heads, tail, 0.0, hit)
             self._store((tcp, data[2:]), entry, result.deps)
         if at >= 0:
@@ -271,13 +271,13 @@ class Engine:
             self._turn += 1
             reply = variants[self._turn % turns]
         plugin = "cache" if outcome.cached else "forward"
-        stat = self._count(query, data, tcp, ".", resp.rcode, plugin, len(reply), start)
+        stat_id = self._count(query, data, tcp, ".", resp.rcode, plugin, len(reply), start)
         if outcome.expires and not outcome.stale and not reply[2] & 0x02:
             # Keep the bytes until their TTLs would tick down by one second.
             until = min(outcome.expires, outcome.stored + outcome.age + 1)
             if until > time.monotonic():
-                hit = self.tally.id(self.tally.stats[stat]._replace(plugin="cache",
-                                                                    duration_bucket=0))
+                hit = self.tally.id(self.tally.stats[stat_id]._replace(plugin="cache",
+                                                                       duration_bucket=0))
                 denial = outcome.entry.denial if outcome.entry is not None else False
                 entry = Entry(tuple(v[2:] for v in variants), None, until, hit,
                               outcome.entry, denial)
