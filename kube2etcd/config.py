@@ -6,25 +6,22 @@ Same loader and precedence as skyserve (default < TOML file < ``KUBE2ETCD_*`` en
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from skyserve import options as o
 from skyserve.config import (
     ETCD_CONNECTION,
     TTL,
+    ServiceConfig,
     endpoint,
-    etcd_settings,
     hostport,
     prefix,
     readable_file,
     zone_name,
 )
-from skyserve.etcdstore import EtcdSettings
 
 from .records import Zone, is_label
 
@@ -107,11 +104,9 @@ OPTIONS: tuple[o.Option, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
+class Config(ServiceConfig):
     kubeconfig: str | None
-    etcd_endpoints: tuple[str, ...]
     domain: str
-    etcd_prefix: str
     ttl: int
     pods: str
     endpoints_api: str
@@ -121,29 +116,11 @@ class Config:
     leader_elect: bool
     leader_lease_ttl: float
     watch_timeout: float
-    health_addr: str
-    metrics_addr: str
-    etcd_ca: str | None
-    etcd_cert: str | None
-    etcd_key: str | None
-    etcd_username: str | None
-    etcd_password: str | None
-    etcd_timeout: float
-    etcd_probe_interval: float
-    log_level: str
 
     @property
     def zone(self) -> Zone:
         return Zone(tuple(self.domain.split(".")), self.etcd_prefix, self.ttl)
 
-    @property
-    def etcd(self) -> EtcdSettings:
-        return etcd_settings(asdict(self))
-
-    def digest(self) -> str:
-        """A short hash of the effective configuration, for logs."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
 
 
 BARE_FLAGS = ("--leader-elect",)  # booleans that may be given without a value

@@ -154,18 +154,12 @@ RESTART_ONLY = ("dns_addr", "health_addr", "ready_addr", "metrics_addr", "worker
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
+class ServiceConfig:
+    """What skyserve's and kube2etcd's configs both hold: the etcd connection, the health
+    and metrics addresses and the log level (fields named after their options)."""
+
     etcd_endpoints: tuple[str, ...]
-    zone: tuple[str, ...]
-    fallthrough: tuple[str, ...]
-    dns_addr: str
-    health_addr: str
-    ready_addr: str
     etcd_prefix: str
-    default_ttl: int
-    min_ttl: int
-    max_udp_size: int
-    cache_entries: int
     etcd_ca: str | None
     etcd_cert: str | None
     etcd_key: str | None
@@ -173,7 +167,30 @@ class Config:
     etcd_password: str | None
     etcd_timeout: float
     etcd_probe_interval: float
+    health_addr: str
+    metrics_addr: str
     log_level: str
+
+    @property
+    def etcd(self) -> EtcdSettings:
+        return etcd_settings(asdict(self))
+
+    def digest(self) -> str:
+        """A short hash of the effective configuration, for logs (passwords included)."""
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Config(ServiceConfig):
+    zone: tuple[str, ...]
+    fallthrough: tuple[str, ...]
+    dns_addr: str
+    ready_addr: str
+    default_ttl: int
+    min_ttl: int
+    max_udp_size: int
+    cache_entries: int
     upstream: tuple[str, ...]
     resolv_conf: str
     policy: str
@@ -190,7 +207,6 @@ class Config:
     serve_stale: float
     prefetch: int
     prefetch_percent: int
-    metrics_addr: str
     deprecated_forward_metrics: bool
     lameduck: float
     reload_interval: float
@@ -211,10 +227,6 @@ class Config:
     @property
     def lookup(self) -> Settings:
         return Settings(self.default_ttl, self.min_ttl, self.etcd_prefix)
-
-    @property
-    def etcd(self) -> EtcdSettings:
-        return etcd_settings(asdict(self))
 
     @property
     def cache(self) -> CacheSettings:
@@ -238,11 +250,6 @@ class Config:
 
     def restart_changes(self, new: Config) -> list[str]:
         return [name for name in RESTART_ONLY if getattr(self, name) != getattr(new, name)]
-
-    def digest(self) -> str:
-        """A short hash of the effective configuration, for logs (passwords included)."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def etcd_settings(values: Mapping[str, Any]) -> EtcdSettings:
