@@ -2,6 +2,7 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY setup.py pyproject.toml README.md ./
+COPY skydns ./skydns
 COPY skyserve ./skyserve
 COPY kube2etcd ./kube2etcd
 RUN pip install --no-cache-dir --prefix=/install . \

@@ -7,8 +7,9 @@ setup(
     version="0.1.0",
     description="SkyDNS-format DNS from etcd, and a Kubernetes-to-etcd bridge",
     python_requires=">=3.11",
-    packages=find_packages(include=["skyserve", "skyserve.*", "kube2etcd", "kube2etcd.*"]),
-    package_data={"skyserve": ["py.typed"], "kube2etcd": ["py.typed"]},
+    packages=find_packages(include=["skydns", "skydns.*", "skyserve", "skyserve.*",
+                                    "kube2etcd", "kube2etcd.*"]),
+    package_data={"skydns": ["py.typed"], "skyserve": ["py.typed"], "kube2etcd": ["py.typed"]},
     install_requires=[
         # `import etcd3`; the PyPI `etcd3` release cannot import with protobuf >= 4
         # (see docs/architecture.md). Never install both.

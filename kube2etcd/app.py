@@ -15,9 +15,9 @@ import logging
 import signal
 import socket
 
-from skyserve.httpd import HttpServer, Response, Route
-from skyserve.options import ConfigError
-from skyserve.transport import bind
+from skydns.httpd import HttpServer, Response, Route
+from skydns.netaddr import bind
+from skydns.options import ConfigError
 
 from . import __version__
 from .config import Config

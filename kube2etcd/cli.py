@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from skyserve.options import ConfigError
+from skydns.options import ConfigError
 
 from . import config as cfg
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from skyserve import options as o
-from skyserve.config import (
+from skydns import options as o
+from skydns.service import (
     ETCD_CONNECTION,
     TTL,
     ServiceConfig,

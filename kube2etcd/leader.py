@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from skyserve.etcdstore import EtcdClient, EtcdError, EtcdSettings
+from skydns.etcd import EtcdClient, EtcdError, EtcdSettings
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from skyserve.etcdstore import (
+from skydns.etcd import (
     MAX_TXN_OPS,
     EtcdClient,
     EtcdError,

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from skyserve.skydns import Labels, Record, RecordError, check_name, name_to_key
+from skydns.record import Labels, Record, RecordError, check_name, name_to_key
 
 DNS_SCHEMA_VERSION = "1.1.0"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

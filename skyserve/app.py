@@ -28,18 +28,20 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+from skydns.httpd import HttpServer, Response, http_ok
+from skydns.netaddr import bind, is_local_address, split_hostport
+from skydns.options import ConfigError
+
 from . import config as cfg
 from . import metrics
 from .cache import ResponseCache
 from .config import Config
 from .engine import Change, Engine
 from .forward import Forwarder
-from .httpd import HttpServer, Response, http_ok
 from .mirror import Mirror
-from .options import ConfigError
 from .querylog import QueryLog
 from .tally import DURATION_BUCKETS, duration_bucket
-from .transport import TcpServer, UdpServer, bind, is_local_address, split_hostport
+from .transport import TcpServer, UdpServer
 from .tree import Index
 
 log = logging.getLogger(__name__)

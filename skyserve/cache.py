@@ -21,8 +21,9 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from skydns.record import Labels
+
 from . import wire
-from .skydns import Labels
 
 STALE_TTL = 30  # RFC 8767 section 4
 

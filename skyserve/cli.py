@@ -12,8 +12,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from skydns.options import ConfigError
+
 from . import config as cfg
-from .options import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from skydns.record import Labels, Record
+
 from . import rr as T
 from . import wire
 from .cache import Entry as CachedReply
@@ -35,7 +37,6 @@ from .forward import Forwarder, Outcome, Pool
 from .lookup import NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Authority, Result, Settings, Zone
 from .querylog import QueryLog
 from .rr import CLASS_IN, RR, rrsets
-from .skydns import Labels, Record
 from .tally import Tally, duration_bucket, qtype_name, rcode_name
 from .tree import Index
 

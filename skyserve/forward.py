@@ -31,12 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from skydns.netaddr import split_hostport
+from skydns.record import Labels
+
 from . import rr as T
 from . import wire
 from .cache import Entry, Key, ResponseCache
-from .skydns import Labels
 from .tally import DURATION_BUCKETS, duration_bucket, rcode_name
-from .transport import split_hostport
 
 log = logging.getLogger(__name__)
 

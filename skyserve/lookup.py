@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from skydns.record import DEFAULT_PREFIX, Labels, Record, key_to_name, labels_text
+
 from . import rr as T
 from .rr import RR
-from .skydns import DEFAULT_PREFIX, Labels, Record, key_to_name, labels_text
 from .tree import WILDCARD_LABELS, Index, Node, subtree
 
 NOERROR = 0

@@ -27,9 +27,10 @@ from typing import Protocol
 
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from skydns.etcd import Compacted, EtcdClient, EtcdError, EtcdSettings, KeyValue, WatchBatch
+from skydns.record import RecordError, decode_record, key_path
+
 from .engine import Change
-from .etcdstore import Compacted, EtcdClient, EtcdError, EtcdSettings, KeyValue, WatchBatch
-from .skydns import RecordError, decode_record, key_path
 from .tree import Index
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,9 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 
-from . import config as cfg
-from . import options as o
-from .etcdstore import EtcdClient, EtcdError, EtcdSettings
-from .skydns import (
+from skydns import options as o
+from skydns.etcd import EtcdClient, EtcdError, EtcdSettings
+from skydns.record import (
     Record,
     RecordError,
     check_name,
@@ -35,6 +34,9 @@ from .skydns import (
     name_to_key,
     parse_address,
 )
+from skydns.service import etcd_settings
+
+from . import config as cfg
 
 COMMANDS = ("register", "unregister", "records")
 ETCD_OPTIONS = [opt for opt in cfg.OPTIONS if opt.name.startswith("etcd-")]
@@ -46,7 +48,7 @@ def main(command: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
     try:
         etcd_values = o.load(f"skyserve {command}", ETCD_OPTIONS, _etcd_argv(args), env,
                              cfg.ENV_PREFIX)
-        settings = cfg.etcd_settings(etcd_values)
+        settings = etcd_settings(etcd_values)
         run = {"register": _register, "unregister": _unregister, "records": _records}[command]
         return run(args, etcd_values["etcd_prefix"], settings)
     except (o.ConfigError, RecordError, ValueError) as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .skydns import Labels
+from skydns.record import Labels
 
 A = 1
 NS = 2

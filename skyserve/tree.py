@@ -11,7 +11,7 @@ and simply do not exist for DNS. A later valid put replaces them.
 
 from __future__ import annotations
 
-from .skydns import Labels, Record
+from skydns.record import Labels, Record
 
 WILDCARD_LABELS = frozenset(("*", "any"))
 

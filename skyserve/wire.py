@@ -12,9 +12,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from skydns.record import Labels
+
 from . import rr as T
 from .rr import RR
-from .skydns import Labels
 
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")

@@ -22,11 +22,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from skydns.httpd import HttpServer, Response
+from skydns.netaddr import bind
+
 from . import metrics
 from .app import App
 from .config import Config
-from .httpd import HttpServer, Response
-from .transport import bind
 
 log = logging.getLogger(__name__)
 

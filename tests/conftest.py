@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.dns_upstream import DnsUpstream
-from tests.etcd_server import EtcdServer, find_etcd_binary, started
-from tests.netutil import free_port
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.dns_upstream import DnsUpstream
+from tests.support.etcd_server import EtcdServer, find_etcd_binary, started
+from tests.support.netutil import free_port
+from tests.support.skyserve_proc import SkyserveProcess
 
 __all__ = ["free_port"]
 

@@ -8,8 +8,8 @@ import time
 import grpc
 import pytest
 
-from tests.etcd_server import EtcdServer, start_cluster
-from tests.netutil import free_port
+from tests.support.etcd_server import EtcdServer, start_cluster
+from tests.support.netutil import free_port
 
 
 def test_free_port_is_free_for_tcp_and_udp() -> None:

@@ -15,9 +15,9 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tests import fake_kubeapi as fk
-from tests.fake_kubeapi import FakeKubeAPI
-from tests.kubeconfig import api_client, write_kubeconfig
+from tests.support import fake_kubeapi as fk
+from tests.support.fake_kubeapi import FakeKubeAPI
+from tests.support.kubeconfig import api_client, write_kubeconfig
 
 Event = dict[str, Any]
 

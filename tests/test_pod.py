@@ -33,10 +33,10 @@ import pytest
 import yaml
 
 from skyserve import config as skyserve_config
-from tests.fake_kubeapi import FakeKubeAPI, endpoint_slice, namespace, service
-from tests.kubeconfig import write_kubeconfig
-from tests.netutil import http_status
-from tests.pod_runner import HOST, PortMap, Process, materialize_volumes, rewrite_args
+from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, namespace, service
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.netutil import http_status
+from tests.support.pod_runner import HOST, PortMap, Process, materialize_volumes, rewrite_args
 
 ROOT = Path(__file__).resolve().parent.parent
 RENDER = ROOT / "scripts" / "render-manifests"

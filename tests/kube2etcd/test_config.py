@@ -8,7 +8,7 @@ import pytest
 
 from kube2etcd import cli
 from kube2etcd.config import load
-from skyserve.options import ConfigError
+from skydns.options import ConfigError
 
 
 def test_defaults() -> None:

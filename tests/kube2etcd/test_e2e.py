@@ -12,11 +12,11 @@ import dns.rdatatype
 import pytest
 
 from kube2etcd.records import fnv32a
-from tests.etcd_server import EtcdServer
-from tests.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
-from tests.kube2etcd.bridge_proc import BridgeProcess
-from tests.kubeconfig import write_kubeconfig
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.bridge_proc import BridgeProcess
+from tests.support.etcd_server import EtcdServer
+from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.skyserve_proc import SkyserveProcess
 
 ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
 NX = None  # expected answer: NXDOMAIN

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.etcd_server import EtcdServer
-from tests.fake_kubeapi import FakeKubeAPI, endpoint_slice, service
 from tests.kube2etcd import test_e2e as e2e
-from tests.kube2etcd.bridge_proc import BridgeProcess
 from tests.kube2etcd.test_e2e import HTTP, NX, SVC, ZONES, Env, make_env
-from tests.kubeconfig import write_kubeconfig
 from tests.skyserve import test_etcd_security as security
+from tests.support.bridge_proc import BridgeProcess
+from tests.support.etcd_server import EtcdServer
+from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, service
+from tests.support.kubeconfig import write_kubeconfig
 
 # Fixtures of other test modules, under their own names (pytest finds module attributes).
 kube = e2e.kube

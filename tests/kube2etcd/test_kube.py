@@ -24,8 +24,8 @@ from kube2etcd.objects import (
     slim_slice,
 )
 from kube2etcd.records import CLUSTER_IP, EXTERNAL_NAME, HEADLESS, Endpoint, Port
-from tests.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
-from tests.kubeconfig import write_kubeconfig
+from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
+from tests.support.kubeconfig import write_kubeconfig
 
 
 def test_slim_services() -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from kube2etcd.leader import KEY_PREFIX, Leader
-from skyserve.etcdstore import EtcdClient, EtcdSettings
-from tests.etcd_server import EtcdServer
+from skydns.etcd import EtcdClient, EtcdSettings
+from tests.support.etcd_server import EtcdServer
 
 
 def wait_for(cond: Callable[[], bool], timeout: float) -> float:

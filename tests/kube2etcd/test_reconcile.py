@@ -22,8 +22,8 @@ from kube2etcd.records import (
     Zone,
     fnv32a,
 )
-from skyserve.etcdstore import EtcdClient, EtcdSettings, Header, KeyValue
-from tests.etcd_server import EtcdServer
+from skydns.etcd import EtcdClient, EtcdSettings, Header, KeyValue
+from tests.support.etcd_server import EtcdServer
 
 SOURCES = [Source(SERVICES), Source(ENDPOINT_SLICES)]
 HTTP = Port("http", 80, "TCP")

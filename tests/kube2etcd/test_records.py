@@ -23,7 +23,7 @@ from kube2etcd.records import (
     values,
     version_records,
 )
-from skyserve.skydns import Record, decode_record
+from skydns.record import Record, decode_record
 
 ZONE = Zone(("cluster", "local"), "/skydns", 30)
 SVC = "/skydns/local/cluster/svc"

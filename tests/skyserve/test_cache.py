@@ -11,9 +11,9 @@ import dns.rcode
 import dns.rrset
 import pytest
 
+from skydns.record import name_labels
 from skyserve import wire
 from skyserve.cache import STALE_TTL, CacheSettings, Entry, Key, ResponseCache
-from skyserve.skydns import name_labels
 
 T0 = 1000.0
 

@@ -19,9 +19,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.dns_upstream import DnsUpstream
-from tests.dnsutil import addresses
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.dns_upstream import DnsUpstream
+from tests.support.dnsutil import addresses
+from tests.support.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from skydns.options import ConfigError, seconds
 from skyserve.config import load
-from skyserve.options import ConfigError, seconds
 
 
 def test_defaults() -> None:

@@ -14,11 +14,11 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.dnsutil import addresses, key
-from tests.etcd_server import EtcdServer
-from tests.netutil import free_port, http_get
-from tests.polling import wait_for
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.dnsutil import addresses, key
+from tests.support.etcd_server import EtcdServer
+from tests.support.netutil import free_port, http_get
+from tests.support.polling import wait_for
+from tests.support.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 ZONES = ("skydns.test.", "example.org.", "10.in-addr.arpa.")

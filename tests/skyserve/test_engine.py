@@ -14,12 +14,12 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
+from skydns.record import decode_record, key_path, name_labels
 from skyserve.engine import Change, Engine
 from skyserve.lookup import Settings, Zone
-from skyserve.skydns import decode_record, key_path, name_labels
 from skyserve.tree import Index
-from tests.dnsutil import addresses
-from tests.skyserve.engine_util import handle_twice
+from tests.support.dnsutil import addresses
+from tests.support.engine_util import handle_twice
 
 ZONES = [Zone(name_labels("skydns.test"))]
 SETTINGS = Settings(default_ttl=300, min_ttl=30)

@@ -27,11 +27,11 @@ import etcd3
 import grpc
 import pytest
 
-from tests import polling
-from tests.dnsutil import addresses, key
-from tests.etcd_server import EtcdServer, find_etcdctl_binary, start_cluster, started
-from tests.netutil import http_get
-from tests.skyserve_proc import REPO_ROOT, SkyserveProcess
+from tests.support import polling
+from tests.support.dnsutil import addresses, key
+from tests.support.etcd_server import EtcdServer, find_etcdctl_binary, start_cluster, started
+from tests.support.netutil import http_get
+from tests.support.skyserve_proc import REPO_ROOT, SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 ZONES = ("skydns.test.",)

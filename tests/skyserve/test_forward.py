@@ -24,12 +24,12 @@ import dns.rdatatype
 import pytest
 
 from skyserve.app import App
-from tests.dns_upstream import SPOOFED, DnsUpstream
-from tests.dnsutil import key
-from tests.etcd_server import EtcdServer
-from tests.netutil import free_port
-from tests.polling import wait_for
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.dns_upstream import SPOOFED, DnsUpstream
+from tests.support.dnsutil import key
+from tests.support.etcd_server import EtcdServer
+from tests.support.netutil import free_port
+from tests.support.polling import wait_for
+from tests.support.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]

@@ -17,17 +17,17 @@ import dns.message
 import dns.rcode
 import pytest
 
+from skydns.record import decode_record, key_path, name_labels
 from skyserve.app import YOUNG_GC_THRESHOLD, settle_heap
 from skyserve.engine import Engine
 from skyserve.lookup import Settings, Zone
-from skyserve.skydns import decode_record, key_path, name_labels
 from skyserve.tree import Index
-from tests.dns_upstream import DnsUpstream
-from tests.dnsutil import key
-from tests.etcd_server import EtcdServer
-from tests.netutil import free_port, http_get
-from tests.polling import wait_for
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.dns_upstream import DnsUpstream
+from tests.support.dnsutil import key
+from tests.support.etcd_server import EtcdServer
+from tests.support.netutil import free_port, http_get
+from tests.support.polling import wait_for
+from tests.support.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]

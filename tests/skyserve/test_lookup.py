@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 
+from skydns.record import decode_record, key_path, name_labels
 from skyserve import rr as T
 from skyserve.lookup import NOERROR, NOTIMP, NXDOMAIN, Authority, Result, Settings, Zone
 from skyserve.rr import RR
-from skyserve.skydns import decode_record, key_path, name_labels
 from skyserve.tree import Index
 
 ZONES = ["skydns.test", "example.org", "10.in-addr.arpa"]

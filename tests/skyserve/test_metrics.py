@@ -11,12 +11,12 @@ import dns.message
 import dns.rcode
 from prometheus_client.samples import Sample
 
-from tests.dns_upstream import DnsUpstream
-from tests.dnsutil import key
-from tests.etcd_server import EtcdServer
-from tests.netutil import metric_families
-from tests.polling import wait_for
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.dns_upstream import DnsUpstream
+from tests.support.dnsutil import key
+from tests.support.etcd_server import EtcdServer
+from tests.support.netutil import metric_families
+from tests.support.polling import wait_for
+from tests.support.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]

@@ -19,11 +19,11 @@ import dns.rrset
 import pytest
 
 from skyserve.querylog import QueryLog
-from tests.dns_upstream import DnsUpstream
-from tests.dnsutil import key
-from tests.etcd_server import EtcdServer
-from tests.polling import wait_for
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.dns_upstream import DnsUpstream
+from tests.support.dnsutil import key
+from tests.support.etcd_server import EtcdServer
+from tests.support.polling import wait_for
+from tests.support.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]

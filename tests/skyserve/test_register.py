@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import dns.rcode
 
-from tests import polling
-from tests.etcd_server import EtcdServer
-from tests.skyserve_proc import REPO_ROOT, SkyserveProcess
+from tests.support import polling
+from tests.support.etcd_server import EtcdServer
+from tests.support.skyserve_proc import REPO_ROOT, SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 wait_for = functools.partial(polling.wait_for, step=0.05)  # polls every 50 ms

@@ -1,6 +1,6 @@
 import pytest
 
-from skyserve.skydns import (
+from skydns.record import (
     Record,
     RecordError,
     check_name,

@@ -16,12 +16,12 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from skydns.record import decode_record, key_path, name_labels
 from skyserve import wire
 from skyserve.engine import Engine
 from skyserve.lookup import Settings, Zone
-from skyserve.skydns import decode_record, key_path, name_labels
 from skyserve.tree import Index
-from tests.skyserve.engine_util import handle_twice
+from tests.support.engine_util import handle_twice
 
 HEADER = struct.Struct("!HHHHHH")
 QID = 0x1234

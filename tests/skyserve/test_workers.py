@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import dns.rcode
 
-from tests.etcd_server import EtcdServer
-from tests.netutil import http_get, metric_families
-from tests.skyserve_proc import SkyserveProcess
+from tests.support.etcd_server import EtcdServer
+from tests.support.netutil import http_get, metric_families
+from tests.support.skyserve_proc import SkyserveProcess
 
 Start = Callable[..., SkyserveProcess]
 

@@ -13,8 +13,8 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from tests.netutil import free_port, http_status, metric_families
-from tests.procutil import REPO_ROOT, LoggedProcess, repo_python_env
+from tests.support.netutil import free_port, http_status, metric_families
+from tests.support.procutil import REPO_ROOT, LoggedProcess, repo_python_env
 
 __all__ = ["REPO_ROOT", "SkyserveProcess"]
 

@@ -19,8 +19,8 @@ import etcd3
 import etcd3.exceptions
 import grpc
 
-from tests.netutil import free_port, http_get
-from tests.procutil import LoggedProcess
+from tests.support.netutil import free_port, http_get
+from tests.support.procutil import LoggedProcess
 
 __all__ = [
     "EtcdNotFoundError",

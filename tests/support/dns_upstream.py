@@ -42,7 +42,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tests.netutil import free_port
+from tests.support.netutil import free_port
 
 __all__ = ["MODES", "SPOOFED", "DnsUpstream", "Seen"]
 

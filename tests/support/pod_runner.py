@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.netutil import free_port
-from tests.procutil import LoggedProcess
+from tests.support.netutil import free_port
+from tests.support.procutil import LoggedProcess
 
 __all__ = ["PortMap", "Process", "materialize_volumes", "rewrite_args", "rewrite_paths"]
 

@@ -18,7 +18,7 @@ from typing import IO
 
 __all__ = ["REPO_ROOT", "LoggedProcess", "repo_python_env"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def repo_python_env(base: Mapping[str, str] | None = None) -> dict[str, str]:

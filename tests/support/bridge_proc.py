@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.netutil import free_port, http_get
-from tests.procutil import REPO_ROOT, LoggedProcess, repo_python_env
+from tests.support.netutil import free_port, http_get
+from tests.support.procutil import REPO_ROOT, LoggedProcess, repo_python_env
 
 HOST = "127.0.0.1"
 

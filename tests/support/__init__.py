@@ -1,0 +1,1 @@
+"""Test helpers: real etcd and DNS processes, the fake Kubernetes API, polling and sockets."""
