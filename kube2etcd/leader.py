@@ -15,11 +15,11 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 
+from skydns.background import Background
 from skydns.etcd import EtcdClient, EtcdError, EtcdSettings
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ class Leader:
         self._renewed = 0.0  # time.monotonic() of the last successful renewal
         self._client: EtcdClient | None = None
         self._error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="leader", daemon=True)
+        self._thread = Background("leader", self._run)
 
     def is_leader(self) -> bool:
         return self._leading
@@ -72,8 +71,7 @@ class Leader:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Stop campaigning; a leader hands over at once by revoking its lease."""
-        self._stop.set()
-        self._thread.join(timeout)
+        self._thread.stop(timeout)
         lease, client = self._lease, self._client
         if lease is not None and client is not None:
             try:
@@ -86,7 +84,7 @@ class Leader:
             client.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
                 if self._client is None:
                     self._client = self.connect(self.etcd)
@@ -109,7 +107,7 @@ class Leader:
                     self._lease = None
                     self._set(False)
                 pause = min(1.0, self.ttl / 4)
-            self._stop.wait(pause)
+            self._thread.pause(pause)
 
     def _campaign(self, client: EtcdClient) -> None:
         lease = client.grant_lease(self.ttl)

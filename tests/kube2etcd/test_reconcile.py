@@ -14,12 +14,12 @@ from kube2etcd.reconcile import Reconciler, ReconcileSettings, lost_state
 from kube2etcd.records import (
     CLUSTER_IP,
     HEADLESS,
+    Domain,
     Endpoint,
     EndpointGroup,
     EndpointSet,
     Port,
     Service,
-    Zone,
     fnv32a,
 )
 from skydns.etcd import EtcdClient, EtcdSettings, Header, KeyValue
@@ -45,7 +45,7 @@ class Bridge:
     """A Reconciler fed by hand, as the watchers would feed it."""
 
     def __init__(self, etcd: EtcdServer, prefix: str, **settings: float) -> None:
-        self.zone = Zone(("cluster", "local"), prefix, 30)
+        self.zone = Domain(("cluster", "local"), prefix, 30)
         self.metrics = Metrics()
         self.rec = Reconciler(
             self.zone, EtcdSettings(endpoints=(etcd.endpoint,), timeout=2.0), SOURCES,

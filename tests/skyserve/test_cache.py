@@ -1,4 +1,4 @@
-"""``ResponseCache`` on its own: upstream replies (built with dnspython) in, entries out.
+"""``ForwardCache`` on its own: upstream replies (built with dnspython) in, entries out.
 
 Time is passed in explicitly, so nothing here sleeps.
 """
@@ -12,8 +12,8 @@ import dns.rrset
 import pytest
 
 from skydns.record import name_labels
-from skyserve import wire
-from skyserve.cache import STALE_TTL, CacheSettings, Entry, Key, ResponseCache
+from skyserve.forward.cache import STALE_TTL, CachedResponse, CacheSettings, ForwardCache, Key
+from skyserve.wire import response as wire
 
 T0 = 1000.0
 
@@ -42,8 +42,8 @@ def reply(name: str = "www.example.com", *, ttls: tuple[int, ...] = (300,),
     return wire.parse_response(msg.to_wire())
 
 
-def cache(**settings: object) -> ResponseCache:
-    return ResponseCache(CacheSettings(**settings))  # type: ignore[arg-type]
+def cache(**settings: object) -> ForwardCache:
+    return ForwardCache(CacheSettings(**settings))  # type: ignore[arg-type]
 
 
 def nxdomain(name: str = "nx.example.com", soa: tuple[int, int] = (60, 60)) -> wire.Response:
@@ -266,6 +266,6 @@ def test_stats() -> None:
 
 
 def test_entry_age() -> None:
-    e = Entry(reply(), 60, False, T0)
+    e = CachedResponse(reply(), 60, False, T0)
     assert (e.age(T0), e.age(T0 + 0.99), e.age(T0 + 59.5)) == (0, 0, 59)
     assert e.expires == T0 + 60

@@ -15,9 +15,10 @@ import dns.rdatatype
 import pytest
 
 from skydns.record import decode_record, key_path, name_labels
-from skyserve.engine import Change, Engine
+from skyserve.index import Change, Index
 from skyserve.lookup import Settings, Zone
-from skyserve.tree import Index
+from skyserve.pipeline.chain import Pipeline
+from skyserve.pipeline.context import Settings as PipelineSettings
 from tests.support.dnsutil import addresses
 from tests.support.engine_util import handle_twice
 
@@ -37,9 +38,9 @@ def path_of(key: str) -> tuple[str, ...]:
     return path
 
 
-def make_engine(records: dict[str, str] | None = None, *, revision: int | None = 42) -> Engine:
+def make_engine(records: dict[str, str] | None = None, *, revision: int | None = 42) -> Pipeline:
     """An engine serving ``records`` (BASE by default); ``revision=None`` leaves it unloaded."""
-    e = Engine(ZONES, SETTINGS, max_udp=1232, shuffle=False)
+    e = Pipeline(PipelineSettings(ZONES, SETTINGS, max_udp=1232, shuffle=False))
     if revision is not None:
         idx = Index()
         for key, js in (BASE if records is None else records).items():
@@ -61,7 +62,7 @@ def query(name: str, rdtype: str = "A", **kwargs: object) -> dns.message.Message
 
 
 def ask_both(
-    e: Engine, q: dns.message.Message | str, rdtype: str = "A"
+    e: Pipeline, q: dns.message.Message | str, rdtype: str = "A"
 ) -> tuple[dns.message.Message, dns.message.Message]:
     """Send a query twice with different IDs; check the IDs, return both replies."""
     if isinstance(q, str):
@@ -69,7 +70,7 @@ def ask_both(
     return handle_twice(e, q, ids=(0x2A2A, 0x0607))
 
 
-def ask(e: Engine, q: dns.message.Message | str, rdtype: str = "A") -> dns.message.Message:
+def ask(e: Pipeline, q: dns.message.Message | str, rdtype: str = "A") -> dns.message.Message:
     return ask_both(e, q, rdtype)[1]
 
 
@@ -78,14 +79,14 @@ def serial(reply: dns.message.Message) -> int:
     return int(soa[0].serial)
 
 
-def uncached(e: Engine) -> Engine:
+def uncached(e: Pipeline) -> Pipeline:
     """A second engine over the same index and revision, with an empty cache."""
-    fresh = Engine(ZONES, SETTINGS, max_udp=1232, shuffle=False)
-    fresh.load(e.authority.index, e.revision)
+    fresh = Pipeline(PipelineSettings(ZONES, SETTINGS, max_udp=1232, shuffle=False))
+    fresh.load(e.zones.authority.index, e.revision)
     return fresh
 
 
-def assert_exact(e: Engine, name: str, rdtype: str = "A") -> dns.message.Message:
+def assert_exact(e: Pipeline, name: str, rdtype: str = "A") -> dns.message.Message:
     """``e``'s reply (cached or not) must be byte-for-byte what an uncached engine sends."""
     q = query(name, rdtype)
     got = e.handle(q.to_wire(), False)
@@ -128,7 +129,7 @@ def test_flags_on_answers_from_our_zones(
         assert sum(len(rrset) for rrset in reply.answer) == answers
         if answers == 0:
             assert serial(reply) == 42
-    assert e.hits == 1
+    assert e.stats.answer_hits == 1
 
 
 @pytest.mark.parametrize("name", ["example.com", "test", "notskydns.test", "skydns.test.example"])
@@ -168,7 +169,7 @@ def test_answer_owner_echoes_the_clients_case() -> None:
     # Another spelling is another cache entry, with its own case.
     for reply in ask_both(e, "a.skydns.TEST"):
         assert reply.answer[0].name.to_text() == "a.skydns.TEST."
-    assert e.hits == 2
+    assert e.stats.answer_hits == 2
 
 
 # -- readiness ------------------------------------------------------------------------
@@ -209,9 +210,9 @@ def test_soa_serial_is_the_revision_even_from_the_cache() -> None:
     assert ask(e, "skydns.test", "SOA").answer[0][0].serial == 42
 
     e.apply([put("/skydns/test/skydns/unrelated/x1", '{"host":"10.0.0.2"}')], 57)
-    hits = e.hits
+    hits = e.stats.answer_hits
     reply = ask(e, "nx.skydns.test")
-    assert e.hits == hits + 2  # still cached, yet with the new serial
+    assert e.stats.answer_hits == hits + 2  # still cached, yet with the new serial
     assert reply.rcode() == dns.rcode.NXDOMAIN
     assert serial(reply) == 57
     assert serial(ask(e, "a.skydns.test", "TXT")) == 57
@@ -255,7 +256,7 @@ def test_unrelated_changes_do_not_evict() -> None:
     e = make_engine()
     ask(e, "a.skydns.test")
     ask(e, "nx.skydns.test")
-    hits = e.hits
+    hits = e.stats.answer_hits
     e.apply(
         [
             put("/skydns/test/skydns/other/x2", '{"host":"10.0.0.8"}'),
@@ -266,7 +267,7 @@ def test_unrelated_changes_do_not_evict() -> None:
     )
     assert addresses(ask(e, "a.skydns.test")) == ["10.0.0.1"]
     assert ask(e, "nx.skydns.test").rcode() == dns.rcode.NXDOMAIN
-    assert e.hits == hits + 4
+    assert e.stats.answer_hits == hits + 4
 
 
 def test_nxdomain_becomes_an_answer_when_the_name_is_added() -> None:
@@ -342,7 +343,7 @@ def test_an_invalid_value_removes_the_record_it_replaces() -> None:
     first, second = ask_both(e, "a.skydns.test")
     assert addresses(first) == addresses(second) == ["10.0.0.2"]
     assert first.rcode() == dns.rcode.NOERROR
-    assert key in e.authority.index.invalid
+    assert key in e.zones.authority.index.invalid
 
 
 def test_an_invalid_value_for_the_only_record_makes_the_name_nxdomain() -> None:
@@ -356,11 +357,11 @@ def test_an_invalid_value_for_the_only_record_makes_the_name_nxdomain() -> None:
     # A later valid value for the same key serves again.
     e.apply([put(key, '{"host":"10.0.0.11"}')], 44)
     assert addresses(ask(e, "a.skydns.test")) == ["10.0.0.11"]
-    assert key not in e.authority.index.invalid
+    assert key not in e.zones.authority.index.invalid
 
 
 def test_multi_record_answers_rotate_between_replies() -> None:
-    e = Engine(ZONES, SETTINGS, max_udp=1232)
+    e = Pipeline(PipelineSettings(ZONES, SETTINGS, max_udp=1232))
     idx = Index()
     for i in range(1, 4):
         key = f"/skydns/test/skydns/rr/x{i}"

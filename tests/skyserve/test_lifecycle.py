@@ -19,9 +19,10 @@ import pytest
 
 from skydns.record import decode_record, key_path, name_labels
 from skyserve.app import YOUNG_GC_THRESHOLD, settle_heap
-from skyserve.engine import Engine
-from skyserve.lookup import Settings, Zone
-from skyserve.tree import Index
+from skyserve.index import Index
+from skyserve.lookup import Zone
+from skyserve.pipeline.chain import Pipeline
+from skyserve.pipeline.context import Settings
 from tests.support.dns_upstream import DnsUpstream
 from tests.support.dnsutil import key
 from tests.support.etcd_server import EtcdServer
@@ -309,7 +310,7 @@ def test_workers_share_the_port_and_metrics_add_up(record: str, skyserve: Start)
 def test_an_index_frozen_after_its_load_is_still_freed_when_replaced() -> None:
     """settle_heap() hides the loaded index from the cyclic collector (gc.freeze); only
     reference counting can free it, so the index must hold no reference cycles."""
-    engine = Engine([Zone(name_labels("skydns.test"))], Settings())
+    engine = Pipeline(Settings([Zone(name_labels("skydns.test"))]))
     first = Index()
     for i in range(100):
         k = f"/skydns/test/skydns/h{i}"

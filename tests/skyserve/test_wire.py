@@ -1,6 +1,6 @@
 """The wire side of the query path: parsing queries, EDNS, reply sizes, TXT strings.
 
-Everything goes through ``Engine.handle`` in-process (no sockets, no etcd); malformed
+Everything goes through ``Pipeline.handle`` in-process (no sockets, no etcd); malformed
 packets are built by hand with struct, well-formed ones with dnspython.
 """
 
@@ -17,10 +17,13 @@ import dns.rrset
 import pytest
 
 from skydns.record import decode_record, key_path, name_labels
-from skyserve import wire
-from skyserve.engine import Engine
+from skyserve.index import Index
 from skyserve.lookup import Settings, Zone
-from skyserve.tree import Index
+from skyserve.pipeline.chain import Pipeline
+from skyserve.pipeline.context import Settings as PipelineSettings
+from skyserve.wire import constants
+from skyserve.wire import query as wire_query
+from skyserve.wire import response as wire_response
 from tests.support.engine_util import handle_twice
 
 HEADER = struct.Struct("!HHHHHH")
@@ -33,12 +36,13 @@ NAME = b"\x01a\x06skydns\x04test\x00"  # a.skydns.test.
 # -- helpers ------------------------------------------------------------------------
 
 
-def make_engine(records: dict[str, str], *, max_udp: int = 1232) -> Engine:
+def make_engine(records: dict[str, str], *, max_udp: int = 1232) -> Pipeline:
     idx = Index()
     for key, js in records.items():
         idx.put(key_path(key), decode_record(key, js))  # type: ignore[arg-type]
-    e = Engine([Zone(name_labels("skydns.test"))], Settings(default_ttl=300, min_ttl=30),
-               max_udp=max_udp, shuffle=False)
+    e = Pipeline(PipelineSettings([Zone(name_labels("skydns.test"))],
+                                  Settings(default_ttl=300, min_ttl=30), max_udp=max_udp,
+                                  shuffle=False))
     e.load(idx, 42)
     return e
 
@@ -62,7 +66,7 @@ RECORDS: dict[str, str] = {
 
 
 @pytest.fixture
-def e() -> Engine:
+def e() -> Pipeline:
     return make_engine(RECORDS)
 
 
@@ -75,7 +79,7 @@ def opt(payload: int = 4096, ttl: int = 0, owner: bytes = b"\x00") -> bytes:
     return owner + struct.pack("!HHIH", OPT, payload, ttl, 0)
 
 
-def raw_twice(e: Engine, data: bytes, tcp: bool = False) -> bytes | None:
+def raw_twice(e: Pipeline, data: bytes, tcp: bool = False) -> bytes | None:
     """Send a packet twice; both replies must agree (the second may come from cache)."""
     first = e.handle(data, tcp)
     second = e.handle(data, tcp)
@@ -87,7 +91,7 @@ def query(name: str = "a.skydns.test", rdtype: str = "A", **kwargs: object) -> d
     return dns.message.make_query(name, rdtype, **kwargs)  # type: ignore[arg-type]
 
 
-def ask(e: Engine, q: dns.message.Message, tcp: bool = False) -> dns.message.Message:
+def ask(e: Pipeline, q: dns.message.Message, tcp: bool = False) -> dns.message.Message:
     """Send ``q`` twice with different IDs; check each reply's ID, return the second.
 
     The two replies must be the same apart from the ID, whether or not the second one
@@ -104,38 +108,38 @@ def rcode_of(reply: bytes) -> int:
 
 
 @pytest.mark.parametrize("length", [0, 1, 2, 11])
-def test_packets_shorter_than_a_header_are_dropped(e: Engine, length: int) -> None:
+def test_packets_shorter_than_a_header_are_dropped(e: Pipeline, length: int) -> None:
     assert e.handle(packet()[:length], False) is None
     assert e.handle(packet()[:length], True) is None
-    with pytest.raises(wire.Drop):
-        wire.parse_query(packet()[:length])
+    with pytest.raises(wire_query.Drop):
+        wire_query.parse_query(packet()[:length])
 
 
-def test_responses_are_dropped(e: Engine) -> None:
+def test_responses_are_dropped(e: Pipeline) -> None:
     data = packet(flags=0x8100)
     assert raw_twice(e, data) is None
-    assert e.stats["dropped"] == 2
-    with pytest.raises(wire.Drop):
-        wire.parse_query(data)
+    assert e.stats.queries["dropped"] == 2
+    with pytest.raises(wire_query.Drop):
+        wire_query.parse_query(data)
 
 
 # -- FORMERR ------------------------------------------------------------------------
 
 
-def assert_formerr(e: Engine, data: bytes) -> None:
+def assert_formerr(e: Pipeline, data: bytes) -> None:
     reply = raw_twice(e, data)
     assert reply is not None
     qid, flags, _, an, ns, ar = HEADER.unpack_from(reply)
     assert qid == QID
-    assert flags & wire.QR
+    assert flags & constants.QR
     assert rcode_of(reply) == dns.rcode.FORMERR
     assert (an, ns, ar) == (0, 0, 0)
-    with pytest.raises(wire.FormatError):
-        wire.parse_query(data)
+    with pytest.raises(wire_query.FormatError):
+        wire_query.parse_query(data)
 
 
 @pytest.mark.parametrize("qdcount", [0, 2])
-def test_question_count_other_than_one_is_formerr(e: Engine, qdcount: int) -> None:
+def test_question_count_other_than_one_is_formerr(e: Pipeline, qdcount: int) -> None:
     body = (NAME + struct.pack("!HH", A, IN)) * qdcount
     assert_formerr(e, packet(qd=qdcount, body=body))
 
@@ -156,11 +160,11 @@ def test_question_count_other_than_one_is_formerr(e: Engine, qdcount: int) -> No
         pytest.param(NAME + b"\x00\x01\x00", id="qclass-cut-short"),
     ],
 )
-def test_malformed_question_is_formerr(e: Engine, body: bytes) -> None:
+def test_malformed_question_is_formerr(e: Pipeline, body: bytes) -> None:
     assert_formerr(e, packet(body=body))
 
 
-def test_name_of_exactly_255_octets_is_accepted(e: Engine) -> None:
+def test_name_of_exactly_255_octets_is_accepted(e: Pipeline) -> None:
     name = (b"\x3f" + b"a" * 63) * 3 + b"\x3d" + b"b" * 61 + b"\x00"
     assert len(name) == 255
     reply = raw_twice(e, packet(body=name + struct.pack("!HH", A, IN)))
@@ -168,15 +172,15 @@ def test_name_of_exactly_255_octets_is_accepted(e: Engine) -> None:
     assert rcode_of(reply) == dns.rcode.REFUSED  # well-formed, just not ours
 
 
-def test_two_opt_records_are_formerr(e: Engine) -> None:
+def test_two_opt_records_are_formerr(e: Pipeline) -> None:
     assert_formerr(e, packet(ar=2, body=NAME + struct.pack("!HH", A, IN) + opt() + opt()))
 
 
-def test_opt_with_a_non_root_owner_is_formerr(e: Engine) -> None:
+def test_opt_with_a_non_root_owner_is_formerr(e: Pipeline) -> None:
     assert_formerr(e, packet(ar=1, body=NAME + struct.pack("!HH", A, IN) + opt(owner=NAME)))
 
 
-def test_truncated_additional_record_is_formerr(e: Engine) -> None:
+def test_truncated_additional_record_is_formerr(e: Pipeline) -> None:
     assert_formerr(e, packet(ar=1, body=NAME + struct.pack("!HH", A, IN) + opt()[:-1]))
 
 
@@ -185,23 +189,23 @@ def test_truncated_additional_record_is_formerr(e: Engine) -> None:
 
 @pytest.mark.parametrize("opcode", [dns.opcode.IQUERY, dns.opcode.STATUS, dns.opcode.NOTIFY,
                                     dns.opcode.UPDATE])
-def test_other_opcodes_get_notimp_with_the_question(e: Engine, opcode: int) -> None:
+def test_other_opcodes_get_notimp_with_the_question(e: Pipeline, opcode: int) -> None:
     # Checked on the raw bytes: dnspython reads an UPDATE reply's question as a zone.
     question = NAME + struct.pack("!HH", A, IN)
     reply = raw_twice(e, packet(flags=0x0100 | opcode << 11, body=question))
     assert reply is not None
     qid, flags, qd, an, ns, ar = HEADER.unpack_from(reply)
     assert qid == QID
-    assert flags & wire.QR
-    assert (flags & wire.OPCODE) >> 11 == opcode
-    assert not flags & wire.AA
-    assert flags & wire.RD
+    assert flags & constants.QR
+    assert (flags & constants.OPCODE) >> 11 == opcode
+    assert not flags & constants.AA
+    assert flags & constants.RD
     assert rcode_of(reply) == dns.rcode.NOTIMP
     assert (qd, an, ns, ar) == (1, 0, 0, 0)
     assert reply[HEADER.size :] == question
 
 
-def test_notimp_reply_to_an_edns_query_carries_an_opt(e: Engine) -> None:
+def test_notimp_reply_to_an_edns_query_carries_an_opt(e: Pipeline) -> None:
     # RFC 6891 section 7: a responder MUST include an OPT in its reply to a query with one.
     q = query(use_edns=0, payload=4096)
     q.set_opcode(dns.opcode.NOTIFY)
@@ -211,7 +215,7 @@ def test_notimp_reply_to_an_edns_query_carries_an_opt(e: Engine) -> None:
     assert reply.payload == 1232
 
 
-def test_edns_version_1_gets_badvers_with_an_opt(e: Engine) -> None:
+def test_edns_version_1_gets_badvers_with_an_opt(e: Pipeline) -> None:
     q = query(use_edns=1, payload=4096)
     reply = ask(e, q)
     assert reply.rcode() == dns.rcode.BADVERS
@@ -225,7 +229,7 @@ def test_edns_version_1_gets_badvers_with_an_opt(e: Engine) -> None:
 # -- EDNS in replies ----------------------------------------------------------------
 
 
-def test_no_opt_in_reply_to_a_query_without_one(e: Engine) -> None:
+def test_no_opt_in_reply_to_a_query_without_one(e: Pipeline) -> None:
     reply = ask(e, query(use_edns=False))
     assert reply.edns == -1
     assert reply.opt is None
@@ -235,7 +239,7 @@ def test_no_opt_in_reply_to_a_query_without_one(e: Engine) -> None:
 
 @pytest.mark.parametrize("do", [False, True])
 @pytest.mark.parametrize("payload", [512, 4096])
-def test_opt_in_reply_advertises_max_udp_and_copies_do(e: Engine, do: bool,
+def test_opt_in_reply_advertises_max_udp_and_copies_do(e: Pipeline, do: bool,
                                                         payload: int) -> None:
     reply = ask(e, query(use_edns=0, payload=payload, want_dnssec=do))
     assert reply.edns == 0
@@ -250,7 +254,7 @@ def test_opt_in_reply_advertises_the_configured_max_udp() -> None:
     assert reply.payload == 1400
 
 
-def test_opt_in_negative_and_refused_replies(e: Engine) -> None:
+def test_opt_in_negative_and_refused_replies(e: Pipeline) -> None:
     for name, rcode in (("nx.skydns.test", dns.rcode.NXDOMAIN), ("example.com", dns.rcode.REFUSED)):
         reply = ask(e, query(name, use_edns=0, want_dnssec=True))
         assert reply.rcode() == rcode
@@ -262,7 +266,7 @@ def test_opt_in_negative_and_refused_replies(e: Engine) -> None:
 
 
 def sized(
-    e: Engine, name: str, *, tcp: bool = False, **kwargs: object
+    e: Pipeline, name: str, *, tcp: bool = False, **kwargs: object
 ) -> tuple[bytes, dns.message.Message]:
     """Ask for ``<name>.skydns.test`` (twice, via ``ask``), return the raw and parsed reply."""
     q = query(f"{name}.skydns.test", **kwargs)
@@ -288,7 +292,7 @@ def assert_truncated(reply: dns.message.Message) -> None:
     assert reply.authority == []
 
 
-def test_without_edns_udp_replies_stay_within_512(e: Engine) -> None:
+def test_without_edns_udp_replies_stay_within_512(e: Pipeline) -> None:
     data, reply = sized(e, "n20")
     assert_fits(reply, 20)
     assert len(data) <= 512
@@ -297,7 +301,7 @@ def test_without_edns_udp_replies_stay_within_512(e: Engine) -> None:
     assert len(data) <= 512
 
 
-def test_edns_4096_is_capped_at_max_udp(e: Engine) -> None:
+def test_edns_4096_is_capped_at_max_udp(e: Pipeline) -> None:
     data, reply = sized(e, "n70", use_edns=0, payload=4096)
     assert_fits(reply, 70)
     assert 1024 < len(data) <= 1232
@@ -307,7 +311,7 @@ def test_edns_4096_is_capped_at_max_udp(e: Engine) -> None:
     assert reply.payload == 1232
 
 
-def test_edns_600_is_honoured(e: Engine) -> None:
+def test_edns_600_is_honoured(e: Pipeline) -> None:
     data, reply = sized(e, "n30", use_edns=0, payload=600)
     assert_fits(reply, 30)
     assert 512 < len(data) <= 600
@@ -317,7 +321,7 @@ def test_edns_600_is_honoured(e: Engine) -> None:
 
 
 @pytest.mark.parametrize("payload", [0, 100, 511])
-def test_edns_payload_below_512_counts_as_512(e: Engine, payload: int) -> None:
+def test_edns_payload_below_512_counts_as_512(e: Pipeline, payload: int) -> None:
     data, reply = sized(e, "n20", use_edns=0, payload=payload)
     assert_fits(reply, 20)
     data, reply = sized(e, "n30", use_edns=0, payload=payload)
@@ -326,7 +330,7 @@ def test_edns_payload_below_512_counts_as_512(e: Engine, payload: int) -> None:
 
 
 @pytest.mark.parametrize("edns", [{}, {"use_edns": 0, "payload": 4096}])
-def test_big_rrset_truncates_on_udp_and_comes_whole_over_tcp(e: Engine,
+def test_big_rrset_truncates_on_udp_and_comes_whole_over_tcp(e: Pipeline,
                                                              edns: dict[str, object]) -> None:
     data, reply = sized(e, "big", **edns)
     assert_truncated(reply)
@@ -409,7 +413,7 @@ def upstream_reply(extra: bytes = b"", extra_in: int = 2) -> bytes:
 
 
 def test_upstream_reply_is_parsed_with_its_opt_apart() -> None:
-    resp = wire.parse_response(upstream_reply())
+    resp = wire_response.parse_response(upstream_reply())
     assert resp.counts == (1, 0, 0)
     assert [s.rtype for s in resp.spans] == [A]
     assert resp.opt is not None and resp.opt.rtype == OPT
@@ -418,13 +422,13 @@ def test_upstream_reply_is_parsed_with_its_opt_apart() -> None:
 @pytest.mark.parametrize("extra_in", [0, 2])
 def test_upstream_reply_with_a_second_or_misplaced_opt_is_malformed(extra_in: int) -> None:
     with pytest.raises(ValueError, match="OPT"):
-        wire.parse_response(upstream_reply(opt(), extra_in))
+        wire_response.parse_response(upstream_reply(opt(), extra_in))
 
 
 def test_relay_drops_records_after_the_opt_and_counts_what_is_left() -> None:
-    resp = wire.parse_response(upstream_reply(GLUE))
-    client = wire.parse_query(query("WWW.example.COM", use_edns=0, payload=4096).to_wire())
-    data = wire.relay(resp, client, limit=1232, max_udp=1232)
+    resp = wire_response.parse_response(upstream_reply(GLUE))
+    client = wire_query.parse_query(query("WWW.example.COM", use_edns=0, payload=4096).to_wire())
+    data = wire_response.relay(resp, client, limit=1232, max_udp=1232)
     reply = dns.message.from_wire(data)
     assert reply.id == client.id
     assert str(reply.question[0].name) == "WWW.example.COM."
@@ -435,9 +439,9 @@ def test_relay_drops_records_after_the_opt_and_counts_what_is_left() -> None:
 
 
 def test_relay_of_a_reply_too_big_for_the_client_is_cut_to_the_question() -> None:
-    resp = wire.parse_response(upstream_reply())
-    client = wire.parse_query(query("www.example.com").to_wire())  # no EDNS: 512 bytes
-    data = wire.relay(resp, client, limit=40, max_udp=1232)
+    resp = wire_response.parse_response(upstream_reply())
+    client = wire_query.parse_query(query("www.example.com").to_wire())  # no EDNS: 512 bytes
+    data = wire_response.relay(resp, client, limit=40, max_udp=1232)
     reply = dns.message.from_wire(data)
     assert reply.flags & dns.flags.TC
     assert reply.answer == [] and reply.edns == -1

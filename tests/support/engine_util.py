@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dns.message
 
-from skyserve.engine import Engine
+from skyserve.pipeline.chain import Pipeline
 
 __all__ = ["handle_twice"]
 
 
-def handle_twice(e: Engine, q: dns.message.Message, ids: tuple[int, int], tcp: bool = False
+def handle_twice(e: Pipeline, q: dns.message.Message, ids: tuple[int, int], tcp: bool = False
                  ) -> tuple[dns.message.Message, dns.message.Message]:
     """Send `q` to ``e.handle`` once with each ID in `ids`; return both replies.
 

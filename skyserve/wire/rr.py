@@ -20,22 +20,6 @@ from typing import Any, NamedTuple
 
 from skydns.record import Labels
 
-A = 1
-NS = 2
-CNAME = 5
-SOA = 6
-PTR = 12
-MX = 15
-TXT = 16
-AAAA = 28
-SRV = 33
-OPT = 41
-IXFR = 251
-AXFR = 252
-ANY = 255
-
-CLASS_IN = 1
-
 
 class RR(NamedTuple):
     owner: Labels

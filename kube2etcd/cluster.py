@@ -23,10 +23,10 @@ from .objects import (
     Source,
 )
 from .records import (
+    Domain,
     EndpointSet,
     Pod,
     Service,
-    Zone,
     pod_records,
     service_records,
     values,
@@ -38,8 +38,8 @@ Group = tuple[str, str, str]
 VERSION: Group = ("version", "", "")
 
 
-class Cache:
-    def __init__(self, zone: Zone) -> None:
+class ClusterState:
+    def __init__(self, zone: Domain) -> None:
         self.zone = zone
         self.services: dict[Key, Service] = {}
         self.sets: dict[Key, EndpointSet] = {}  # by (namespace, object name)

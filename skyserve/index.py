@@ -11,9 +11,21 @@ and simply do not exist for DNS. A later valid put replaces them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from skydns.record import Labels, Record
 
 WILDCARD_LABELS = frozenset(("*", "any"))
+
+
+@dataclass(slots=True)
+class Change:
+    """One etcd event, decoded: a valid record, a rejected value, or a delete."""
+
+    path: Labels
+    key: str
+    record: Record | None = None
+    invalid: str | None = None  # the reason a value was rejected
 
 
 class Node:
@@ -34,6 +46,15 @@ class Index:
 
     def __len__(self) -> int:
         return self.root.count
+
+    def apply(self, change: Change) -> None:
+        """One decoded etcd event: the record put, the rejected value noted, or the key gone."""
+        if change.record is not None:
+            self.put(change.path, change.record)
+        elif change.invalid is not None:
+            self.put_invalid(change.path, change.key, change.invalid)
+        else:
+            self.delete(change.path, change.key)
 
     def put(self, path: Labels, record: Record) -> None:
         self.invalid.pop(record.key, None)
