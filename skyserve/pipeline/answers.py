@@ -40,6 +40,8 @@ class AnswerCache:
     def __init__(self, capacity: int, stats: Stats) -> None:
         self.capacity = capacity
         self.stats = stats
+        # The tally's lists, held directly: a hit updates them with no attribute walk.
+        self._counts, self._seconds = stats.tally.counts, stats.tally.seconds
         self._serial = b"\0\0\0\0"
         self._turn = 0
         self._cache: dict[CacheKey, CachedAnswer] = {}
@@ -64,9 +66,9 @@ class AnswerCache:
         if source is not None:  # a forwarded reply: the forward cache's hit too
             source.hits += 1
             stats.forward_hits[entry.denial] += 1
-        tally, i = stats.tally, entry.stat
-        tally.counts[i] += 1
-        tally.seconds[i] += time.perf_counter() - start
+        i = entry.stat
+        self._counts[i] += 1
+        self._seconds[i] += time.perf_counter() - start
         return reply
 
     def next_turn(self) -> int:

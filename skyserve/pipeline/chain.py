@@ -40,6 +40,7 @@ class Pipeline:
         self.forwarder = forwarder
         self.querylog = querylog
         self.answers = self.shared.answers
+        self._hit = self.answers.hit  # bound once: the hot path
         # Built back to front: each stage is given the one after it.
         last: Handler = (Forwarding(self.shared) if forwarder is not None
                          else Refuse(self.shared)).handle
@@ -56,7 +57,7 @@ class Pipeline:
         """Answer one query: the reply, or None (dropped, or sent later through ``send``)."""
         start = time.perf_counter()
         try:
-            reply = self.answers.hit(data, tcp, start)
+            reply = self._hit(data, tcp, start)
             if reply is not None:
                 if self.querylog is not None:
                     self.querylog.log(data, reply, peer, tcp, 0.0)
