@@ -15,6 +15,8 @@ from tests.support.skyserve_proc import SkyserveProcess
 
 __all__ = ["free_port"]
 
+pytest_plugins = ("tests.support.e2e_guard",)
+
 _NO_ETCD = "etcd binary not found: set $ETCD_BIN or install etcd on PATH"
 _prefix_counter = itertools.count(1)
 

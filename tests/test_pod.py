@@ -38,6 +38,8 @@ from tests.support.kubeconfig import write_kubeconfig
 from tests.support.netutil import http_status
 from tests.support.pod_runner import HOST, PortMap, Process, materialize_volumes, rewrite_args
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 RENDER = ROOT / "scripts" / "render-manifests"
 DOMAIN = "cluster.local"

@@ -18,6 +18,8 @@ from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, p
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.skyserve_proc import SkyserveProcess
 
+pytestmark = pytest.mark.e2e
+
 ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
 NX = None  # expected answer: NXDOMAIN
 SVC = "svc.cluster.local."

@@ -26,6 +26,8 @@ from tests.support.etcd_server import EtcdServer
 from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, service
 from tests.support.kubeconfig import write_kubeconfig
 
+pytestmark = pytest.mark.e2e
+
 # Fixtures of other test modules, under their own names (pytest finds module attributes).
 kube = e2e.kube
 certs = security.certs

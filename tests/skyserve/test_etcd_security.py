@@ -33,6 +33,8 @@ from tests.support.etcd_server import EtcdServer, find_etcdctl_binary, start_clu
 from tests.support.netutil import http_get
 from tests.support.skyserve_proc import REPO_ROOT, SkyserveProcess
 
+pytestmark = pytest.mark.e2e
+
 Start = Callable[..., SkyserveProcess]
 ZONES = ("skydns.test.",)
 HOST = "127.0.0.1"
