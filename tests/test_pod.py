@@ -32,8 +32,8 @@ import dns.rdatatype
 import pytest
 import yaml
 
+from kubefake import FakeKubeAPI, endpoint_slice, namespace, service
 from skyserve import config as skyserve_config
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, namespace, service
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.netutil import http_status
 from tests.support.pod_runner import HOST, PortMap, Process, materialize_volumes, rewrite_args

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from kubefake import FakeKubeAPI
 from tests.support.bridge_env import Env, make_env
 from tests.support.etcd_server import EtcdServer
-from tests.support.fake_kubeapi import FakeKubeAPI
 
 
 @pytest.fixture

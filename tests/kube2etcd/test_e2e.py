@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from kube2etcd.records import fnv32a
+from kubefake import FakeKubeAPI, endpoint_slice, endpoints, pod, service
 from tests.support.bridge_env import HTTP, NX, SVC, Env, make_env
 from tests.support.etcd_server import EtcdServer
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
 
 pytestmark = pytest.mark.e2e
 

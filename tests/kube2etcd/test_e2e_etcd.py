@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from kubefake import FakeKubeAPI, endpoint_slice, service
 from tests.support.bridge_env import HTTP, NX, SVC, ZONES, Env, make_env
 from tests.support.bridge_proc import BridgeProcess
 from tests.support.etcd_server import EtcdServer
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, service
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.secure_etcd import PASSWORD, Certs, TlsEtcd
 

@@ -11,9 +11,9 @@ from typing import Any
 import dns.rcode
 import dns.rdatatype
 
+from kubefake import FakeKubeAPI
 from tests.support.bridge_proc import BridgeProcess
 from tests.support.etcd_server import EtcdServer
-from tests.support.fake_kubeapi import FakeKubeAPI
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.skyserve_proc import SkyserveProcess
 
