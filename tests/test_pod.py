@@ -32,11 +32,13 @@ import dns.rdatatype
 import pytest
 import yaml
 
+from kubefake import FakeKubeAPI, endpoint_slice, namespace, service
 from skyserve import config as skyserve_config
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, namespace, service
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.netutil import http_status
 from tests.support.pod_runner import HOST, PortMap, Process, materialize_volumes, rewrite_args
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 RENDER = ROOT / "scripts" / "render-manifests"

@@ -11,6 +11,8 @@ from kube2etcd.leader import KEY_PREFIX, Leader
 from skydns.etcd import EtcdClient, EtcdSettings
 from tests.support.etcd_server import EtcdServer
 
+pytestmark = pytest.mark.e2e
+
 
 def wait_for(cond: Callable[[], bool], timeout: float) -> float:
     start = time.monotonic()

@@ -23,6 +23,8 @@ from tests.support.dns_upstream import DnsUpstream
 from tests.support.dnsutil import addresses
 from tests.support.skyserve_proc import SkyserveProcess
 
+pytestmark = pytest.mark.e2e
+
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]
 ZONES = ("skydns.test.",)

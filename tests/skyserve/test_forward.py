@@ -65,6 +65,7 @@ def serve_names(up: DnsUpstream, hosts: list[str], address: str = "192.0.2.1") -
 # -- plain forwarding ----------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_forwards_names_outside_our_zones(skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream()
     up.add("www.example.com", "A", "192.0.2.1", "192.0.2.2", ttl=120)
@@ -94,6 +95,7 @@ def test_forwards_names_outside_our_zones(skyserve: Start, dns_upstream: Upstrea
     assert all(s.edns == 0 and s.rd for s in up.queries("www.example.com"))
 
 
+@pytest.mark.e2e
 def test_names_in_our_zones_are_never_forwarded(
     etcd: EtcdServer, clean_prefix: str, skyserve: Start, dns_upstream: Upstreams
 ) -> None:
@@ -118,6 +120,7 @@ def test_names_in_our_zones_are_never_forwarded(
 # -- failover and policies -----------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("policy", ["random", "round_robin", "sequential"])
 @pytest.mark.parametrize("failure", ["drop", "servfail", "refused"])
 def test_failover_to_the_next_upstream(
@@ -138,6 +141,7 @@ def test_failover_to_the_next_upstream(
     assert all(good.count(h) == 1 for h in hosts)
 
 
+@pytest.mark.e2e
 def test_sequential_always_tries_the_first_first(skyserve: Start,
                                                  dns_upstream: Upstreams) -> None:
     first, second = dns_upstream(), dns_upstream()
@@ -151,6 +155,7 @@ def test_sequential_always_tries_the_first_first(skyserve: Start,
     assert [second.count(h) for h in hosts] == [0] * 8
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("policy", ["round_robin", "random"])
 def test_policies_spread_queries(skyserve: Start, dns_upstream: Upstreams, policy: str) -> None:
     ups = [dns_upstream(), dns_upstream()]
@@ -168,6 +173,7 @@ def test_policies_spread_queries(skyserve: Start, dns_upstream: Upstreams, polic
         assert min(shares) >= 2, shares
 
 
+@pytest.mark.e2e
 def test_servfail_only_when_every_upstream_failed(skyserve: Start,
                                                  dns_upstream: Upstreams) -> None:
     ups = [dns_upstream(mode="servfail"), dns_upstream(mode="drop"),
@@ -181,6 +187,7 @@ def test_servfail_only_when_every_upstream_failed(skyserve: Start,
         assert [u.count(name, transport="tcp" if tcp else "udp") for u in ups] == [1, 1, 1]
 
 
+@pytest.mark.e2e
 def test_never_silence_when_every_upstream_is_dead(skyserve: Start,
                                                   dns_upstream: Upstreams) -> None:
     ups = [dns_upstream(mode="drop") for _ in range(3)]
@@ -191,6 +198,7 @@ def test_never_silence_when_every_upstream_is_dead(skyserve: Start,
         assert took < 0.3 * 3 + 0.6, f"{took:.2f}s"
 
 
+@pytest.mark.e2e
 def test_forward_timeout_is_the_read_timeout(skyserve: Start, dns_upstream: Upstreams) -> None:
     slow = dns_upstream(delay=0.6)
     slow.add("slow.example.com", "A", "192.0.2.1")
@@ -205,6 +213,7 @@ def test_forward_timeout_is_the_read_timeout(skyserve: Start, dns_upstream: Upst
 # -- health checks -------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_dead_upstream_is_probed_and_used_again_after_recovery(
     skyserve: Start, dns_upstream: Upstreams
 ) -> None:
@@ -234,6 +243,7 @@ def test_dead_upstream_is_probed_and_used_again_after_recovery(
     assert wait_for(first_is_used, 3, step=0.05), "the recovered upstream is not used again"
 
 
+@pytest.mark.e2e
 def test_health_probes_use_random_ids(skyserve: Start, dns_upstream: Upstreams) -> None:
     dead, alive = dns_upstream(mode="drop"), dns_upstream()
     serve_names(alive, names(2))
@@ -250,6 +260,7 @@ def test_health_probes_use_random_ids(skyserve: Start, dns_upstream: Upstreams) 
 # -- limits --------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_max_concurrent_refuses_extra_queries(skyserve: Start, dns_upstream: Upstreams) -> None:
     slow = dns_upstream(delay=0.8)
     hosts = names(6)
@@ -282,6 +293,7 @@ def test_max_concurrent_refuses_extra_queries(skyserve: Start, dns_upstream: Ups
 # -- truncation and TCP --------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_truncated_reply_is_retried_over_tcp(skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream(mode="truncate")
     up.add("big.example.com", "A", *(f"192.0.2.{i}" for i in range(1, 6)))
@@ -293,6 +305,7 @@ def test_truncated_reply_is_retried_over_tcp(skyserve: Start, dns_upstream: Upst
     assert up.count("big.example.com", transport="tcp") == 1
 
 
+@pytest.mark.e2e
 def test_big_forwarded_answer_is_truncated_for_small_udp_clients(
     skyserve: Start, dns_upstream: Upstreams
 ) -> None:
@@ -305,6 +318,7 @@ def test_big_forwarded_answer_is_truncated_for_small_udp_clients(
     assert len(texts(proc.query("many.example.com", use_edns=0, payload=4096))) == 50
 
 
+@pytest.mark.e2e
 def test_tcp_clients_are_forwarded_over_tcp(skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream()
     up.add("www.example.com", "A", "192.0.2.1")
@@ -317,6 +331,7 @@ def test_tcp_clients_are_forwarded_over_tcp(skyserve: Start, dns_upstream: Upstr
 # -- protection against forged replies -----------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("also_answer", [False, True], ids=["forged-only", "then-genuine"])
 @pytest.mark.parametrize("mode", ["wrong_id", "wrong_question", "from_other_port"])
 def test_forged_replies_are_ignored(skyserve: Start, dns_upstream: Upstreams, mode: str,
@@ -333,6 +348,7 @@ def test_forged_replies_are_ignored(skyserve: Start, dns_upstream: Upstreams, mo
         assert reply.rcode() == dns.rcode.SERVFAIL and took < 1.0
 
 
+@pytest.mark.e2e
 def test_upstream_query_ids_and_ports_vary(skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream()
     hosts = names(24)
@@ -352,6 +368,7 @@ def test_upstream_query_ids_and_ports_vary(skyserve: Start, dns_upstream: Upstre
 # -- stub domains --------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_stub_domains_have_their_own_upstreams(skyserve: Start,
                                                dns_upstream: Upstreams) -> None:
     default, corp, lab = dns_upstream(), dns_upstream(), dns_upstream()
@@ -370,6 +387,7 @@ def test_stub_domains_have_their_own_upstreams(skyserve: Start,
     assert corp.count("a.b.lab.corp.example") == 0 and lab.count("www.corp.example") == 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stub", ["x.skydns.test.", "skydns.test.", "Deep.X.SkyDNS.Test"])
 def test_stub_inside_our_zone_is_rejected(skyserve: Start, stub: str) -> None:
     proc = skyserve(ZONES, ["--stub", f"{stub}=127.0.0.1:9"], wait=False)
@@ -381,6 +399,7 @@ def test_stub_inside_our_zone_is_rejected(skyserve: Start, stub: str) -> None:
 # -- loops and ourselves -------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_forwarding_loop_is_detected_at_start(skyserve: Start, dns_upstream: Upstreams) -> None:
     looper = dns_upstream(mode="looping")
     port = free_port()
@@ -399,6 +418,7 @@ def test_forwarding_loop_is_detected_at_start(skyserve: Start, dns_upstream: Ups
     assert proc.running
 
 
+@pytest.mark.e2e
 def test_our_own_address_is_not_an_upstream(skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream()
     up.add("www.example.com", "A", "192.0.2.1")
@@ -430,6 +450,7 @@ def test_which_upstreams_count_as_ourselves(ours: str, upstream: str, expected: 
     assert App._is_ourselves(app, upstream) is expected  # type: ignore[arg-type]
 
 
+@pytest.mark.e2e
 def test_resolv_conf_skips_ourselves_but_keeps_other_loopback_servers(
     skyserve: Start, tmp_path: Path
 ) -> None:
@@ -453,6 +474,7 @@ def test_resolv_conf_skips_ourselves_but_keeps_other_loopback_servers(
 # -- CNAMEs leaving our zones --------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_cname_out_of_our_zone_is_completed_upstream(
     etcd: EtcdServer, clean_prefix: str, skyserve: Start, dns_upstream: Upstreams
 ) -> None:

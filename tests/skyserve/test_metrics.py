@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import dns.message
 import dns.rcode
+import pytest
 from prometheus_client.samples import Sample
 
 from tests.support.dns_upstream import DnsUpstream
@@ -17,6 +18,8 @@ from tests.support.etcd_server import EtcdServer
 from tests.support.netutil import metric_families
 from tests.support.polling import wait_for
 from tests.support.skyserve_proc import SkyserveProcess
+
+pytestmark = pytest.mark.e2e
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]

@@ -1,3 +1,5 @@
+"""skydns.record: DNS names <-> etcd keys, and SkyDNS JSON values decoded and encoded."""
+
 import pytest
 
 from skydns.record import (
