@@ -66,13 +66,23 @@ def test_a_stage_that_raises_answers_servfail_in_process() -> None:
     assert good is not None and dns.message.from_wire(good).rcode() == dns.rcode.NOERROR
 
 
+def listeners() -> tuple[socket.socket, socket.socket, int]:
+    """UDP and TCP sockets on one free port (a port free for UDP may be taken for TCP)."""
+    for _ in range(50):
+        udp_sock = bind("127.0.0.1:0", socket.SOCK_DGRAM)
+        port = udp_sock.getsockname()[1]
+        try:
+            return udp_sock, bind(f"127.0.0.1:{port}", socket.SOCK_STREAM), port
+        except OSError:
+            udp_sock.close()
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 @pytest.fixture
 def served() -> Iterator[tuple[Pipeline, int]]:
     """The pipeline behind real UDP and TCP listeners on 127.0.0.1, in a loop thread."""
     p = pipeline()
-    udp_sock = bind("127.0.0.1:0", socket.SOCK_DGRAM)
-    port = udp_sock.getsockname()[1]
-    tcp_sock = bind(f"127.0.0.1:{port}", socket.SOCK_STREAM)
+    udp_sock, tcp_sock, port = listeners()
     loop = asyncio.new_event_loop()
     udp, tcp = UdpServer(udp_sock, p.handle), TcpServer(tcp_sock, p.handle)
     started = threading.Event()

@@ -20,7 +20,7 @@ from skyserve.lookup import Settings, Zone
 from skyserve.pipeline.chain import Pipeline
 from skyserve.pipeline.context import Settings as PipelineSettings
 from tests.support.dnsutil import addresses
-from tests.support.engine_util import handle_twice
+from tests.support.pipeline_util import handle_twice
 
 ZONES = [Zone(name_labels("skydns.test"))]
 SETTINGS = Settings(default_ttl=300, min_ttl=30)

@@ -24,7 +24,7 @@ from skyserve.pipeline.context import Settings as PipelineSettings
 from skyserve.wire import constants
 from skyserve.wire import query as wire_query
 from skyserve.wire import response as wire_response
-from tests.support.engine_util import handle_twice
+from tests.support.pipeline_util import handle_twice
 
 HEADER = struct.Struct("!HHHHHH")
 QID = 0x1234

@@ -1,5 +1,6 @@
-"""For the in-process engine tests (test_engine.py, test_wire.py): every query is handled
-twice, since the second reply normally comes from the reply cache and must not differ."""
+"""For the in-process pipeline tests (pipeline/test_pipeline.py, wire/test_wire.py): every
+query is handled twice, since the second reply normally comes from the answer cache and
+must not differ."""
 
 from __future__ import annotations
 
