@@ -30,9 +30,9 @@ NOT_NAMES = re.compile(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"|'
                        r'\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)')
 NAME = re.compile(r"(?<![\w:.])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()")
 KEYWORDS = {"and", "or", "unless", "bool", "offset"}
-# Metrics the data must hold before the checks start: the ones a failure has to produce.
+# What the data must hold before the checks start: what the failures have to produce.
 PRODUCED = ("coredns_proxy_healthcheck_failures_total", "kube2etcd_watch_restarts_total",
-            "kube2etcd_dns_programming_duration_seconds_bucket")
+            "kube2etcd_dns_programming_duration_seconds_bucket", "skyserve_invalid_records > 0")
 SCRAPES = 5
 
 

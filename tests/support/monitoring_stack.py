@@ -11,7 +11,6 @@ query the dashboard shows and makes one Kubernetes change, so every panel has da
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +112,7 @@ class Traffic:
 
     def invalid_record(self) -> None:
         """A value skyserve must skip (and count) under its prefix."""
-        self.stack.etcd.put(f"{self.stack.prefix}/local/cluster/bad", json.dumps({"port": -1}))
+        self.stack.etcd.put(f"{self.stack.prefix}/local/cluster/bad", "{not json")
 
     def bridge_watch_restart(self) -> None:
         """Cut the API server's connections once: the bridge restarts its watches."""
