@@ -39,6 +39,7 @@ class Leader:
         ttl: float,
         *,
         on_change: Callable[[bool], None] = lambda leading: None,
+        on_lease: Callable[[str], None] = lambda result: None,
         identity: str | None = None,
         connect: Callable[[EtcdSettings], EtcdClient] = EtcdClient,
     ) -> None:
@@ -47,6 +48,7 @@ class Leader:
         self.ttl = max(2, round(ttl))  # etcd's minimum lease TTL is about 2 s
         self.identity = identity or default_identity()
         self.on_change = on_change
+        self.on_lease = on_lease  # "ok" or "error" after each campaign or renewal
         self.connect = connect
         self._leading = False
         self._lease: int | None = None
@@ -95,7 +97,9 @@ class Leader:
                     self._campaign(self._client)
                     pause = self.ttl / 3 if self._leading else self.ttl / 4
                 self._error = ""
+                self.on_lease("ok")
             except EtcdError as exc:
+                self.on_lease("error")
                 if str(exc) != self._error:
                     log.warning("leader: etcd unavailable: %s", exc)
                 self._error = str(exc)

@@ -307,6 +307,7 @@ class Reconciler:
         elif puts or deletes:
             log.info("full resync: %d keys written, %d removed", len(puts), len(deletes))
         self.synced = True
+        self.metrics.synced.set(1)
         self._next_resync = now + self.settings.resync_period
 
     # -- probe ----------------------------------------------------------------------------

@@ -137,6 +137,7 @@ class App:
             stats=self.stats, forwarder=forwarder, querylog=querylog)
 
     def snapshot(self) -> metrics.Snapshot:
+        self.stats.ready = self.ready()[0] == 200
         return metrics.snapshot(self.stats, self.server_label, list(self.config.zone))
 
     def _is_ourselves(self, upstream: str) -> bool:

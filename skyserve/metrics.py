@@ -46,6 +46,7 @@ def snapshot(stats: Stats, server: str, zones: list[str]) -> Snapshot:
         "zones": zones,
         "tally": stats.tally.rows(),
         "panics": stats.panics,
+        "ready": stats.ready,
         "health": {"buckets": list(health.buckets), "sum": health.seconds,
                    "failures": health.failures},
         "cache": cache_stats,
@@ -55,6 +56,7 @@ def snapshot(stats: Stats, server: str, zones: list[str]) -> Snapshot:
             "replies": [[to, rcode, sum(b[:-1])] for (to, rcode), b in fwd.durations.items()],
             "durations": [[to, rcode, b] for (to, rcode), b in fwd.durations.items()],
             "healthcheck_failures": [[to, n] for to, n in fwd.healthcheck_failures.items()],
+            "failures": [[to, why, n] for (to, why), n in fwd.failures.items()],
             "conn_cache": _conn_cache(fwd),
         } if stats.forwarding else None,
         "etcd": {
@@ -84,8 +86,8 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
     """Sum the counters of several worker processes (gauges: the freshest / largest)."""
     first = snapshots[0]
     out: Snapshot = {"server": first["server"], "zones": first["zones"], "tally": [],
-                     "panics": 0, "cache": None, "forward": None, "etcd": dict(first["etcd"]),
-                     "health": first["health"]}
+                     "panics": 0, "ready": all(s["ready"] for s in snapshots), "cache": None,
+                     "forward": None, "etcd": dict(first["etcd"]), "health": first["health"]}
     for snap in snapshots:
         out["tally"].extend(snap["tally"])
         out["panics"] += snap["panics"]
@@ -95,7 +97,7 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
             fwd = out["forward"] or {"stats": {}}
             fwd["stats"] = _add(fwd["stats"], snap["forward"]["stats"])
             for part in ("requests", "replies", "durations", "healthcheck_failures",
-                         "conn_cache"):
+                         "failures", "conn_cache"):
                 fwd[part] = fwd.get(part, []) + snap["forward"][part]
             out["forward"] = fwd
         etcd = out["etcd"]
@@ -117,6 +119,9 @@ def families(snap: Snapshot, deprecated_forward: bool = True) -> Iterator[Metric
     panics = CounterMetricFamily("coredns_panics", "Panics (unhandled exceptions) in a handler.")
     panics.add_metric([], snap["panics"])
     yield panics
+    ready = GaugeMetricFamily("skyserve_ready", "1 while /ready answers 200.")
+    ready.add_metric([], int(snap["ready"]))
+    yield ready
     build = GaugeMetricFamily("coredns_build_info", "Build information.",
                               labels=["version", "revision", "goversion"])
     build.add_metric([__version__, "skyserve", f"python{platform.python_version()}"], 1)
@@ -242,6 +247,17 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
     for (to, proto, kind), n in merged.items():
         conns[kind].add_metric(["forward", to, proto], n)
     yield from conns.values()
+    failed = CounterMetricFamily(
+        "skyserve_forward_upstream_failures",
+        "Queries an upstream failed, by reason: timeout, network, malformed (SERVFAIL and "
+        "REFUSED are replies: see coredns_proxy_request_duration_seconds).",
+        labels=["to", "reason"])
+    merged_failures: dict[tuple[str, str], int] = {}
+    for to, why, n in fwd["failures"]:
+        merged_failures[(to, why)] = merged_failures.get((to, why), 0) + n
+    for (to, why), n in merged_failures.items():
+        failed.add_metric([to, why], n)
+    yield failed
     stats = fwd["stats"]
     for name, key, text in (
         ("coredns_forward_max_concurrent_rejects", "max_concurrent_rejects",

@@ -35,6 +35,9 @@ class ForwardStats:
     counters: Counter[str] = field(default_factory=Counter)
     requests_to: Counter[str] = field(default_factory=Counter)  # to -> queries sent
     healthcheck_failures: Counter[str] = field(default_factory=Counter)  # to -> failed probes
+    # (to, reason) -> queries an upstream failed: timeout, network, malformed (a reply
+    # that parsed but did not match); SERVFAIL and REFUSED are replies, counted by rcode
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     # (to, proto) -> queries that needed a new socket; every other UDP query reused one
     conn_misses: Counter[tuple[str, str]] = field(default_factory=Counter)
     # (to, rcode) -> replies per duration bucket (last: above all), then the sum of seconds
@@ -76,5 +79,6 @@ class Stats:
     cache: CacheStats = field(default_factory=CacheStats)
     health: HealthStats = field(default_factory=HealthStats)
     etcd: EtcdState = field(default_factory=EtcdState)
+    ready: bool = False  # /ready answers 200 (written by the app before each scrape)
     forwarding: bool = False  # whether the forward and cache plugins are enabled
     caching: bool = False

@@ -122,7 +122,7 @@ class Forwarder:
         try:
             s = self._socks.pick(up)
         except OSError as exc:
-            self._failed(q, f"socket: {exc}")
+            self._failed(q, "network", f"socket: {exc}")
             return
         qid = random_id()
         while qid in s.pending:
@@ -131,7 +131,7 @@ class Forwarder:
         try:
             s.sock.send(qid.to_bytes(2, "big") + q.body)
         except OSError as exc:
-            self._failed(q, f"send: {exc}")
+            self._failed(q, "network", f"send: {exc}")
             return
         s.pending[qid] = q
         q.deadline = q.started + self.settings.read_timeout
@@ -174,7 +174,7 @@ class Forwarder:
             del self._inflight[q]
             if isinstance(q.sock, UdpSocket):
                 q.sock.pending.pop(q.qid, None)
-            self._failed(q, "timeout")
+            self._failed(q, "timeout", "no reply in time")
         retired = self._socks.sweep_retired()
         self._sweeping = bool(self._inflight) or retired
         if self._sweeping:
@@ -201,10 +201,12 @@ class Forwarder:
         else:
             q.done(Outcome(resp, stored=entry.stored, expires=entry.expires, entry=entry))
 
-    def _failed(self, q: Attempt, why: str) -> None:
+    def _failed(self, q: Attempt, reason: str, why: str) -> None:
+        """An upstream did not answer usefully: ``reason`` is timeout, network or malformed."""
         up = q.upstream
         assert up is not None
         self.stats.counters["upstream_failures"] += 1
+        self.stats.failures[(up.name, reason)] += 1
         log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
         if policy.failed(up, self.settings.max_fails):
             asyncio.get_running_loop().create_task(self._health_loop(up))
@@ -240,7 +242,9 @@ class Forwarder:
                 raise ValueError("reply does not match the question")
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             self._tcp -= 1
-            self._failed(q, f"tcp: {exc!r}")
+            reason = ("timeout" if isinstance(exc, TimeoutError) else
+                      "malformed" if isinstance(exc, ValueError) else "network")
+            self._failed(q, reason, f"tcp: {exc!r}")
             return
         self._tcp -= 1
         self._answered(q, resp)

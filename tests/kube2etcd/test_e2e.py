@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 from kube2etcd.records import fnv32a
 from kubefake import FakeKubeAPI, endpoint_slice, endpoints, pod, service
 from tests.support.bridge_env import HTTP, NX, SVC, Env, make_env
+from tests.support.bridge_proc import BridgeProcess
 from tests.support.etcd_server import EtcdServer
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -335,6 +338,10 @@ def test_etcd_restart(kube: FakeKubeAPI, fresh_etcd: EtcdServer, skyserve: Calla
         assert bridge.status("/readyz")[0] == 200
 
 
+def synced(bridge: BridgeProcess) -> bool:
+    return bridge.metric("kube2etcd_synced") == 1
+
+
 def test_leader_failover(kube: FakeKubeAPI, fresh_etcd: EtcdServer,
                          skyserve: Callable[..., Any], tmp_path: Path) -> None:
     for env in make_env(kube, fresh_etcd, "/skydns", skyserve, tmp_path):
@@ -346,6 +353,10 @@ def test_leader_failover(kube: FakeKubeAPI, fresh_etcd: EtcdServer,
         leaders = [b for b in (one, two) if b.metric("kube2etcd_leader") == 1]
         assert leaders == [one]
         assert two.status("/readyz") == (200, "standby\n")
+        assert one.metric("kube2etcd_synced") == 1 and two.metric("kube2etcd_synced") == 0
+        assert one.metric("kube2etcd_leader_transitions_total") == 1
+        assert (one.metric('kube2etcd_etcd_operations_total{op="lease",result="ok"}') or 0) >= 1
+        assert two.metric('kube2etcd_watch_restarts_total{resource="services"}') == 0
         one.kill()  # no chance to release the lease
         killed = time.monotonic()
         kube.upsert("services", service("default", "s", ["10.96.9.2"]))
@@ -353,6 +364,8 @@ def test_leader_failover(kube: FakeKubeAPI, fresh_etcd: EtcdServer,
         took = time.monotonic() - killed
         assert took < 2 + 2, f"standby took {took:.1f}s to take over"  # TTL + poll + slack
         assert two.metric("kube2etcd_leader") == 1
+        assert two.metric("kube2etcd_leader_transitions_total") == 1
+        assert wait_for(functools.partial(synced, two), 5)
         # A clean stop hands over at once.
         three = env.bridge(*args, name="three")
         assert two.stop() == 0
