@@ -9,7 +9,7 @@ may be retried after half a second, and callers recreate the whole client after 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,31 +149,43 @@ class EtcdClient:
             log.debug("closing etcd client failed", exc_info=True)
 
     def load(self, prefix: str) -> tuple[list[KeyValue], int]:
-        """Every key under ``prefix/`` at one revision, read in pages of growing size.
+        """Every key under ``prefix/`` at one revision."""
+        out: list[KeyValue] = []
+        revision = 0
+        for page, at in self.pages(prefix):
+            out.extend(page)
+            revision = at
+        return out, revision
+
+    def pages(self, prefix: str) -> Iterator[tuple[list[KeyValue], int]]:
+        """Every key under ``prefix/`` at one revision, in pages of growing size (each
+        with that revision), so a caller can digest a big prefix a page at a time.
 
         Unsorted: etcd returns a range in key order anyway, and asking it to sort makes it
         read the whole rest of the range for every page."""
         start = (prefix + "/").encode()
         end = etcd3.utils.prefix_range_end(start)
-        out: list[KeyValue] = []
         revision: int | None = None
-        limit, size = FIRST_PAGE, 0
-        try:
-            while True:
+        limit, size, count = FIRST_PAGE, 0, 0
+        while True:
+            try:
                 resp = self._client.get_range_response(start, end, limit=limit,
                                                        revision=revision)
-                if revision is None:
-                    revision = int(resp.header.revision)
-                for kv in resp.kvs:
-                    size += len(kv.key) + len(kv.value)
-                    out.append(KeyValue(kv.key.decode("utf-8", "replace"), kv.value,
-                                        kv.mod_revision, kv.lease))
-                if not resp.more or not resp.kvs:
-                    return out, revision
-                start = resp.kvs[-1].key + b"\0"
-                limit = max(FIRST_PAGE, min(MAX_PAGE, PAGE_BYTES * len(out) // max(size, 1)))
-        except _FAILURES as exc:
-            raise _translate(exc) from exc
+            except _FAILURES as exc:
+                raise _translate(exc) from exc
+            if revision is None:
+                revision = int(resp.header.revision)
+            page = []
+            for kv in resp.kvs:
+                size += len(kv.key) + len(kv.value)
+                page.append(KeyValue(kv.key.decode("utf-8", "replace"), kv.value,
+                                     kv.mod_revision, kv.lease))
+            count += len(page)
+            yield page, revision
+            if not resp.more or not resp.kvs:
+                return
+            start = resp.kvs[-1].key + b"\0"
+            limit = max(FIRST_PAGE, min(MAX_PAGE, PAGE_BYTES * count // max(size, 1)))
 
     def watch(self, prefix: str, start_revision: int, callback: WatchCallback) -> int:
         """Watch ``prefix/`` from a revision; returns a watch id for ``cancel``."""

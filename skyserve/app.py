@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import hashlib
 import ipaddress
@@ -69,6 +70,17 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+    _trim_malloc()
+
+
+def _trim_malloc() -> None:
+    """Give the memory freed after a load back to the system (glibc keeps it otherwise).
+
+    A load reads etcd in pages of up to ~32 MiB, each decoded by gRPC and protobuf in
+    C memory; freed, it stays in the process: about 20 MB more resident at 100,000 records.
+    Not glibc (musl, say): nothing to do."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class LoopSink:

@@ -59,13 +59,11 @@ def decode(key: str, value: bytes | None, prefix: str) -> Change | None:
         return Change(path, key, invalid=str(exc))
 
 
-def build_index(kvs: list[KeyValue], prefix: str) -> Index:
-    index = Index()
+def add_to_index(index: Index, kvs: list[KeyValue], prefix: str) -> None:
     for kv in kvs:
         change = decode(kv.key, kv.value, prefix)
         if change is not None:
             index.apply(change)
-    return index
 
 
 class Mirror:
@@ -119,8 +117,10 @@ class Mirror:
         client = self.connect(self.settings)
         try:
             if self.revision == 0:
-                kvs, revision = client.load(self.prefix)
-                index = build_index(kvs, self.prefix)
+                index, revision = Index(), 0
+                for page, at in client.pages(self.prefix):  # a page at a time: less
+                    add_to_index(index, page, self.prefix)  # memory held at once
+                    revision = at
                 self.revision = revision
                 self.stats.loads += 1
                 self.stats.last_update = time.time()
