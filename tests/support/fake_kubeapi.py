@@ -9,6 +9,8 @@ discovery.k8s.io/v1 endpointslices:
   a server-side maximum duration, and an ERROR 410 Expired event for RVs older than `compact()`;
 * `labelSelector` on lists and watches (`fieldSelector` is ignored).
 Tests change the store directly (`upsert`, `delete`); other HTTP methods get 405.
+With `tls` (a server-side ssl.SSLContext) it speaks HTTPS instead, as a real API server does to
+in-cluster clients.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import copy
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -83,6 +86,7 @@ class Request:
     resource: str | None
     namespace: str | None
     query: dict[str, str]
+    token: str | None = None  # the bearer token presented, if any
 
 
 class _APIError(Exception):
@@ -138,9 +142,12 @@ def _key(resource: str, namespace: str | None, name: str) -> tuple[str, str, str
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, api: FakeKubeAPI, port: int) -> None:
+    def __init__(self, api: FakeKubeAPI, port: int, tls: ssl.SSLContext | None) -> None:
         self.api = api
         super().__init__((HOST, port), _Handler)
+        if tls is not None:  # the handshake then happens in each connection's own thread
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # connections cut by stop()/set_down() are expected
@@ -150,10 +157,11 @@ class FakeKubeAPI:
     """In-memory API server with one global resourceVersion counter and an event log."""
 
     def __init__(self, *, bookmark_interval: float = 0.3, max_watch_seconds: float = 5.0,
-                 port: int = 0) -> None:
+                 port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.bookmark_interval = bookmark_interval  # seconds between BOOKMARKs, when allowed
         self.max_watch_seconds = max_watch_seconds  # server-side cap on every watch stream
         self._port = port
+        self._tls = tls
         self._cond = threading.Condition()  # guards everything below
         self._rv = 100  # like a real cluster: "0" and small numbers are never live RVs
         self._compacted = 0  # watch RVs below this get 410; continue tokens are dropped
@@ -195,7 +203,7 @@ class FakeKubeAPI:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self._port}"
+        return f"{'https' if self._tls else 'http'}://{HOST}:{self._port}"
 
     def set_down(self, down: bool = True, *, refuse: bool = True) -> None:
         """Simulate an unavailable API server: open connections (and watches) are cut, then new
@@ -221,7 +229,7 @@ class FakeKubeAPI:
     def _reconcile_listener(self) -> None:
         want = self._started and self._down != "refuse"
         if want and self._httpd is None:
-            self._httpd = _Server(self, self._port)
+            self._httpd = _Server(self, self._port, self._tls)
             self._port = self._httpd.server_address[1]
             self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                             name=f"fake-kubeapi-{self._port}", daemon=True)
@@ -367,7 +375,8 @@ class _Handler(BaseHTTPRequestHandler):
                 query: dict[str, str] | None = None) -> None:
         with self.api._cond:
             self.api._requests.append(
-                Request(self.command, verb, path, res.name if res else None, ns, query or {}))
+                Request(self.command, verb, path, res.name if res else None, ns, query or {},
+                        _bearer(self.headers.get("Authorization", ""))))
 
     def _not_allowed(self) -> None:
         self.close_connection = True  # the request body is not read
@@ -531,6 +540,11 @@ def _route(path: str) -> tuple[Resource, str | None, str | None] | None:
         return None
     name = rest[1] if len(rest) == 2 else None
     return None if name is not None and ns is None and res.namespaced else (res, ns, name)
+
+
+def _bearer(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _discovery(path: str, port: int) -> Obj | None:
