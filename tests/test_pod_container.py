@@ -186,9 +186,13 @@ def test_every_probe_answers_as_declared(running: Running) -> None:
             port = running.pod.published[named.get(get["port"], get["port"])]
             deadline = time.monotonic() + WAIT
             while (status := http_status(port, get["path"])) != 200:
-                assert time.monotonic() < deadline, (
-                    f"{name} {kind}: GET {get['path']} on container port {get['port']} "
-                    f"answered {status}\n{running.pod.logs()}")
+                if time.monotonic() > deadline:
+                    info = running.pod.container(name)
+                    raise AssertionError(
+                        f"{name} {kind}: GET {get['path']} on container port {get['port']} "
+                        f"answered {status}; the container is {info['State']['Status']}, "
+                        f"last exit code {info['State']['ExitCode']}, restarted "
+                        f"{info['RestartCount']} times\n{running.pod.logs()}")
                 time.sleep(0.2)
 
 
