@@ -196,12 +196,19 @@ def test_every_probe_answers_as_declared(running: Running) -> None:
                 time.sleep(0.2)
 
 
+def web_service(running: Running) -> None:
+    """Namespaces and the Service web.shop (10.96.7.7), resolving; so that each test that
+    needs them can also run alone."""
+    for ns in ("default", "kube-system", "shop"):
+        running.kube.upsert("namespaces", namespace(ns))
+    running.kube.upsert("services", service("shop", "web", ["10.96.7.7"],
+                                            ports=[{"name": "http", "port": 80}]))
+    running.dns.expect(f"web.shop.{SVC}", "A", {"10.96.7.7"})
+
+
 def test_services_and_etcd_records_resolve_through_the_pod(running: Running) -> None:
     kube, dns = running.kube, running.dns
-    for ns in ("default", "kube-system", "shop"):
-        kube.upsert("namespaces", namespace(ns))
-    kube.upsert("services", service("shop", "web", ["10.96.7.7"],
-                                    ports=[{"name": "http", "port": 80}]))
+    web_service(running)
     kube.upsert("services", service("shop", "db", headless=True,
                                     ports=[{"name": "pg", "port": 5432}]))
     kube.upsert("endpointslices", endpoint_slice(
@@ -209,7 +216,6 @@ def test_services_and_etcd_records_resolve_through_the_pod(running: Running) -> 
         ports=[{"name": "pg", "port": 5432}]))
     kube.upsert("services", service("shop", "ext", type="ExternalName",
                                     external_name="www.example.org"))
-    dns.expect(f"web.shop.{SVC}", "A", {"10.96.7.7"})
     dns.expect(f"_http._tcp.web.shop.{SVC}", "SRV", {f"80 web.shop.{SVC}"})
     dns.expect(f"db.shop.{SVC}", "A", {"10.244.1.5", "10.244.2.6"})
     dns.expect(f"ext.shop.{SVC}", "CNAME", {"www.example.org."})
@@ -233,6 +239,7 @@ def test_every_container_stays_up(running: Running) -> None:
 
 def test_a_killed_etcd_restarts_with_its_records(running: Running) -> None:
     dns, pod = running.dns, running.pod
+    web_service(running)
     running.etcdctl("put", key("/skydns", f"keep.dyn.{DOMAIN}"), '{"host": "10.1.2.4"}')
     dns.expect(f"keep.dyn.{DOMAIN}.", "A", {"10.1.2.4"})
     before = pod.container("etcd")
@@ -268,6 +275,7 @@ def test_pod_stop_drains_through_the_lameduck(running: Running) -> None:
     sky = running.containers()["skyserve"]
     ready = sky["readinessProbe"]["httpGet"]
     dns_port = next(p["containerPort"] for p in sky["ports"] if p["protocol"] == "UDP")
+    web_service(running)
     # Watched from inside the pod's network namespace (see tests/support/netns_probe.py).
     watcher = subprocess.Popen(
         ["nsenter", f"--net=/proc/{pod.pid('skyserve')}/ns/net", sys.executable, "-m",
