@@ -8,9 +8,11 @@ The pod spec is played as rendered except for what stands in for a cluster, alwa
 * the projected service-account volume (which only a kubelet can fill) becomes a read-only
   hostPath directory holding what the kubelet would put there: token, ca.crt and namespace,
   mounted at the same path; KUBERNETES_SERVICE_HOST/PORT are set in every container, as the
-  kubelet does, to where the pod reaches the fake API server.
-The pod's network is slirp4netns with `allow_host_loopback`, so the pod reaches the host's
-127.0.0.1 (the fake API server's address) as 10.0.2.2 and nothing else of the host.
+  kubelet does, to where the pod reaches the fake API server;
+* the pod's volumes and ConfigMaps get the test's name as a suffix (podman names the volumes
+  it makes for them machine-wide).
+The pod's network is slirp4netns with `allow_host_loopback`: the pod reaches the host's
+loopback, where the fake API server listens on 127.0.0.1 only, as 10.0.2.2.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def for_podman(deployment: Mapping[str, Any], configmaps: Mapping[str, Mapping[s
     out["metadata"]["name"] = name
     out["spec"]["replicas"] = 1
     pod = out["spec"]["template"]["spec"]
-    published = {}
+    published: dict[int, int] = {}
     for c in pod["containers"]:
         declared = {p["containerPort"] for p in c.get("ports", [])}
         for p in c.get("ports", []):
@@ -107,10 +109,6 @@ class Podman:
             raise AssertionError(f"podman {' '.join(args)} exited {proc.returncode}:\n"
                                  f"{proc.stdout}{proc.stderr}")
         return proc
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(["podman", *args], env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
 
     def inspect(self, kind: str, name: str) -> Obj:
         data = json.loads(self.run(kind, "inspect", name).stdout)
