@@ -37,8 +37,10 @@ class App:
                                config.pods == "verified")
         self.leader: Leader | None = None
         if config.leader_elect:
-            self.leader = Leader(config.etcd, config.domain, config.leader_lease_ttl,
-                                 on_change=self._leadership)
+            self.leader = Leader(
+                config.etcd, config.domain, config.leader_lease_ttl,
+                on_change=self._leadership,
+                on_lease=lambda result: self.metrics.etcd_ops.labels("lease", result).inc())
         self.reconciler = Reconciler(
             config.zone, config.etcd, self.sources, self.metrics,
             ReconcileSettings(resync_period=config.resync_period,
@@ -62,6 +64,7 @@ class App:
 
     def _leadership(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
+        self.metrics.leader_transitions.inc()
         if leading:
             self.reconciler.request_full()
 
@@ -77,6 +80,7 @@ class App:
     def start_watchers(self) -> None:
         settings = WatchSettings(label_selector=self.config.label_selector,
                                  watch_timeout=self.config.watch_timeout)
+        self.metrics.watching([source.resource for source in self.sources])
         for api, source in zip(self.api_clients, self.sources, strict=True):
             watcher = Watcher(
                 api, source, self.reconciler.submit, settings,

@@ -23,7 +23,7 @@ from skydns.service import (
     zone_name,
 )
 
-from .records import Zone, is_label
+from .records import Domain, is_label
 
 ENV_PREFIX = "KUBE2ETCD_"
 
@@ -118,8 +118,8 @@ class Config(ServiceConfig):
     watch_timeout: float
 
     @property
-    def zone(self) -> Zone:
-        return Zone(tuple(self.domain.split(".")), self.etcd_prefix, self.ttl)
+    def zone(self) -> Domain:
+        return Domain(tuple(self.domain.split(".")), self.etcd_prefix, self.ttl)
 
 
 

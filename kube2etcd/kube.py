@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
-from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import wait_exponential_jitter
+
+from skydns.background import Background
 
 from .objects import (
     ENDPOINT_SLICES,
@@ -122,9 +123,8 @@ class Watcher:
         self._slim = SLIM[source.resource]
         self._call = self._method(api, source)
         self._rv: str | None = None  # None: list first
-        self._stop = threading.Event()
         self._resp: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"watch-{source}", daemon=True)
+        self._thread = Background(f"watch-{source}", self._run)
 
     @staticmethod
     def _method(api: client.ApiClient, source: Source) -> Callable[..., Any]:
@@ -146,40 +146,24 @@ class Watcher:
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        self._stop.set()
-        self._cut()
-        self._thread.join(timeout)
+        self._thread.stop(timeout, wake=self._cut)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.alive
 
     # -- the loop ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            retrying = Retrying(
-                retry=retry_if_exception_type(Exception),
-                wait=wait_exponential_jitter(
-                    multiplier=0.2, max=self.settings.max_backoff, jitter=0.2
-                ),
-                sleep=self._sleep,
-                before_sleep=self._failed,
-            )
-            try:
-                retrying(self._cycle)
-            except _Stopped:
-                return
-            except Exception:  # pragma: no cover - tenacity retries forever
-                log.exception("%s: watcher failed", self.source)
-
-    def _sleep(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise _Stopped
+        retrying = self._thread.retrying(
+            Exception,
+            wait_exponential_jitter(multiplier=0.2, max=self.settings.max_backoff, jitter=0.2),
+            before_sleep=self._failed)
+        while not self._thread.stopping:
+            retrying(self._cycle)
 
     def _failed(self, retry_state: Any) -> None:
-        if self._stop.is_set():
-            raise _Stopped
+        self._thread.check()
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         reason = _describe(exc)
         if reason != self.stats.last_error:
@@ -190,8 +174,7 @@ class Watcher:
 
     def _cycle(self) -> None:
         """One list (if needed) and one watch stream, until the server ends it."""
-        if self._stop.is_set():
-            raise _Stopped
+        self._thread.check()
         if self._rv is None:
             self._list()
         try:
@@ -266,15 +249,14 @@ class Watcher:
         self._resp = resp
         try:
             for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
-                if self._stop.is_set():
-                    raise _Stopped
+                self._thread.check()
                 if line:
                     self._event(json.loads(line))
         finally:
             self._resp = None
             resp.release_conn()
         if time.monotonic() - started < 0.25:  # a server ending every stream at once
-            self._sleep(0.5)
+            self._thread.pause(0.5)
 
     def _event(self, event: Json) -> None:
         kind, obj = event.get("type"), event.get("object") or {}
@@ -299,10 +281,6 @@ class Watcher:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Stopped(BaseException):
-    """Raised inside the watcher thread to leave it (not an error)."""
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -15,11 +15,11 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 
+from skydns.background import Background
 from skydns.etcd import EtcdClient, EtcdError, EtcdSettings
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class Leader:
         ttl: float,
         *,
         on_change: Callable[[bool], None] = lambda leading: None,
+        on_lease: Callable[[str], None] = lambda result: None,
         identity: str | None = None,
         connect: Callable[[EtcdSettings], EtcdClient] = EtcdClient,
     ) -> None:
@@ -47,14 +48,14 @@ class Leader:
         self.ttl = max(2, round(ttl))  # etcd's minimum lease TTL is about 2 s
         self.identity = identity or default_identity()
         self.on_change = on_change
+        self.on_lease = on_lease  # "ok" or "error" after each campaign or renewal
         self.connect = connect
         self._leading = False
         self._lease: int | None = None
         self._renewed = 0.0  # time.monotonic() of the last successful renewal
         self._client: EtcdClient | None = None
         self._error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="leader", daemon=True)
+        self._thread = Background("leader", self._run)
 
     def is_leader(self) -> bool:
         return self._leading
@@ -72,8 +73,7 @@ class Leader:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Stop campaigning; a leader hands over at once by revoking its lease."""
-        self._stop.set()
-        self._thread.join(timeout)
+        self._thread.stop(timeout)
         lease, client = self._lease, self._client
         if lease is not None and client is not None:
             try:
@@ -86,7 +86,7 @@ class Leader:
             client.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
                 if self._client is None:
                     self._client = self.connect(self.etcd)
@@ -97,7 +97,9 @@ class Leader:
                     self._campaign(self._client)
                     pause = self.ttl / 3 if self._leading else self.ttl / 4
                 self._error = ""
+                self.on_lease("ok")
             except EtcdError as exc:
+                self.on_lease("error")
                 if str(exc) != self._error:
                     log.warning("leader: etcd unavailable: %s", exc)
                 self._error = str(exc)
@@ -109,7 +111,7 @@ class Leader:
                     self._lease = None
                     self._set(False)
                 pause = min(1.0, self.ttl / 4)
-            self._stop.wait(pause)
+            self._thread.pause(pause)
 
     def _campaign(self, client: EtcdClient) -> None:
         lease = client.grant_lease(self.ttl)

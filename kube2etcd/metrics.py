@@ -88,6 +88,22 @@ class Metrics:
         self.leader = Gauge(
             "kube2etcd_leader", "1 while this bridge is the elected writer.", registry=r,
         )
+        self.leader_transitions = Counter(
+            "kube2etcd_leader_transitions_total",
+            "Times this bridge became or stopped being the elected writer.", registry=r,
+        )
+        self.synced = Gauge(
+            "kube2etcd_synced",
+            "1 once a full pass has written the desired state to etcd (the readiness "
+            "condition of a leader).", registry=r,
+        )
+        for result in ("ok", "error"):
+            self.etcd_ops.labels("lease", result)
+
+    def watching(self, resources: list[str]) -> None:
+        """Give each watched resource its restart series at 0, so rates start at once."""
+        for resource in resources:
+            self.watch_restarts.labels(resource)
 
     def set_records(self, counts: Mapping[str, int]) -> None:
         for kind in RECORD_KINDS:

@@ -31,15 +31,15 @@ from __future__ import annotations
 import gc
 import logging
 import queue
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import wait_exponential_jitter
 
+from skydns.background import Background
 from skydns.etcd import (
     MAX_TXN_OPS,
     EtcdClient,
@@ -49,10 +49,10 @@ from skydns.etcd import (
     KeyValue,
 )
 
-from .cache import Cache, Group
+from .cluster import ClusterState, Group
 from .metrics import Metrics
 from .objects import Event, Source
-from .records import OWNER_FIELD, Zone, kind_of, owner_of
+from .records import OWNER_FIELD, Domain, kind_of, owner_of
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,6 @@ class Conflict(Exception):
     """A transaction's comparison failed: etcd is not what we thought."""
 
 
-class _Stopped(BaseException):
-    pass
-
-
 @dataclass(frozen=True, slots=True)
 class ReconcileSettings:
     resync_period: float = 300.0  # 0: never
@@ -99,7 +95,7 @@ class ReconcileSettings:
 class Reconciler:
     def __init__(
         self,
-        zone: Zone,
+        zone: Domain,
         etcd: EtcdSettings,
         sources: list[Source],
         metrics: Metrics,
@@ -115,7 +111,7 @@ class Reconciler:
         self.settings = settings
         self.leader: Leadership = leader or Always()
         self.connect = connect
-        self.cache = Cache(zone)
+        self.cluster = ClusterState(zone)
         self.dirty: dict[Group, float] = {}  # group -> when its first unwritten change was seen
         self.state: dict[str, str] | None = None  # owned keys in etcd; None: read them back
         self.foreign: set[str] = set()  # keys we want that another writer holds
@@ -132,8 +128,7 @@ class Reconciler:
         self._op = "connect"  # the etcd operation under way, for the error metric
         self._next_resync = 0.0
         self._queue: queue.Queue[Event | object] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
+        self._thread = Background("reconcile", self._run)
 
     # -- interface ------------------------------------------------------------------------
 
@@ -150,14 +145,12 @@ class Reconciler:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._queue.put(_WAKE)
-        self._thread.join(timeout)
+        self._thread.stop(timeout, wake=lambda: self._queue.put(_WAKE))
         if self._client is not None:
             self._client.close()
 
     def readiness(self) -> tuple[bool, str]:
-        waiting = [str(s) for s in self.sources if s not in self.cache.listed]
+        waiting = [str(s) for s in self.sources if s not in self.cluster.listed]
         if waiting:
             return False, "waiting for the first list of " + ", ".join(waiting)
         if not self.leader.is_leader():
@@ -172,25 +165,18 @@ class Reconciler:
     # -- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        retrying = Retrying(
-            retry=retry_if_exception_type((EtcdError, Conflict)),
-            wait=wait_exponential_jitter(
-                multiplier=0.05, max=self.settings.max_backoff, jitter=0.1
-            ),
-            sleep=self._sleep,
-            before_sleep=self._failed,
-        )
-        try:
-            while not self._stop.is_set():
-                self._absorb(self._idle_timeout())
-                if self._stop.is_set() or not self.cache.complete(self.sources):
-                    continue
-                if not self.leader.is_leader():
-                    self._standby()
-                    continue
-                retrying(self._write)
-        except _Stopped:
-            pass
+        retrying = self._thread.retrying(
+            (EtcdError, Conflict),
+            wait_exponential_jitter(multiplier=0.05, max=self.settings.max_backoff, jitter=0.1),
+            before_sleep=self._failed)
+        while not self._thread.stopping:
+            self._absorb(self._idle_timeout())
+            if self._thread.stopping or not self.cluster.complete(self.sources):
+                continue
+            if not self.leader.is_leader():
+                self._standby()
+                continue
+            retrying(self._write)
 
     def _idle_timeout(self) -> float:
         if self.state is None:
@@ -206,15 +192,11 @@ class Reconciler:
             return
         while True:
             if item is not _WAKE:
-                self.cache.apply(item, self.dirty)  # type: ignore[arg-type]
+                self.cluster.apply(item, self.dirty)  # type: ignore[arg-type]
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-
-    def _sleep(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise _Stopped
 
     def _failed(self, retry_state: Any) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -282,8 +264,8 @@ class Reconciler:
         try:
             desired: dict[str, str] = {}
             written: dict[Group, tuple[str, ...]] = {}
-            for group in list(self.cache.groups()):
-                want = self.cache.desired(group)
+            for group in list(self.cluster.groups()):
+                want = self.cluster.desired(group)
                 if want:
                     desired.update(want)
                     written[group] = tuple(want)
@@ -325,6 +307,7 @@ class Reconciler:
         elif puts or deletes:
             log.info("full resync: %d keys written, %d removed", len(puts), len(deletes))
         self.synced = True
+        self.metrics.synced.set(1)
         self._next_resync = now + self.settings.resync_period
 
     # -- probe ----------------------------------------------------------------------------
@@ -364,7 +347,7 @@ class Reconciler:
         dirty, self.dirty = self.dirty, {}
         try:
             for group, seen in list(dirty.items()):
-                want = self.cache.desired(group)
+                want = self.cluster.desired(group)
                 puts = {k: v for k, v in want.items()
                         if state.get(k) != v and k not in self.foreign}
                 deletes = [k for k in self.written.get(group, ()) if k not in want and k in state]

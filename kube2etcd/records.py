@@ -95,7 +95,7 @@ class Pod:
 
 
 @dataclass(frozen=True, slots=True)
-class Zone:
+class Domain:
     """Where and how records are written: the cluster domain, key prefix, TTL, owner."""
 
     domain: Labels  # e.g. ("cluster", "local")
@@ -182,12 +182,12 @@ def owner_of(value: bytes | str) -> str | None:
 Records = dict[str, Record]
 
 
-def version_records(zone: Zone) -> Records:
+def version_records(zone: Domain) -> Records:
     key = zone.version_key
     return {key: Record(key=key, text=DNS_SCHEMA_VERSION, ttl=zone.ttl)}
 
 
-def pod_records(zone: Zone, namespace: str, ip: str) -> Records:
+def pod_records(zone: Domain, namespace: str, ip: str) -> Records:
     """``a-b-c-d.<ns>.pod.<zone>`` for a running pod's IP."""
     canonical = valid_ip(ip)
     if canonical is None or not is_label(namespace):
@@ -197,7 +197,7 @@ def pod_records(zone: Zone, namespace: str, ip: str) -> Records:
     return {key: Record(key=key, host=ip, ttl=zone.ttl)}
 
 
-def service_records(zone: Zone, svc: Service, sets: Iterable[EndpointSet] = ()) -> Records:
+def service_records(zone: Domain, svc: Service, sets: Iterable[EndpointSet] = ()) -> Records:
     """Every record for one Service: names, SRV, PTR; ``sets`` are its endpoint objects."""
     out: Records = {}
     if not (is_label(svc.name) and is_label(svc.namespace)):
@@ -212,7 +212,7 @@ def service_records(zone: Zone, svc: Service, sets: Iterable[EndpointSet] = ()) 
     return out
 
 
-def _cluster_ip(zone: Zone, svc: Service, sets: Iterable[EndpointSet], out: Records) -> None:
+def _cluster_ip(zone: Domain, svc: Service, sets: Iterable[EndpointSet], out: Records) -> None:
     base = zone.key(svc.name, svc.namespace, "svc")
     name = zone.fqdn(svc.name, svc.namespace, "svc")
     ptr_leaf = fnv32a(f"{svc.namespace}/{svc.name}")
@@ -281,7 +281,7 @@ def _endpoint_names(svc: Service, sets: Iterable[EndpointSet]) -> dict[str, list
     return _by_label(_published(svc, sets))
 
 
-def _headless(zone: Zone, svc: Service, sets: Iterable[EndpointSet], out: Records) -> None:
+def _headless(zone: Domain, svc: Service, sets: Iterable[EndpointSet], out: Records) -> None:
     published = _published(svc, sets)
     base = zone.key(svc.name, svc.namespace, "svc")
     ptr_leaf = fnv32a(f"{svc.namespace}/{svc.name}")
@@ -330,13 +330,13 @@ def is_name(name: str) -> bool:
     return True
 
 
-def values(zone: Zone, records: Records) -> dict[str, str]:
+def values(zone: Domain, records: Records) -> dict[str, str]:
     """Records as the etcd values the bridge writes (with the owner marker)."""
     owner = zone.owner
     return {key: encode(record, owner) for key, record in records.items()}
 
 
-def kind_of(zone: Zone, key: str, value: str) -> str:
+def kind_of(zone: Domain, key: str, value: str) -> str:
     """The record kind a written key/value stands for (for the records gauge): cheap."""
     if key == zone.version_key:
         return "txt"

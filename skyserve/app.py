@@ -5,10 +5,10 @@ starts loading in its thread while the listeners already answer SERVFAIL for our
 ``/ready`` turns 200 only once the first load has been swapped in.
 
 * SIGHUP, or a change of the config file's content (a ConfigMap update swaps a symlink),
-  reloads: the new config is loaded and checked, a new engine is built around the same
-  in-memory index and swapped in at once. A bad config is logged and the old one keeps
-  serving; readiness never changes. Options that need new sockets or a new etcd connection
-  are refused with a message saying so.
+  reloads: the new config is loaded and checked, a new pipeline is built around the same
+  in-memory index (counting into the same ``Stats``) and swapped in at once. A bad config
+  is logged and the old one keeps serving; readiness never changes. Options that need new
+  sockets or a new etcd connection are refused with a message saying so.
 * SIGTERM or SIGINT: ``/ready`` turns 503 at once, answers continue for ``--lameduck``
   seconds (a second signal cuts that short), then the listeners close, in-flight queries get
   a moment to finish and the process exits 0. ``/health`` stays 200 throughout.
@@ -34,15 +34,17 @@ from skydns.options import ConfigError
 
 from . import config as cfg
 from . import metrics
-from .cache import ResponseCache
 from .config import Config
-from .engine import Change, Engine
-from .forward import Forwarder
+from .forward.cache import ForwardCache
+from .forward.forwarder import Forwarder
+from .index import Change, Index
 from .mirror import Mirror
+from .pipeline.chain import Pipeline
+from .pipeline.context import Settings
 from .querylog import QueryLog
-from .tally import DURATION_BUCKETS, duration_bucket
+from .stats import Stats
+from .tally import duration_bucket
 from .transport import TcpServer, UdpServer
-from .tree import Index
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def settle_heap() -> None:
 
 
 class LoopSink:
-    """Hands the mirror's data to the current engine on the event loop's thread."""
+    """Hands the mirror's data to the current pipeline on the event loop's thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app: App) -> None:
         self.loop = loop
@@ -81,11 +83,11 @@ class LoopSink:
         self.loop.call_soon_threadsafe(self._swap_in, index, revision)
 
     def _swap_in(self, index: Index, revision: int) -> None:
-        self.app.engine.load(index, revision)
+        self.app.pipeline.load(index, revision)
         settle_heap()
 
     def changed(self, changes: list[Change], revision: int) -> None:
-        self.loop.call_soon_threadsafe(lambda: self.app.engine.apply(changes, revision))
+        self.loop.call_soon_threadsafe(lambda: self.app.pipeline.apply(changes, revision))
 
     def state(self, connected: bool, reason: str) -> None:
         self.reason = "" if connected else f"etcd unavailable: {reason}"
@@ -97,19 +99,14 @@ class App:
         self.config = config
         self.argv, self.env = list(argv), dict(env)
         self.server_label = f"dns://{config.dns_addr}"
-        self.engine = self._build_engine(config, None)
-        self.errors = 0
+        self.stats = Stats()
+        self.pipeline = self._build_pipeline(config)
         self.stopping = False
-        # The /health self-check, as CoreDNS's health plugin measures it.
-        self.health_buckets = [0] * (len(DURATION_BUCKETS) + 1)
-        self.health_seconds = 0.0
-        self.health_failures = 0
         self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port),
-                             self.engine.handle, self._count_error)
+                             self.pipeline.handle)
         self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port),
-                             self.engine.handle, self._count_error)
-        self.registry = metrics.registry(lambda: metrics.snapshot(self),
-                                         config.deprecated_forward_metrics)
+                             self.pipeline.handle)
+        self.registry = metrics.registry(self.snapshot, config.deprecated_forward_metrics)
         self.http = [
             HttpServer(bind(config.health_addr, socket.SOCK_STREAM), {"/health": self.health}),
             HttpServer(bind(config.ready_addr, socket.SOCK_STREAM), {"/ready": self.ready}),
@@ -122,33 +119,26 @@ class App:
 
     # -- building --------------------------------------------------------------------
 
-    def _build_engine(self, config: Config, previous: Engine | None) -> Engine:
+    def _build_pipeline(self, config: Config) -> Pipeline:
+        """The query path for ``config``, counting into this process's one ``Stats``."""
         settings = config.forward(self._is_ourselves)
         forwarder = None
         if settings.upstreams or settings.stubs:
             caching = config.cache_success or config.cache_denial
-            forwarder = Forwarder(settings, ResponseCache(config.cache) if caching else None)
+            cache = ForwardCache(config.cache, self.stats.cache) if caching else None
+            forwarder = Forwarder(settings, cache, self.stats.forward)
         querylog = None
         if config.log_queries:
             querylog = QueryLog(set(config.log_queries), config.log_format)
-        engine = Engine(config.zones, config.lookup, max_udp=config.max_udp_size,
-                        cache_entries=config.cache_entries, forwarder=forwarder,
-                        fallthrough=config.fallthrough_zones, shuffle=config.shuffle,
-                        querylog=querylog)
-        if previous is not None:  # a reload: same data, same counters
-            engine.authority.index = previous.authority.index
-            engine.ready = previous.ready
-            engine.set_revision(previous.revision)
-            engine.tally, engine.hits, engine.stats = previous.tally, previous.hits, previous.stats
-            engine.forward_hits = previous.forward_hits
-            old = previous.forwarder
-            if forwarder is not None and old is not None:
-                for name in ("stats", "requests_to", "durations", "healthcheck_failures",
-                             "conn_misses"):
-                    setattr(forwarder, name, getattr(old, name))
-                if forwarder.cache is not None and old.cache is not None:
-                    forwarder.cache.stats = old.cache.stats
-        return engine
+        return Pipeline(
+            Settings(config.zones, config.lookup, max_udp=config.max_udp_size,
+                     cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
+                     shuffle=config.shuffle),
+            stats=self.stats, forwarder=forwarder, querylog=querylog)
+
+    def snapshot(self) -> metrics.Snapshot:
+        self.stats.ready = self.ready()[0] == 200
+        return metrics.snapshot(self.stats, self.server_label, list(self.config.zone))
 
     def _is_ourselves(self, upstream: str) -> bool:
         """resolv.conf may name this very server (e.g. 127.0.0.1 on the node): skip it.
@@ -161,16 +151,13 @@ class App:
 
     # -- probes ----------------------------------------------------------------------
 
-    def _count_error(self) -> None:
-        self.errors += 1
-
     def health(self) -> Response:
         return 200, "text/plain", b"OK"
 
     def ready(self) -> Response:
         if self.stopping:
             return 503, "text/plain", b"Shutting down\n"
-        if not self.engine.ready:
+        if not self.pipeline.ready:
             reason = self.sink.reason if self.sink else "starting"
             return 503, "text/plain", f"not ready: {reason}\n".encode()
         return 200, "text/plain", b"OK"
@@ -184,6 +171,7 @@ class App:
         loop = asyncio.get_running_loop()
         self.sink = LoopSink(loop, self)
         self.mirror = Mirror(self.config.etcd, self.config.etcd_prefix, self.sink,
+                             state=self.stats.etcd,
                              probe_interval=self.config.etcd_probe_interval)
         self.udp.start(loop)
         await self.tcp.start()
@@ -226,13 +214,14 @@ class App:
             except (OSError, TimeoutError):
                 ok = False
             seconds = time.perf_counter() - start
+            health = self.stats.health
             if not ok:
-                self.health_failures += 1
-            self.health_buckets[duration_bucket(seconds)] += 1
-            self.health_seconds += seconds
+                health.failures += 1
+            health.buckets[duration_bucket(seconds)] += 1
+            health.seconds += seconds
 
     async def _detect_loops(self) -> None:
-        forwarder = self.engine.forwarder
+        forwarder = self.pipeline.forwarder
         if forwarder is None:
             return
         looped = await forwarder.detect_loops()
@@ -250,7 +239,7 @@ class App:
     async def shutdown(self) -> None:
         self.stopping = True
         self.udp.stop_reading()
-        forwarder = self.engine.forwarder
+        forwarder = self.pipeline.forwarder
         deadline = time.monotonic() + 2.0
         while forwarder is not None and forwarder.in_flight() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)  # queries already sent upstream still get answered
@@ -282,14 +271,15 @@ class App:
             log.error("reload (%s) rejected: changing %s needs a restart; still serving "
                       "config %s", why, ", ".join(restart), self.config.digest())
             return False
-        old = self.engine
+        old = self.pipeline
         try:
-            engine = self._build_engine(new, old)
+            pipeline = self._build_pipeline(new)
         except (OSError, ValueError) as exc:
             log.error("reload (%s) rejected: %s", why, exc)
             return False
-        self.engine = engine
-        self.udp.handler = self.tcp.handler = engine.handle
+        pipeline.adopt(old)
+        self.pipeline = pipeline
+        self.udp.handler = self.tcp.handler = pipeline.handle
         self.config = new
         logging.getLogger().setLevel(new.log_level.upper())
         if old.forwarder is not None:  # let its in-flight queries finish first

@@ -18,8 +18,8 @@ from skydns.service import (
     zone_name,
 )
 
-from .cache import CacheSettings
-from .forward import POLICIES, ForwardSettings, read_resolv_conf
+from .forward.cache import CacheSettings
+from .forward.policy import POLICIES, ForwardSettings
 from .lookup import Settings, Zone
 from .querylog import CLASSES
 
@@ -172,6 +172,22 @@ class Config(ServiceConfig):
 
     def restart_changes(self, new: Config) -> list[str]:
         return [name for name in RESTART_ONLY if getattr(self, name) != getattr(new, name)]
+
+
+def read_resolv_conf(path: str) -> list[str]:
+    """The nameserver entries of a resolv.conf file ([] if it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            host = parts[1]
+            out.append(f"[{host}]:53" if ":" in host else f"{host}:53")
+    return out
 
 
 def config_path(argv: Sequence[str], env: Mapping[str, str]) -> str | None:

@@ -3,7 +3,7 @@
 Given a name inside one of our zones and a query type, ``Authority.answer`` returns the
 response code and the three sections, plus the set of index paths the answer was read
 from. A later change in etcd at or below any of those paths may change the answer, and
-nothing else can; the response cache in ``engine`` relies on this to stay exact.
+nothing else can; the answer cache (``pipeline.answers``) relies on this to stay exact.
 
 Rules (see docs/serving.md for the reasoning, and where we part from SkyDNS/CoreDNS):
 
@@ -24,15 +24,10 @@ from dataclasses import dataclass, field
 
 from skydns.record import DEFAULT_PREFIX, Labels, Record, key_to_name, labels_text
 
-from . import rr as T
-from .rr import RR
-from .tree import WILDCARD_LABELS, Index, Node, subtree
-
-NOERROR = 0
-SERVFAIL = 2
-NXDOMAIN = 3
-NOTIMP = 4
-REFUSED = 5
+from .index import WILDCARD_LABELS, Index, Node, subtree
+from .wire import constants as T
+from .wire.constants import NOERROR, NOTIMP, NXDOMAIN
+from .wire.rr import RR, txt_strings
 
 MAX_CHAIN = 10  # CNAMEs followed before giving up (CoreDNS follows 10 as well)
 DNS_LABEL = "dns"
@@ -193,7 +188,7 @@ class Authority:
         return record.ttl or self.settings.default_ttl
 
     def _txt(self, name: Labels, records: list[Record]) -> list[RR]:
-        return [RR(name, T.TXT, self._ttl(r), T.txt_strings(r.text)) for r in records if r.text]
+        return [RR(name, T.TXT, self._ttl(r), txt_strings(r.text)) for r in records if r.text]
 
     def _chase(
         self, name: Labels, qtype: int, records: list[Record], zone: Zone, res: Result,

@@ -1,7 +1,7 @@
 """Prometheus metrics with CoreDNS's names and labels, plus skyserve's own.
 
-The serving path only increments plain counters (``tally``, ``Counter`` stats). ``snapshot``
-gathers them into a JSON-able dict; ``families`` turns one snapshot, or the sum of several
+The serving path only writes plain numbers into one ``stats.Stats``. ``snapshot`` gathers
+them into a JSON-able dict; ``families`` turns one snapshot, or the sum of several
 (one per ``--workers`` process), into metric families at scrape time. Nothing here runs per
 query.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -23,61 +23,60 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .stats import ForwardStats, Stats
 from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat, size_bucket
-
-if TYPE_CHECKING:
-    from .app import App
-    from .forward import Forwarder
 
 Snapshot = dict[str, Any]
 
 
-def snapshot(app: App) -> Snapshot:
+def snapshot(stats: Stats, server: str, zones: list[str]) -> Snapshot:
     """Everything the metrics need from one serving process, as plain data."""
-    engine, mirror = app.engine, app.mirror
-    fwd = engine.forwarder
-    cache = fwd.cache if fwd is not None else None
     cache_stats = None
-    if cache is not None:
-        # Repeats within a second are answered by the engine from the same reply: they are
-        # cache hits too, so count them as such.
-        success, denial = engine.forward_hits
-        cache_stats = _add(dict(cache.stats), {"requests": success + denial,
-                                               "hits_success": success, "hits_denial": denial})
-        cache_stats |= {f"entries_{k}": v for k, v in cache.sizes().items()}
+    if stats.caching:
+        # Repeats within a second are answered from the answer cache with the same reply:
+        # they are cache hits too, so count them as such.
+        success, denial = stats.forward_hits
+        cache_stats = _add(dict(stats.cache.counters), {"requests": success + denial,
+                                                        "hits_success": success,
+                                                        "hits_denial": denial})
+        cache_stats |= {f"entries_{k}": v for k, v in stats.cache.entries.items()}
+    fwd, etcd, health = stats.forward, stats.etcd, stats.health
     return {
-        "server": app.server_label,
-        "zones": list(app.config.zone),
-        "tally": engine.tally.rows(),
-        "panics": app.errors,
-        "health": {"buckets": list(app.health_buckets), "sum": app.health_seconds,
-                   "failures": app.health_failures},
+        "server": server,
+        "zones": zones,
+        "tally": stats.tally.rows(),
+        "panics": stats.panics,
+        "ready": stats.ready,
+        "health": {"buckets": list(health.buckets), "sum": health.seconds,
+                   "failures": health.failures},
         "cache": cache_stats,
         "forward": {
-            "stats": dict(fwd.stats),
+            "stats": dict(fwd.counters),
             "requests": [[to, n] for to, n in fwd.requests_to.items()],
             "replies": [[to, rcode, sum(b[:-1])] for (to, rcode), b in fwd.durations.items()],
             "durations": [[to, rcode, b] for (to, rcode), b in fwd.durations.items()],
             "healthcheck_failures": [[to, n] for to, n in fwd.healthcheck_failures.items()],
+            "failures": [[to, why, n] for (to, why), n in fwd.failures.items()],
             "conn_cache": _conn_cache(fwd),
-        } if fwd is not None else None,
+        } if stats.forwarding else None,
         "etcd": {
-            "revision": engine.revision,
-            "records": len(engine.authority.index),
-            "invalid": len(engine.authority.index.invalid),
-            "watch_restarts": mirror.stats.watch_restarts if mirror else 0,
-            "loads": mirror.stats.loads if mirror else 0,
-            "last_update": mirror.stats.last_update if mirror else 0.0,
-            "connected": bool(mirror and mirror.stats.connected),
+            "revision": etcd.revision,
+            "records": etcd.records,
+            "invalid": etcd.invalid,
+            "watch_restarts": etcd.watch_restarts,
+            "loads": etcd.loads,
+            "last_update": etcd.last_update,
+            "connected": etcd.connected,
         },
     }
 
 
-def _conn_cache(fwd: Forwarder) -> list[list[Any]]:
+def _conn_cache(fwd: ForwardStats) -> list[list[Any]]:
     """[to, proto, hit|miss, n]: a UDP query that needed no new socket was a hit."""
-    rows: list[list[Any]] = [[to, proto, "miss", n] for (to, proto), n in fwd.conn_misses.items()]
+    misses = fwd.conn_misses
+    rows: list[list[Any]] = [[to, proto, "miss", n] for (to, proto), n in misses.items()]
     for to, n in fwd.requests_to.items():
-        hits = n - fwd.conn_misses[(to, "udp")] - fwd.conn_misses[(to, "tcp")]
+        hits = n - misses[(to, "udp")] - misses[(to, "tcp")]
         if hits > 0:
             rows.append([to, "udp", "hit", hits])
     return rows
@@ -87,8 +86,8 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
     """Sum the counters of several worker processes (gauges: the freshest / largest)."""
     first = snapshots[0]
     out: Snapshot = {"server": first["server"], "zones": first["zones"], "tally": [],
-                     "panics": 0, "cache": None, "forward": None, "etcd": dict(first["etcd"]),
-                     "health": first["health"]}
+                     "panics": 0, "ready": all(s["ready"] for s in snapshots), "cache": None,
+                     "forward": None, "etcd": dict(first["etcd"]), "health": first["health"]}
     for snap in snapshots:
         out["tally"].extend(snap["tally"])
         out["panics"] += snap["panics"]
@@ -98,7 +97,7 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
             fwd = out["forward"] or {"stats": {}}
             fwd["stats"] = _add(fwd["stats"], snap["forward"]["stats"])
             for part in ("requests", "replies", "durations", "healthcheck_failures",
-                         "conn_cache"):
+                         "failures", "conn_cache"):
                 fwd[part] = fwd.get(part, []) + snap["forward"][part]
             out["forward"] = fwd
         etcd = out["etcd"]
@@ -120,6 +119,9 @@ def families(snap: Snapshot, deprecated_forward: bool = True) -> Iterator[Metric
     panics = CounterMetricFamily("coredns_panics", "Panics (unhandled exceptions) in a handler.")
     panics.add_metric([], snap["panics"])
     yield panics
+    ready = GaugeMetricFamily("skyserve_ready", "1 while /ready answers 200.")
+    ready.add_metric([], int(snap["ready"]))
+    yield ready
     build = GaugeMetricFamily("coredns_build_info", "Build information.",
                               labels=["version", "revision", "goversion"])
     build.add_metric([__version__, "skyserve", f"python{platform.python_version()}"], 1)
@@ -245,6 +247,17 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
     for (to, proto, kind), n in merged.items():
         conns[kind].add_metric(["forward", to, proto], n)
     yield from conns.values()
+    failed = CounterMetricFamily(
+        "skyserve_forward_upstream_failures",
+        "Queries an upstream failed, by reason: timeout, network, malformed (SERVFAIL and "
+        "REFUSED are replies: see coredns_proxy_request_duration_seconds).",
+        labels=["to", "reason"])
+    merged_failures: dict[tuple[str, str], int] = {}
+    for to, why, n in fwd["failures"]:
+        merged_failures[(to, why)] = merged_failures.get((to, why), 0) + n
+    for (to, why), n in merged_failures.items():
+        failed.add_metric([to, why], n)
+    yield failed
     stats = fwd["stats"]
     for name, key, text in (
         ("coredns_forward_max_concurrent_rejects", "max_concurrent_rejects",

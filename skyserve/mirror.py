@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import wait_exponential_jitter
 
+from skydns.background import Background
 from skydns.etcd import Compacted, EtcdClient, EtcdError, EtcdSettings, KeyValue, WatchBatch
 from skydns.record import RecordError, decode_record, key_path
 
-from .engine import Change
-from .tree import Index
+from .index import Change, Index
+from .stats import EtcdState
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +43,6 @@ class Sink(Protocol):
     def changed(self, changes: list[Change], revision: int) -> None: ...
 
     def state(self, connected: bool, reason: str) -> None: ...
-
-
-@dataclass(slots=True)
-class MirrorStats:
-    loads: int = 0
-    watch_restarts: int = 0
-    last_update: float = 0.0  # time.time() of the last load or change applied
-    connected: bool = False
-    last_error: str = ""
 
 
 def decode(key: str, value: bytes | None, prefix: str) -> Change | None:
@@ -73,12 +63,8 @@ def build_index(kvs: list[KeyValue], prefix: str) -> Index:
     index = Index()
     for kv in kvs:
         change = decode(kv.key, kv.value, prefix)
-        if change is None:
-            continue
-        if change.record is not None:
-            index.put(change.path, change.record)
-        elif change.invalid is not None:
-            index.put_invalid(change.path, change.key, change.invalid)
+        if change is not None:
+            index.apply(change)
     return index
 
 
@@ -89,6 +75,7 @@ class Mirror:
         prefix: str,
         sink: Sink,
         *,
+        state: EtcdState | None = None,
         probe_interval: float = 3.0,
         max_backoff: float = 5.0,
         connect: Callable[[EtcdSettings], EtcdClient] = EtcdClient,
@@ -99,29 +86,22 @@ class Mirror:
         self.probe_interval = probe_interval
         self.max_backoff = max_backoff
         self.connect = connect
-        self.stats = MirrorStats()
+        self.stats = state if state is not None else EtcdState()
         self.revision = 0  # the last revision applied; 0 = nothing loaded yet
-        self._stop = threading.Event()
         self._queue: queue.Queue[WatchBatch | Exception | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="etcd-mirror", daemon=True)
+        self._thread = Background("etcd-mirror", self._run)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        self._queue.put(None)
-        self._thread.join(timeout)
+        self._thread.stop(timeout, wake=lambda: self._queue.put(None))
 
     def _run(self) -> None:
-        retrying = Retrying(
-            retry=retry_if_exception_type(EtcdError),
-            wait=wait_exponential_jitter(initial=0.05, max=self.max_backoff),
-            before_sleep=self._failed,
-            sleep=self._pause,
-            reraise=True,
-        )
-        while not self._stop.is_set():
+        retrying = self._thread.retrying(
+            EtcdError, wait_exponential_jitter(initial=0.05, max=self.max_backoff),
+            before_sleep=self._failed)
+        while not self._thread.stopping:
             client = retrying(self._connect)
             try:
                 self._watch(client)
@@ -134,13 +114,8 @@ class Mirror:
                 client.close()
             self.stats.watch_restarts += 1
 
-    def _pause(self, seconds: float) -> None:
-        """The back-off sleep; a stop request cuts it short."""
-        self._stop.wait(seconds)
-
     def _connect(self) -> EtcdClient:
-        if self._stop.is_set():
-            raise SystemExit  # leave the retry loop; the thread ends quietly
+        self._thread.check()
         client = self.connect(self.settings)
         try:
             if self.revision == 0:
@@ -162,7 +137,7 @@ class Mirror:
 
     def _watch(self, client: EtcdClient) -> None:
         suspicious = False
-        while not self._stop.is_set():
+        while not self._thread.stopping:
             try:
                 item = self._queue.get(timeout=self.probe_interval)
             except queue.Empty:

@@ -16,7 +16,8 @@ import struct
 import sys
 from typing import Any, TextIO
 
-from .tally import qtype_name, rcode_name
+from .wire.constants import MIN_UDP, qtype_name, rcode_name
+from .wire.query import Drop, FormatError, name_text, parse_query, question
 
 CLASSES = ("all", "denial", "error", "success")
 FLAG_NAMES = ((0x8000, "qr"), (0x0400, "aa"), (0x0200, "tc"), (0x0100, "rd"), (0x0080, "ra"),
@@ -37,7 +38,9 @@ class QueryLog:
         kind = "success" if rcode == 0 and ancount else "denial" if rcode in (0, 3) else "error"
         if "all" not in self.classes and kind not in self.classes:
             return
-        name, qtype, qclass, _ = _question(reply)
+        found = question(reply)
+        name, qtype, qclass = (name_text(found[0]), found[1], found[2]) if found else ("-", 0, 0)
+        do, bufsize = _edns(query)
         if not isinstance(peer, tuple) and hasattr(peer, "get_extra_info"):
             peer = peer.get_extra_info("peername")  # a TCP connection
         host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else ("-", 0)
@@ -45,8 +48,8 @@ class QueryLog:
             "client_ip": host, "client_port": port, "id": int.from_bytes(reply[:2], "big"),
             "type": qtype_name(qtype) if qtype_name(qtype) != "other" else str(qtype),
             "class": "IN" if qclass == 1 else str(qclass), "name": name,
-            "proto": "tcp" if tcp else "udp", "size": len(query), "do": _do(query),
-            "bufsize": _bufsize(query), "rcode": rcode_name(rcode),
+            "proto": "tcp" if tcp else "udp", "size": len(query), "do": do,
+            "bufsize": bufsize, "rcode": rcode_name(rcode),
             "flags": ",".join(n for bit, n in FLAG_NAMES if flags & bit),
             "rsize": len(reply), "duration_seconds": round(duration, 6),
         }
@@ -63,47 +66,10 @@ class QueryLog:
         self.stream.flush()
 
 
-def _question(msg: bytes) -> tuple[str, int, int, int]:
-    pos, labels = 12, []
+def _edns(query: bytes) -> tuple[bool, int]:
+    """The query's DO bit and advertised UDP size (512 without EDNS, or if it is bad)."""
     try:
-        while msg[pos]:
-            labels.append(msg[pos + 1 : pos + 1 + msg[pos]].decode("latin-1"))
-            pos += 1 + msg[pos]
-        qtype, qclass = struct.unpack_from("!HH", msg, pos + 1)
-    except (IndexError, struct.error):
-        return "-", 0, 0, pos
-    name = ".".join(_escape(x) for x in labels) + "."
-    return name, qtype, qclass, pos + 5
-
-
-def _escape(label: str) -> str:
-    """RFC 1035 presentation form: a log line can never be split or forged by a name."""
-    out = []
-    for ch in label:
-        code = ord(ch)
-        if ch in '."\\;()$@':
-            out.append("\\" + ch)
-        elif code < 0x21 or code > 0x7E:
-            out.append(f"\\{code:03d}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _opt_ttl_and_size(query: bytes) -> tuple[int, int] | None:
-    """The OPT record of a query that carries nothing but a question and an OPT."""
-    _, _, _, end = _question(query)
-    if len(query) >= end + 11 and query[end] == 0 and query[end + 1 : end + 3] == b"\x00\x29":
-        size, ttl = struct.unpack_from("!HI", query, end + 3)
-        return ttl, size
-    return None
-
-
-def _do(query: bytes) -> bool:
-    opt = _opt_ttl_and_size(query)
-    return bool(opt and opt[0] & 0x8000)
-
-
-def _bufsize(query: bytes) -> int:
-    opt = _opt_ttl_and_size(query)
-    return opt[1] if opt else 512
+        parsed = parse_query(query)
+    except (Drop, FormatError):
+        return False, MIN_UDP
+    return parsed.do, parsed.udp_size if parsed.edns else MIN_UDP

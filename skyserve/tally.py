@@ -16,13 +16,6 @@ from typing import NamedTuple
 DURATION_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
 SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
 
-QTYPES = {1: "A", 28: "AAAA", 5: "CNAME", 48: "DNSKEY", 43: "DS", 15: "MX", 47: "NSEC",
-          50: "NSEC3", 2: "NS", 12: "PTR", 46: "RRSIG", 6: "SOA", 33: "SRV", 16: "TXT",
-          251: "IXFR", 252: "AXFR", 255: "ANY"}
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
-          16: "BADVERS"}
-
-
 class Stat(NamedTuple):
     proto: str  # "udp" / "tcp"
     zone: str  # the matched zone with a trailing dot, or "dropped"
@@ -82,11 +75,3 @@ def size_bucket(size: int) -> int:
 
 def duration_bucket(seconds: float) -> int:
     return bisect_left(DURATION_BUCKETS, seconds)
-
-
-def qtype_name(qtype: int) -> str:
-    return QTYPES.get(qtype, "other")
-
-
-def rcode_name(rcode: int) -> str:
-    return RCODES.get(rcode, str(rcode))

@@ -27,10 +27,9 @@ TCP_IDLE = 10.0
 
 
 class UdpServer:
-    def __init__(self, sock: socket.socket, handler: Handler, on_error: Callable[[], None]) -> None:
+    def __init__(self, sock: socket.socket, handler: Handler) -> None:
         self.sock = sock
-        self.handler = handler
-        self.on_error = on_error
+        self.handler = handler  # never raises: the pipeline answers its own errors
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -65,22 +64,18 @@ class UdpServer:
             except OSError:
                 log.debug("udp receive failed", exc_info=True)
                 return
-            try:
-                reply = handler(data, False, peer, send)
-                if reply is not None:
+            reply = handler(data, False, peer, send)
+            if reply is not None:
+                try:
                     sendto(reply, peer)
-            except OSError:
-                log.debug("udp send to %s failed", peer, exc_info=True)
-            except Exception:
-                self.on_error()
-                log.exception("error answering a UDP query from %s", peer)
+                except OSError:
+                    log.debug("udp send to %s failed", peer, exc_info=True)
 
 
 class TcpServer:
-    def __init__(self, sock: socket.socket, handler: Handler, on_error: Callable[[], None]) -> None:
+    def __init__(self, sock: socket.socket, handler: Handler) -> None:
         self.sock = sock
-        self.handler = handler
-        self.on_error = on_error
+        self.handler = handler  # never raises: the pipeline answers its own errors
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -106,12 +101,7 @@ class TcpServer:
                 data = await asyncio.wait_for(
                     reader.readexactly(int.from_bytes(head, "big")), TCP_IDLE
                 )
-                try:
-                    reply = self.handler(data, True, writer, _send_tcp)
-                except Exception:
-                    self.on_error()
-                    log.exception("error answering a TCP query")
-                    return
+                reply = self.handler(data, True, writer, _send_tcp)
                 if reply is not None:
                     writer.write(len(reply).to_bytes(2, "big") + reply)
                     await writer.drain()

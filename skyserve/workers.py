@@ -1,7 +1,7 @@
 """``--workers N``: N serving processes on one DNS address, so every core answers.
 
 The supervisor forks N workers before it starts anything else. Each worker is a complete
-skyserve (its own etcd mirror, engine, forwarder and cache) whose DNS sockets are bound
+skyserve (its own etcd mirror, pipeline, forwarder and cache) whose DNS sockets are bound
 with SO_REUSEPORT, so the kernel spreads queries over them. The supervisor serves
 ``/health``, ``/ready`` (200 only when every worker is ready) and ``/metrics``: on each scrape
 it asks every worker for its counters over a control socket and sums them, so the figures
@@ -184,7 +184,7 @@ async def _answer_supervisor(app: App, control: socket.socket) -> None:
     while await reader.readline():
         status, _, body = app.ready()
         answer = {"ready": status == 200, "reason": body.decode().strip(),
-                  "snapshot": metrics.snapshot(app)}
+                  "snapshot": app.snapshot()}
         writer.write(json.dumps(answer).encode() + b"\n")
         await writer.drain()
 

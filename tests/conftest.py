@@ -1,7 +1,9 @@
-"""Shared pytest fixtures: real etcd servers, per-test key prefixes, skyserve processes."""
+"""Shared pytest fixtures: real etcd servers (plain, TLS-only, auth-enabled), per-test key
+prefixes, skyserve processes, etcdctl, fake DNS upstreams."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
@@ -9,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.dns_upstream import DnsUpstream
-from tests.support.etcd_server import EtcdServer, find_etcd_binary, started
+from tests.support.etcd_server import EtcdServer, find_etcd_binary, find_etcdctl_binary, started
 from tests.support.netutil import free_port
+from tests.support.secure_etcd import PASSWORD, Certs, TlsEtcd, make_certs, run_etcdctl
 from tests.support.skyserve_proc import SkyserveProcess
 
 __all__ = ["free_port"]
+
+pytest_plugins = ("pytester", "tests.support.e2e_guard")
 
 _NO_ETCD = "etcd binary not found: set $ETCD_BIN or install etcd on PATH"
 _prefix_counter = itertools.count(1)
@@ -53,6 +58,41 @@ def clean_prefix(etcd: EtcdServer) -> Iterator[str]:
     if etcd.running and not etcd.paused:
         etcd.delete_prefix(prefix + "/")
         etcd.delete(prefix)
+
+
+@pytest.fixture(scope="module")
+def etcdctl(etcd_binary: str) -> Callable[..., str]:
+    """run(endpoint, *args, certs=None, user=None) -> output of `etcdctl` (API v3)."""
+    binary = find_etcdctl_binary(etcd_binary)
+    if binary is None:
+        pytest.skip("etcdctl not found")
+    return functools.partial(run_etcdctl, binary)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def tls_etcd(etcd_binary: str, certs: Certs) -> Iterator[TlsEtcd]:
+    """An etcd serving https only, requiring a client certificate signed by ``certs.ca``."""
+    yield from started(TlsEtcd("tls", binary=etcd_binary, certs=certs))
+
+
+@pytest.fixture(scope="module")
+def auth_etcd(etcd_binary: str, etcdctl: Callable[..., str]) -> Iterator[EtcdServer]:
+    """A plain-http etcd with authentication enabled: user root / PASSWORD."""
+    server = EtcdServer("auth", binary=etcd_binary)
+    try:
+        server.start()
+        etcdctl(server.endpoint, "user", "add", f"root:{PASSWORD}")
+        etcdctl(server.endpoint, "role", "add", "root")
+        etcdctl(server.endpoint, "user", "grant-role", "root", "root")
+        etcdctl(server.endpoint, "auth", "enable")
+        yield server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ def test_free_port_is_free_for_tcp_and_udp() -> None:
                 udp.bind(("127.0.0.1", port))
 
 
+@pytest.mark.e2e
 def test_session_etcd_is_up(etcd: EtcdServer) -> None:
     assert etcd.running
     assert etcd.endpoint == f"http://127.0.0.1:{etcd.client_port}"
@@ -30,6 +31,7 @@ def test_session_etcd_is_up(etcd: EtcdServer) -> None:
     assert etcd.log_path.is_file()
 
 
+@pytest.mark.e2e
 def test_put_get_delete_revisions(etcd: EtcdServer, clean_prefix: str) -> None:
     key = f"{clean_prefix}/local/skydns/a"
     r1 = etcd.put(key, '{"host":"10.0.0.1"}')
@@ -43,11 +45,13 @@ def test_put_get_delete_revisions(etcd: EtcdServer, clean_prefix: str) -> None:
     assert etcd.get(key) is None
 
 
+@pytest.mark.e2e
 def test_clean_prefix_is_unique(clean_prefix: str) -> None:
     assert clean_prefix.startswith("/skydns-t")
     assert not clean_prefix.endswith("/")
 
 
+@pytest.mark.e2e
 def test_restart_keeps_data_and_revision(fresh_etcd: EtcdServer) -> None:
     port, data_dir = fresh_etcd.client_port, fresh_etcd.data_dir
     for i in range(5):
@@ -59,6 +63,7 @@ def test_restart_keeps_data_and_revision(fresh_etcd: EtcdServer) -> None:
     assert fresh_etcd.put("/k/after", "x") == rev + 1
 
 
+@pytest.mark.e2e
 def test_kill_then_start_recovers_from_wal(fresh_etcd: EtcdServer) -> None:
     rev = fresh_etcd.put("/crash/a", "1")
     fresh_etcd.kill()
@@ -69,6 +74,7 @@ def test_kill_then_start_recovers_from_wal(fresh_etcd: EtcdServer) -> None:
     assert fresh_etcd.get("/crash/a") == b"1"
 
 
+@pytest.mark.e2e
 def test_pause_and_resume(fresh_etcd: EtcdServer) -> None:
     rev = fresh_etcd.put("/p/a", "1")
     fresh_etcd.pause()
@@ -80,6 +86,7 @@ def test_pause_and_resume(fresh_etcd: EtcdServer) -> None:
     assert fresh_etcd.put("/p/a", "2") == rev + 1
 
 
+@pytest.mark.e2e
 def test_stop_while_paused(fresh_etcd: EtcdServer) -> None:
     fresh_etcd.pause()
     t0 = time.monotonic()
@@ -88,6 +95,7 @@ def test_stop_while_paused(fresh_etcd: EtcdServer) -> None:
     assert time.monotonic() - t0 < 4.5  # terminated by SIGTERM, not the SIGKILL fallback
 
 
+@pytest.mark.e2e
 def test_compact(fresh_etcd: EtcdServer) -> None:
     r1 = fresh_etcd.put("/c/a", "1")
     r2 = fresh_etcd.put("/c/a", "2")
@@ -100,6 +108,7 @@ def test_compact(fresh_etcd: EtcdServer) -> None:
     assert excinfo.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
 
+@pytest.mark.e2e
 def test_three_member_cluster_survives_leader_kill(etcd_binary: str) -> None:
     members = start_cluster(3, binary=etcd_binary)
     try:

@@ -15,8 +15,8 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tests.support import fake_kubeapi as fk
-from tests.support.fake_kubeapi import FakeKubeAPI
+import kubefake as fk
+from kubefake import FakeKubeAPI
 from tests.support.kubeconfig import api_client, write_kubeconfig
 
 Event = dict[str, Any]

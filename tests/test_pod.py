@@ -28,12 +28,14 @@ from typing import Any
 import pytest
 import yaml
 
+from kubefake import FakeKubeAPI, endpoint_slice, namespace, service
 from skyserve import config as skyserve_config
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, namespace, service
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.netutil import http_status
 from tests.support.pod_runner import PortMap, Process, materialize_volumes, rewrite_args
 from tests.support.resolver import Resolver
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 RENDER = ROOT / "scripts" / "render-manifests"

@@ -30,10 +30,10 @@ from typing import Any
 
 import pytest
 import yaml
+from kubefake import FakeKubeAPI, endpoint_slice, namespace, service
 
 from skyserve import config as skyserve_config
 from tests.support.dnsutil import key
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, namespace, service
 from tests.support.netutil import http_status
 from tests.support.podman_pod import HOST_FROM_POD, Pod, Podman, for_podman, probes
 from tests.support.resolver import Resolver

@@ -2,103 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import dns.rcode
-import dns.rdatatype
 import pytest
 
 from kube2etcd.records import fnv32a
+from kubefake import FakeKubeAPI, endpoint_slice, endpoints, pod, service
+from tests.support.bridge_env import HTTP, NX, SVC, Env, make_env
 from tests.support.bridge_proc import BridgeProcess
 from tests.support.etcd_server import EtcdServer
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
-from tests.support.kubeconfig import write_kubeconfig
-from tests.support.skyserve_proc import SkyserveProcess
+from tests.support.polling import wait_for
 
-ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
-NX = None  # expected answer: NXDOMAIN
-SVC = "svc.cluster.local."
-HTTP = [{"name": "http", "port": 80}]
-
-
-class Env:
-    def __init__(self, api: FakeKubeAPI, kubeconfig: Path, etcd: EtcdServer, prefix: str,
-                 sky: SkyserveProcess, tmp: Path) -> None:
-        self.api, self.kubeconfig, self.etcd, self.prefix = api, kubeconfig, etcd, prefix
-        self.sky, self.tmp = sky, tmp
-        self.bridges: list[BridgeProcess] = []
-
-    def bridge(self, *args: str, wait: bool = True, name: str = "bridge") -> BridgeProcess:
-        b = BridgeProcess(self.kubeconfig, self.etcd.endpoint, self.prefix, self.tmp, args, name)
-        self.bridges.append(b)
-        b.start()
-        return b.wait_ready() if wait else b
-
-    def answer(self, name: str, rdtype: str) -> set[str] | None:
-        """The answer's records of that type as text (SRV without weight); None if NXDOMAIN."""
-        msg = self.sky.query(name, rdtype)
-        if msg.rcode() == dns.rcode.NXDOMAIN:
-            return None
-        want = dns.rdatatype.from_text(rdtype)
-        out = set()
-        for rrset in msg.answer:
-            if rrset.rdtype == want:
-                for rd in rrset:
-                    text = rd.to_text()
-                    if rdtype == "SRV":
-                        text = f"{rd.port} {rd.target}"
-                    out.add(text)
-        return out
-
-    def expect(self, name: str, rdtype: str, want: set[str] | None, timeout: float = 8.0) -> float:
-        """Wait until the answer is `want`; returns how long it took."""
-        start = time.monotonic()
-        while True:
-            got = self.answer(name, rdtype)
-            if got == want:
-                return time.monotonic() - start
-            if time.monotonic() - start > timeout:
-                logs = "\n".join(b.log_tail(15) for b in self.bridges)
-                raise AssertionError(f"{name} {rdtype}: got {got}, want {want}\n{logs}")
-            time.sleep(0.02)
-
-    def stable(self, name: str, rdtype: str, want: set[str] | None, seconds: float) -> None:
-        """Check that the answer stays `want` for a while."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            assert self.answer(name, rdtype) == want
-            time.sleep(0.05)
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI(bookmark_interval=0.3, max_watch_seconds=5.0) as api:
-        yield api
-
-
-def make_env(kube: FakeKubeAPI, etcd: EtcdServer, prefix: str, skyserve: Callable[..., Any],
-             tmp_path: Path) -> Iterator[Env]:
-    sky = skyserve(ZONES, ["--lameduck", "0s"], etcd_endpoints=etcd.endpoint, prefix=prefix)
-    env = Env(kube, write_kubeconfig(tmp_path / "kubeconfig", kube.url), etcd, prefix, sky,
-              tmp_path)
-    try:
-        yield env
-    finally:
-        failed = []
-        for b in env.bridges:
-            code = b.stop()
-            if code not in (0, -9):
-                failed.append(f"{b!r} exited {code}:\n{b.log_tail()}")
-        assert not failed, failed
-
-
-@pytest.fixture
-def env(kube: FakeKubeAPI, etcd: EtcdServer, clean_prefix: str, skyserve: Callable[..., Any],
-        tmp_path: Path) -> Iterator[Env]:
-    yield from make_env(kube, etcd, clean_prefix, skyserve, tmp_path)
+pytestmark = pytest.mark.e2e
 
 
 def slice_(name: str, svc: str, eps: Sequence[Any], ns: str = "default",
@@ -419,6 +338,10 @@ def test_etcd_restart(kube: FakeKubeAPI, fresh_etcd: EtcdServer, skyserve: Calla
         assert bridge.status("/readyz")[0] == 200
 
 
+def synced(bridge: BridgeProcess) -> bool:
+    return bridge.metric("kube2etcd_synced") == 1
+
+
 def test_leader_failover(kube: FakeKubeAPI, fresh_etcd: EtcdServer,
                          skyserve: Callable[..., Any], tmp_path: Path) -> None:
     for env in make_env(kube, fresh_etcd, "/skydns", skyserve, tmp_path):
@@ -430,6 +353,10 @@ def test_leader_failover(kube: FakeKubeAPI, fresh_etcd: EtcdServer,
         leaders = [b for b in (one, two) if b.metric("kube2etcd_leader") == 1]
         assert leaders == [one]
         assert two.status("/readyz") == (200, "standby\n")
+        assert one.metric("kube2etcd_synced") == 1 and two.metric("kube2etcd_synced") == 0
+        assert one.metric("kube2etcd_leader_transitions_total") == 1
+        assert (one.metric('kube2etcd_etcd_operations_total{op="lease",result="ok"}') or 0) >= 1
+        assert two.metric('kube2etcd_watch_restarts_total{resource="services"}') == 0
         one.kill()  # no chance to release the lease
         killed = time.monotonic()
         kube.upsert("services", service("default", "s", ["10.96.9.2"]))
@@ -437,6 +364,8 @@ def test_leader_failover(kube: FakeKubeAPI, fresh_etcd: EtcdServer,
         took = time.monotonic() - killed
         assert took < 2 + 2, f"standby took {took:.1f}s to take over"  # TTL + poll + slack
         assert two.metric("kube2etcd_leader") == 1
+        assert two.metric("kube2etcd_leader_transitions_total") == 1
+        assert wait_for(functools.partial(synced, two), 5)
         # A clean stop hands over at once.
         three = env.bridge(*args, name="three")
         assert two.stop() == 0

@@ -1,8 +1,8 @@
 """The bridge against etcd set-ups beyond the plain one: TLS with client certificates,
 user/password authentication, and an etcd replaced by an empty one behind its back.
 
-The secured etcds, the certificates and etcdctl come from skyserve's security tests
-(tests/skyserve/test_etcd_security.py): the same fixtures, registered here by assignment.
+The secured etcds, the certificates and etcdctl are the fixtures skyserve's security tests
+use too (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -18,20 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.kube2etcd import test_e2e as e2e
-from tests.kube2etcd.test_e2e import HTTP, NX, SVC, ZONES, Env, make_env
-from tests.skyserve import test_etcd_security as security
+from kubefake import FakeKubeAPI, endpoint_slice, service
+from tests.support.bridge_env import HTTP, NX, SVC, ZONES, Env, make_env
 from tests.support.bridge_proc import BridgeProcess
 from tests.support.etcd_server import EtcdServer
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, service
 from tests.support.kubeconfig import write_kubeconfig
+from tests.support.secure_etcd import PASSWORD, Certs, TlsEtcd
 
-# Fixtures of other test modules, under their own names (pytest finds module attributes).
-kube = e2e.kube
-certs = security.certs
-tls_etcd = security.tls_etcd
-auth_etcd = security.auth_etcd
-etcdctl = security.etcdctl
+pytestmark = pytest.mark.e2e
 
 
 def secured_env(kube: FakeKubeAPI, etcd: EtcdServer, etcd_args: list[str], prefix: str,
@@ -69,8 +63,8 @@ def check_sync(env: Env, *bridge_args: str) -> None:
     assert bridge.metric('kube2etcd_etcd_operations_total{op="load",result="error"}') is None
 
 
-def test_tls_with_client_certificate(kube: FakeKubeAPI, tls_etcd: security.TlsEtcd,
-                                     certs: security.Certs, clean_prefix: str,
+def test_tls_with_client_certificate(kube: FakeKubeAPI, tls_etcd: TlsEtcd,
+                                     certs: Certs, clean_prefix: str,
                                      skyserve: Callable[..., Any], tmp_path: Path) -> None:
     assert tls_etcd.endpoint.startswith("https://")
     args = ["--etcd-ca", str(certs.ca), "--etcd-cert", str(certs.client),
@@ -81,7 +75,7 @@ def test_tls_with_client_certificate(kube: FakeKubeAPI, tls_etcd: security.TlsEt
 
 
 def test_tls_without_the_client_certificate_never_writes(
-    kube: FakeKubeAPI, tls_etcd: security.TlsEtcd, certs: security.Certs, clean_prefix: str,
+    kube: FakeKubeAPI, tls_etcd: TlsEtcd, certs: Certs, clean_prefix: str,
     tmp_path: Path,
 ) -> None:
     kube.upsert("services", service("default", "web", ["10.96.21.1"]))
@@ -101,13 +95,13 @@ def test_username_and_password_over_plain_http(
     through the authenticated client too.
     """
     assert auth_etcd.endpoint.startswith("http://")
-    args = ["--etcd-username", "root", "--etcd-password", security.PASSWORD]
+    args = ["--etcd-username", "root", "--etcd-password", PASSWORD]
     for env in secured_env(kube, auth_etcd, args, clean_prefix, skyserve, tmp_path):
         check_sync(env, *args, "--leader-elect", "--leader-lease-ttl", "2s")
         bridge = env.bridges[0]
         assert bridge.metric("kube2etcd_leader") == 1
-        assert security.PASSWORD not in bridge.log_text()
-        root = f"root:{security.PASSWORD}"
+        assert PASSWORD not in bridge.log_text()
+        root = f"root:{PASSWORD}"
         out = etcdctl(auth_etcd.endpoint, "get", "--prefix", "--keys-only",
                       f"{clean_prefix}/local/cluster/svc/default/web/", user=root)
         assert f"{clean_prefix}/local/cluster/svc/default/web/" in out
@@ -123,7 +117,7 @@ def test_wrong_password_never_writes(
                         ) as bridge:
         assert "not-it" not in bridge.log_text()
     out = etcdctl(auth_etcd.endpoint, "get", "--prefix", "--keys-only", clean_prefix + "/",
-                  user=f"root:{security.PASSWORD}")
+                  user=f"root:{PASSWORD}")
     assert out.strip() == ""
 
 

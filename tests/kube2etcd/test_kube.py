@@ -24,7 +24,7 @@ from kube2etcd.objects import (
     slim_slice,
 )
 from kube2etcd.records import CLUSTER_IP, EXTERNAL_NAME, HEADLESS, Endpoint, Port
-from tests.support.fake_kubeapi import FakeKubeAPI, endpoint_slice, endpoints, pod, service
+from kubefake import FakeKubeAPI, endpoint_slice, endpoints, pod, service
 from tests.support.kubeconfig import write_kubeconfig
 
 

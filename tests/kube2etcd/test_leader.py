@@ -11,6 +11,8 @@ from kube2etcd.leader import KEY_PREFIX, Leader
 from skydns.etcd import EtcdClient, EtcdSettings
 from tests.support.etcd_server import EtcdServer
 
+pytestmark = pytest.mark.e2e
+
 
 def wait_for(cond: Callable[[], bool], timeout: float) -> float:
     start = time.monotonic()
@@ -46,8 +48,7 @@ def test_one_leader_and_takeover_after_the_lease_expires(
     assert a.is_leader() and not b.is_leader()
     assert fresh_etcd.get(KEY_PREFIX + "cluster.local") == b"a"
     # 'a' dies without a word: its thread stops, its lease is left to expire.
-    a._stop.set()
-    a._thread.join(2)
+    a._thread.stop(2)
     died = time.monotonic()
     wait_for(b.is_leader, 5)
     assert time.monotonic() - died < 2 + 0.5 + 0.5  # TTL + one campaign interval + slack

@@ -14,12 +14,12 @@ from kube2etcd.reconcile import Reconciler, ReconcileSettings, lost_state
 from kube2etcd.records import (
     CLUSTER_IP,
     HEADLESS,
+    Domain,
     Endpoint,
     EndpointGroup,
     EndpointSet,
     Port,
     Service,
-    Zone,
     fnv32a,
 )
 from skydns.etcd import EtcdClient, EtcdSettings, Header, KeyValue
@@ -45,7 +45,7 @@ class Bridge:
     """A Reconciler fed by hand, as the watchers would feed it."""
 
     def __init__(self, etcd: EtcdServer, prefix: str, **settings: float) -> None:
-        self.zone = Zone(("cluster", "local"), prefix, 30)
+        self.zone = Domain(("cluster", "local"), prefix, 30)
         self.metrics = Metrics()
         self.rec = Reconciler(
             self.zone, EtcdSettings(endpoints=(etcd.endpoint,), timeout=2.0), SOURCES,
@@ -99,6 +99,7 @@ def owned(etcd: EtcdServer, prefix: str) -> dict[str, dict[str, object]]:
     return {k: json.loads(v) for k, v in etcd.get_prefix(prefix + "/").items()}
 
 
+@pytest.mark.e2e
 def test_first_sync_writes_everything_with_the_marker(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -117,6 +118,7 @@ def test_first_sync_writes_everything_with_the_marker(
     assert b.sample("kube2etcd_records", "ptr") == 2
 
 
+@pytest.mark.e2e
 def test_nothing_is_written_or_deleted_from_a_partial_view(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -134,6 +136,7 @@ def test_nothing_is_written_or_deleted_from_a_partial_view(
     assert orphan not in keys and len(keys) == 4
 
 
+@pytest.mark.e2e
 def test_orphans_of_an_earlier_run_are_removed_and_foreign_keys_kept(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -166,6 +169,7 @@ def test_orphans_of_an_earlier_run_are_removed_and_foreign_keys_kept(
     assert f"{base}/a/_tcp/_http/{fnv32a('a.default.svc.cluster.local.')}" in data
 
 
+@pytest.mark.e2e
 def test_changes_write_only_the_difference(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -192,6 +196,7 @@ def test_changes_write_only_the_difference(
     assert not etcd.get_prefix(f"{clean_prefix}/local/cluster/svc/default/s4/")
 
 
+@pytest.mark.e2e
 def test_headless_service_larger_than_one_transaction(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -208,6 +213,7 @@ def test_headless_service_larger_than_one_transaction(
     assert len(etcd.get_prefix(f"{clean_prefix}/local/cluster/svc/ns/big/")) == 20
 
 
+@pytest.mark.e2e
 def test_a_key_taken_over_by_another_writer_is_left_alone(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -223,6 +229,7 @@ def test_a_key_taken_over_by_another_writer_is_left_alone(
     assert not [k for k in etcd.get_prefix(clean_prefix + "/") if "/10/0/0/1/" in k]
 
 
+@pytest.mark.e2e
 def test_periodic_resync_repairs_drift(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -236,6 +243,7 @@ def test_periodic_resync_repairs_drift(
     wait_for(lambda: etcd.get(key) == value, timeout=5, what="the resync to restore the key")
 
 
+@pytest.mark.e2e
 def test_etcd_apply_chunks_puts_before_deletes_and_checks_expectations(
     etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -260,6 +268,7 @@ def test_etcd_apply_chunks_puts_before_deletes_and_checks_expectations(
         client.close()
 
 
+@pytest.mark.e2e
 def test_endpoint_ptrs_of_cluster_ip_services_follow_their_endpoints(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -293,6 +302,7 @@ def test_endpoint_ptrs_of_cluster_ip_services_follow_their_endpoints(
     assert ptrs("10.96.0.2") == {fnv32a("default/api"): "api.default.svc.cluster.local."}
 
 
+@pytest.mark.e2e
 def test_foreign_keys_skipped_metric(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:
@@ -319,6 +329,7 @@ def test_foreign_keys_skipped_metric(
     assert etcd.get(taken) == b'{"host":"192.0.2.2"}'
 
 
+@pytest.mark.e2e
 def test_probe_rewrites_records_etcd_lost_without_an_error(
     bridge: Callable[..., Bridge], etcd: EtcdServer, clean_prefix: str
 ) -> None:

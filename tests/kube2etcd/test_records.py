@@ -8,12 +8,12 @@ from kube2etcd.records import (
     CLUSTER_IP,
     EXTERNAL_NAME,
     HEADLESS,
+    Domain,
     Endpoint,
     EndpointGroup,
     EndpointSet,
     Port,
     Service,
-    Zone,
     dashed,
     encode,
     fnv32a,
@@ -25,7 +25,7 @@ from kube2etcd.records import (
 )
 from skydns.record import Record, decode_record
 
-ZONE = Zone(("cluster", "local"), "/skydns", 30)
+ZONE = Domain(("cluster", "local"), "/skydns", 30)
 SVC = "/skydns/local/cluster/svc"
 HTTP = Port("http", 80, "TCP")
 
@@ -207,7 +207,7 @@ def test_values_carry_the_marker_and_decode_in_skyserve() -> None:
 
 
 def test_prefix_and_domain_are_configurable() -> None:
-    zone = Zone(("k8s", "example", "org"), "/dns/root", 5)
+    zone = Domain(("k8s", "example", "org"), "/dns/root", 5)
     recs = service_records(zone, Service("ns", "a", CLUSTER_IP, ("10.0.0.1",)))
     assert {k.rsplit("/", 1)[0] for k in recs} == {
         "/dns/root/org/example/k8s/svc/ns/a", "/dns/root/arpa/in-addr/10/0/0/1"

@@ -13,6 +13,8 @@ import yaml
 
 from skyserve import config as skyserve_config
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 RENDER = ROOT / "scripts" / "render-manifests"
 

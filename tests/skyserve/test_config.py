@@ -79,6 +79,7 @@ def test_bad_config_file(tmp_path: Path) -> None:
         load(["--config", str(wrong_type)], {})
 
 
+@pytest.mark.e2e
 def test_cli_exits_non_zero_with_the_option_named() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "skyserve", "--zone", "a.test", "--min-ttl", "-5"],
@@ -88,6 +89,7 @@ def test_cli_exits_non_zero_with_the_option_named() -> None:
     assert "--min-ttl" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_cli_port_in_use_fails_fast() -> None:
     import socket
 

@@ -20,6 +20,8 @@ from tests.support.netutil import free_port, http_get
 from tests.support.polling import wait_for
 from tests.support.skyserve_proc import SkyserveProcess
 
+pytestmark = pytest.mark.e2e
+
 Start = Callable[..., SkyserveProcess]
 ZONES = ("skydns.test.", "example.org.", "10.in-addr.arpa.")
 

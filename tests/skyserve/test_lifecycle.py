@@ -19,9 +19,10 @@ import pytest
 
 from skydns.record import decode_record, key_path, name_labels
 from skyserve.app import YOUNG_GC_THRESHOLD, settle_heap
-from skyserve.engine import Engine
-from skyserve.lookup import Settings, Zone
-from skyserve.tree import Index
+from skyserve.index import Index
+from skyserve.lookup import Zone
+from skyserve.pipeline.chain import Pipeline
+from skyserve.pipeline.context import Settings
 from tests.support.dns_upstream import DnsUpstream
 from tests.support.dnsutil import key
 from tests.support.etcd_server import EtcdServer
@@ -102,6 +103,7 @@ def ready_watch() -> Iterator[Callable[[SkyserveProcess], ReadyWatch]]:
 # -- shutdown ------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_lameduck_on_signal(record: str, skyserve: Start, sig: signal.Signals) -> None:
     proc = skyserve(ZONES, ["--lameduck", "1.5"])
@@ -123,6 +125,7 @@ def test_lameduck_on_signal(record: str, skyserve: Start, sig: signal.Signals) -
     assert time.monotonic() - t0 >= 1.4
 
 
+@pytest.mark.e2e
 def test_in_flight_forwarded_query_is_answered_at_shutdown(
     skyserve: Start, dns_upstream: Upstreams
 ) -> None:
@@ -157,6 +160,7 @@ def config_hashes(proc: SkyserveProcess) -> list[str]:
     return re.findall(r"config ([0-9a-f]{12})", proc.log_text())
 
 
+@pytest.mark.e2e
 def test_reload_on_config_file_change(record: str, skyserve: Start, tmp_path: Path,
                                       ready_watch: Callable[[SkyserveProcess], ReadyWatch]
                                       ) -> None:
@@ -182,6 +186,7 @@ def test_reload_on_config_file_change(record: str, skyserve: Start, tmp_path: Pa
     assert proc.pid == pid and proc.running
 
 
+@pytest.mark.e2e
 def test_sighup_reloads(record: str, skyserve: Start, tmp_path: Path) -> None:
     config = tmp_path / "skyserve.toml"
     config.write_text("default-ttl = 300\n")
@@ -195,6 +200,7 @@ def test_sighup_reloads(record: str, skyserve: Start, tmp_path: Path) -> None:
     assert "reloaded" in proc.log_text()
 
 
+@pytest.mark.e2e
 def test_configmap_symlink_swap_is_picked_up(record: str, skyserve: Start,
                                              tmp_path: Path) -> None:
     """Kubernetes updates a ConfigMap volume by swapping the ``..data`` symlink."""
@@ -222,6 +228,7 @@ class AddressFromFile(SkyserveProcess):
         return argv[:i] + argv[i + 2 :]
 
 
+@pytest.mark.e2e
 def test_changing_dns_addr_needs_a_restart(etcd: EtcdServer, clean_prefix: str, record: str,
                                            tmp_path: Path) -> None:
     config = tmp_path / "skyserve.toml"
@@ -256,6 +263,7 @@ def multi(etcd: EtcdServer, clean_prefix: str) -> None:
                  f'{{"host":"10.0.2.{i}","port":80}}')
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("multi")
 def test_shuffle_rotates_multi_record_answers(skyserve: Start) -> None:
     proc = skyserve(ZONES)
@@ -266,6 +274,7 @@ def test_shuffle_rotates_multi_record_answers(skyserve: Start) -> None:
         assert len(proc.query(name, rdtype).answer[0]) == 4
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("multi")
 def test_no_shuffle_keeps_the_order(skyserve: Start) -> None:
     proc = skyserve(ZONES, ["--shuffle", "false"])
@@ -275,6 +284,7 @@ def test_no_shuffle_keeps_the_order(skyserve: Start) -> None:
         assert len(orders) == 1, orders
 
 
+@pytest.mark.e2e
 def test_forwarded_answers_are_shuffled_too(skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream()
     up.add("pool.example.com", "A", *(f"192.0.2.{i}" for i in range(1, 5)))
@@ -293,6 +303,7 @@ def udp_sockets_on(port: int) -> int:
         return sum(1 for line in f.readlines()[1:] if line.split()[1] == wanted)
 
 
+@pytest.mark.e2e
 def test_workers_share_the_port_and_metrics_add_up(record: str, skyserve: Start) -> None:
     proc = skyserve(ZONES, ["--workers", "2"])
     assert wait_for(lambda: udp_sockets_on(proc.dns_port) == 2, 3), \
@@ -309,7 +320,7 @@ def test_workers_share_the_port_and_metrics_add_up(record: str, skyserve: Start)
 def test_an_index_frozen_after_its_load_is_still_freed_when_replaced() -> None:
     """settle_heap() hides the loaded index from the cyclic collector (gc.freeze); only
     reference counting can free it, so the index must hold no reference cycles."""
-    engine = Engine([Zone(name_labels("skydns.test"))], Settings())
+    engine = Pipeline(Settings([Zone(name_labels("skydns.test"))]))
     first = Index()
     for i in range(100):
         k = f"/skydns/test/skydns/h{i}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import ipaddress
 
 from skydns.record import decode_record, key_path, name_labels
-from skyserve import rr as T
-from skyserve.lookup import NOERROR, NOTIMP, NXDOMAIN, Authority, Result, Settings, Zone
-from skyserve.rr import RR
-from skyserve.tree import Index
+from skyserve.index import Index
+from skyserve.lookup import Authority, Result, Settings, Zone
+from skyserve.wire import constants as T
+from skyserve.wire.constants import NOERROR, NOTIMP, NXDOMAIN
+from skyserve.wire.rr import RR
 
 ZONES = ["skydns.test", "example.org", "10.in-addr.arpa"]
 

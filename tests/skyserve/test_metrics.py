@@ -3,12 +3,15 @@ values that match the queries sent, and skyserve's own etcd gauges."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
 
 import dns.message
 import dns.rcode
+import pytest
 from prometheus_client.samples import Sample
 
 from tests.support.dns_upstream import DnsUpstream
@@ -17,6 +20,8 @@ from tests.support.etcd_server import EtcdServer
 from tests.support.netutil import metric_families
 from tests.support.polling import wait_for
 from tests.support.skyserve_proc import SkyserveProcess
+
+pytestmark = pytest.mark.e2e
 
 Start = Callable[..., SkyserveProcess]
 Upstreams = Callable[..., DnsUpstream]
@@ -297,3 +302,21 @@ def test_healthcheck_broken_counts_when_every_upstream_is_down(
         assert proc.query(f"q{i}.example.com", timeout=3).rcode() == dns.rcode.SERVFAIL
     assert all(u.probes for u in ups)
     assert proc.metric("coredns_forward_healthcheck_broken_total") >= 1
+
+
+def test_ready_gauge_follows_the_ready_endpoint(skyserve: Start) -> None:
+    proc = skyserve((ZONE,), ["--lameduck", "3"])
+    assert proc.is_ready() and proc.metric("skyserve_ready") == 1
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGTERM)
+    assert wait_for(lambda: not proc.is_ready(), 2)  # lameduck: /ready is 503, /metrics up
+    assert proc.metric("skyserve_ready") == 0
+
+
+def test_upstream_failures_are_counted_by_reason(skyserve: Start,
+                                                 dns_upstream: Upstreams) -> None:
+    dead = dns_upstream(mode="drop")
+    proc = start_full(skyserve, dead, "--max-fails", "10")
+    assert proc.query("www.example.com", timeout=3).rcode() == dns.rcode.SERVFAIL
+    assert proc.metric("skyserve_forward_upstream_failures_total", to=dead.address,
+                       reason="timeout") == 1

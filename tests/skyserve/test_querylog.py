@@ -175,6 +175,7 @@ def record(etcd: EtcdServer, clean_prefix: str) -> str:
     return "a.skydns.test"
 
 
+@pytest.mark.e2e
 def test_query_log_is_off_by_default(record: str, skyserve: Start) -> None:
     proc = skyserve(("skydns.test.",))
     proc.query(record)
@@ -184,6 +185,7 @@ def test_query_log_is_off_by_default(record: str, skyserve: Start) -> None:
     assert logged(proc, "skydns.test. udp") == [] and logged(proc, "example.com") == []
 
 
+@pytest.mark.e2e
 def test_text_lines_on_stdout(record: str, skyserve: Start, dns_upstream: Upstreams) -> None:
     up = dns_upstream()
     up.add("www.example.com", "A", "192.0.2.1")
@@ -205,6 +207,7 @@ def test_text_lines_on_stdout(record: str, skyserve: Start, dns_upstream: Upstre
     assert m is not None and m["flags"] == "qr,rd,ra", forwarded
 
 
+@pytest.mark.e2e
 def test_json_lines_on_stdout(record: str, skyserve: Start) -> None:
     proc = skyserve(("skydns.test.",), ["--log-queries", "all", "--log-format", "json"])
     proc.query(record)
@@ -218,6 +221,7 @@ def test_json_lines_on_stdout(record: str, skyserve: Start) -> None:
                for r in records)
 
 
+@pytest.mark.e2e
 def test_denial_class_only(record: str, skyserve: Start) -> None:
     proc = skyserve(("skydns.test.",), ["--log-queries", "denial"])
     proc.query(record)  # success
@@ -232,6 +236,7 @@ def test_denial_class_only(record: str, skyserve: Start) -> None:
     assert '"MX IN a.skydns.test. udp' in lines_[1] and "NOERROR" in lines_[1]
 
 
+@pytest.mark.e2e
 def test_percent_in_a_name(record: str, skyserve: Start) -> None:
     proc = skyserve(("skydns.test.",), ["--log-queries", "all"])
     for name in ("100%.skydns.test", "%s%d%n.skydns.test"):
@@ -243,6 +248,7 @@ def test_percent_in_a_name(record: str, skyserve: Start) -> None:
     assert "Traceback" not in proc.log_text()
 
 
+@pytest.mark.e2e
 def test_errors_are_logged_even_without_a_query_log(skyserve: Start,
                                                    dns_upstream: Upstreams) -> None:
     """``errors always logged``: a SERVFAIL because every upstream failed leaves a line."""

@@ -11,10 +11,13 @@ import time
 from collections.abc import Callable
 
 import dns.rcode
+import pytest
 
 from tests.support import polling
 from tests.support.etcd_server import EtcdServer
 from tests.support.skyserve_proc import REPO_ROOT, SkyserveProcess
+
+pytestmark = pytest.mark.e2e
 
 Start = Callable[..., SkyserveProcess]
 wait_for = functools.partial(polling.wait_for, step=0.05)  # polls every 50 ms

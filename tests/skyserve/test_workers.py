@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable
 
 import dns.rcode
+import pytest
 
 from tests.support.etcd_server import EtcdServer
 from tests.support.netutil import http_get, metric_families
 from tests.support.skyserve_proc import SkyserveProcess
+
+pytestmark = pytest.mark.e2e
 
 Start = Callable[..., SkyserveProcess]
 

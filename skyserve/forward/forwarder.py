@@ -1,0 +1,305 @@
+"""The forwarder: one question in, one ``Outcome`` out, from the cache or upstream.
+
+``Forwarder.fetch`` never leaves a caller without an answer: ``done`` is always called,
+maybe before ``fetch`` returns. It applies ``policy``'s decisions with ``sockets``' I/O:
+
+* a fresh cache entry answers at once (and may start a prefetch); a stale one is kept in
+  case every upstream fails;
+* beyond ``max_concurrent`` queries in flight, new ones are REFUSED;
+* a UDP reply counts only if its source (the kernel checks it), ID and question match;
+  a query with no reply within ``read_timeout`` fails over to the next upstream;
+* an unhealthy upstream is probed with ``. NS`` every ``health_check`` seconds until it
+  answers; a loop probe sent at start-up that comes back to us marks its upstream looped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from skydns.record import Labels
+
+from ..stats import ForwardStats
+from ..tally import duration_bucket
+from ..wire import constants as T
+from ..wire.constants import RD, REFUSED, TC, rcode_name
+from ..wire.query import encode_name
+from ..wire.response import Response, build_query, parse_response
+from . import policy
+from .cache import ForwardCache, Key
+from .policy import Attempt, Done, ForwardSettings, Outcome, Pool, Upstream, Verdict
+from .sockets import UdpSocket, UdpSockets, probe, random_id, tcp_exchange
+
+log = logging.getLogger(__name__)
+
+SWEEP = 0.05  # how often timeouts are checked while queries are in flight
+
+
+class Forwarder:
+    def __init__(self, settings: ForwardSettings, cache: ForwardCache | None,
+                 stats: ForwardStats | None = None) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.stats = stats if stats is not None else ForwardStats()
+        self.pools = policy.pools(settings)
+        self.probes: dict[Labels, Upstream] = {}
+        self._socks = UdpSockets(settings.sockets, self._drain, self._opened)
+        self._buckets: dict[tuple[Upstream, int], list[float]] = {}  # into stats.durations
+        self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
+        self._tcp = 0
+        self._sweeping = False
+        self._last_error_log = 0.0
+        self._errors_unlogged = 0
+
+    # -- public ----------------------------------------------------------------------
+
+    def pool_for(self, labels: Labels) -> Pool | None:
+        return policy.pool_for(self.pools, labels)
+
+    def fetch(self, labels: Labels, qname: bytes, qtype: int, qclass: int, *, flags: int,
+              do: bool, tcp: bool, done: Done, pool: Pool | None = None) -> None:
+        """Resolve one question; ``done`` is always called, maybe before this returns.
+
+        ``pool``: the one ``pool_for(labels)`` gives, if the caller already has it."""
+        key = Key(labels, qtype, qclass, do)
+        stale: Outcome | None = None
+        if self.cache is not None:
+            now = time.monotonic()
+            entry, fresh = self.cache.get(key, now)
+            if entry is not None and fresh:
+                if self.cache.wants_prefetch(entry, now):
+                    self._forward(key, qname, flags, False, None, _ignore)
+                done(Outcome(entry.response, age=entry.age(now), stored=entry.stored,
+                             expires=entry.expires, cached=True, entry=entry))
+                return
+            if entry is not None:
+                stale = Outcome(entry.response, stale=True, cached=True)
+        self._forward(key, qname, flags, tcp, stale, done, pool)
+
+    def in_flight(self) -> int:
+        return len(self._inflight) + self._tcp
+
+    def close(self) -> None:
+        self._socks.close()
+
+    # -- trying upstreams ------------------------------------------------------------
+
+    def _forward(self, key: Key, qname: bytes, flags: int, tcp: bool, stale: Outcome | None,
+                 done: Done, pool: Pool | None = None) -> None:
+        if pool is None:
+            pool = self.pool_for(key.labels)
+        if pool is None:
+            done(Outcome(None, REFUSED))
+            return
+        if len(self._inflight) + self._tcp >= self.settings.max_concurrent:
+            self.stats.counters["max_concurrent_rejects"] += 1
+            done(Outcome(None, REFUSED))
+            return
+        query = build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
+                            udp_size=self.settings.udp_size)
+        order = pool.order(self.settings.max_fails)
+        if not order or not order[0].healthy(self.settings.max_fails):  # healthy come first
+            self.stats.counters["healthcheck_broken"] += 1  # all down: try them anyway
+        self._next(Attempt(key, qname, query[2:], tcp, order, stale, done))
+
+    def _next(self, q: Attempt) -> None:
+        if not q.tries:
+            self._log_failure(q)
+            if q.stale is not None and self.cache is not None:
+                self.cache.served_stale()
+            q.done(policy.give_up(q.stale))
+            return
+        up = q.upstream = q.tries.pop(0)
+        q.started = time.monotonic()
+        self.stats.requests_to[up.name] += 1
+        if q.tcp:
+            self.stats.conn_misses[(up.name, "tcp")] += 1  # one connection per query
+            self._tcp += 1
+            asyncio.get_running_loop().create_task(self._tcp_query(q, up))
+            return
+        try:
+            s = self._socks.pick(up)
+        except OSError as exc:
+            self._failed(q, "network", f"socket: {exc}")
+            return
+        qid = random_id()
+        while qid in s.pending:
+            qid = (qid + 1) & 0xFFFF
+        q.qid, q.sock = qid, s
+        try:
+            s.sock.send(qid.to_bytes(2, "big") + q.body)
+        except OSError as exc:
+            self._failed(q, "network", f"send: {exc}")
+            return
+        s.pending[qid] = q
+        q.deadline = q.started + self.settings.read_timeout
+        self._inflight[q] = None
+        if not self._sweeping:
+            self._sweeping = True
+            asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def _opened(self, up: Upstream) -> None:
+        self.stats.conn_misses[(up.name, "udp")] += 1
+
+    def _drain(self, s: UdpSocket) -> None:
+        recv, pending = s.sock.recv, s.pending
+        for _ in range(64):
+            try:
+                data = recv(65535)  # connected: only from this socket's upstream
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP port unreachable; the timeout handles that upstream
+            q = pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
+            resp = _parse(data) if q is not None else None
+            if q is None or resp is None or not q.same_question(resp):
+                self.stats.counters["unexpected_replies"] += 1
+                continue
+            del pending[q.qid]
+            self._inflight.pop(q, None)
+            self._answered(q, resp)
+            if not pending:
+                return  # nothing more is due here; stray datagrams wake us again
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        expired = []
+        for q in self._inflight:
+            if q.deadline > now:
+                break
+            expired.append(q)
+        for q in expired:
+            del self._inflight[q]
+            if isinstance(q.sock, UdpSocket):
+                q.sock.pending.pop(q.qid, None)
+            self._failed(q, "timeout", "no reply in time")
+        retired = self._socks.sweep_retired()
+        self._sweeping = bool(self._inflight) or retired
+        if self._sweeping:
+            asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def _answered(self, q: Attempt, resp: Response) -> None:
+        up = q.upstream
+        assert up is not None
+        rcode = resp.rcode
+        self._record(up, rcode, q.started)
+        verdict = policy.judge(rcode, bool(resp.flags & TC), q.tcp)
+        if verdict is Verdict.NEXT:
+            self._next(q)  # an upstream that answers is healthy, just not helpful
+            return
+        if verdict is Verdict.RETRY_TCP:
+            q.tries.insert(0, up)
+            q.tcp = True
+            self._next(q)
+            return
+        up.fails = 0
+        entry = self.cache.put(q.key, resp, time.monotonic()) if self.cache is not None else None
+        if entry is None:
+            q.done(Outcome(resp))
+        else:
+            q.done(Outcome(resp, stored=entry.stored, expires=entry.expires, entry=entry))
+
+    def _failed(self, q: Attempt, reason: str, why: str) -> None:
+        """An upstream did not answer usefully: ``reason`` is timeout, network or malformed."""
+        up = q.upstream
+        assert up is not None
+        self.stats.counters["upstream_failures"] += 1
+        self.stats.failures[(up.name, reason)] += 1
+        log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
+        if policy.failed(up, self.settings.max_fails):
+            asyncio.get_running_loop().create_task(self._health_loop(up))
+        self._next(q)
+
+    def _log_failure(self, q: Attempt) -> None:
+        """Errors are always logged, but at most one line a second during an outage."""
+        now = time.monotonic()
+        if now - self._last_error_log < 1.0:
+            self._errors_unlogged += 1
+            return
+        more = f" (and {self._errors_unlogged} more since the last message)" \
+            if self._errors_unlogged else ""
+        name = ".".join(q.key.labels) + "."
+        log.error("every upstream failed for %s %s%s", name, q.key.qtype, more)
+        self._last_error_log, self._errors_unlogged = now, 0
+
+    def _record(self, up: Upstream, rcode: int, started: float) -> None:
+        buckets = self._buckets.get((up, rcode))
+        if buckets is None:
+            buckets = self._buckets[(up, rcode)] = self.stats.buckets(up.name, rcode_name(rcode))
+        seconds = time.monotonic() - started
+        buckets[duration_bucket(seconds)] += 1
+        buckets[-1] += seconds
+
+    async def _tcp_query(self, q: Attempt, up: Upstream) -> None:
+        qid = random_id()
+        query = qid.to_bytes(2, "big") + q.body
+        try:
+            data = await asyncio.wait_for(tcp_exchange(up, query), self.settings.read_timeout)
+            resp = parse_response(data)
+            if not q.same_question(resp) or resp.id != qid:
+                raise ValueError("reply does not match the question")
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            self._tcp -= 1
+            reason = ("timeout" if isinstance(exc, TimeoutError) else
+                      "malformed" if isinstance(exc, ValueError) else "network")
+            self._failed(q, reason, f"tcp: {exc!r}")
+            return
+        self._tcp -= 1
+        self._answered(q, resp)
+
+    # -- health and loops ------------------------------------------------------------
+
+    async def _health_loop(self, up: Upstream) -> None:
+        query = build_query(0, b"\x00", T.NS, T.CLASS_IN, flags=0, do=False, udp_size=512)
+        log.warning("upstream %s is failing; health-checking it", up.name)
+        try:
+            while not up.healthy(self.settings.max_fails):
+                await asyncio.sleep(self.settings.health_check)
+                if await probe(up, query, self.settings.read_timeout):
+                    up.fails = 0
+                    log.info("upstream %s is healthy again", up.name)
+                else:
+                    self.stats.counters["healthcheck_failures"] += 1
+                    self.stats.healthcheck_failures[up.name] += 1
+        finally:
+            up.checking = False
+
+    async def detect_loops(self) -> list[str]:
+        """Send each upstream a random name; if it comes back to us, that upstream loops."""
+        waits = []
+        for pool in self.pools:
+            for up in pool.upstreams:
+                name = (os.urandom(8).hex(), os.urandom(4).hex(), "skyserve-loop-probe")
+                self.probes[name] = up
+                query = build_query(0, encode_name(name), 13, T.CLASS_IN, flags=RD, do=False,
+                                    udp_size=512)
+                waits.append(probe(up, query, self.settings.read_timeout))
+        if waits:
+            await asyncio.gather(*waits)
+        looped = sorted({u.name for u in self.probes.values() if u.looped})
+        self.probes.clear()
+        return looped
+
+    def probe_seen(self, labels: Labels) -> bool:
+        """Called for every incoming query during loop detection: is it our own probe?"""
+        up = self.probes.get(labels)
+        if up is None:
+            return False
+        if not up.looped:
+            up.looped = True
+            log.error("forwarding loop: upstream %s sends our queries back to us; "
+                      "not forwarding to it", up.name)
+        return True
+
+
+def _parse(data: bytes) -> Response | None:
+    try:
+        return parse_response(data)
+    except ValueError:
+        return None
+
+
+def _ignore(_outcome: Outcome) -> None:
+    """Prefetches refresh the cache; nobody waits for them."""

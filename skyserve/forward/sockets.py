@@ -1,0 +1,134 @@
+"""Moving bytes to and from upstream servers; no decisions here (those are ``policy``'s).
+
+Each UDP query leaves from a randomly chosen socket of its upstream's set (each on its own
+random port, connected to that upstream, replaced after ``SOCKET_USES`` queries) with a
+random ID from the OS's CSPRNG. TCP opens one connection per query. Probes (health checks,
+loop detection) use a socket of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+
+from .policy import Attempt, Upstream
+
+SOCKET_USES = 4096
+
+
+class UdpSocket:
+    """A UDP socket on a random port, connected to one upstream.
+
+    Connected, so the kernel delivers only that upstream's datagrams and send/recv skip
+    a route lookup per packet. ``pending`` maps the IDs in flight to their attempts.
+    """
+
+    __slots__ = ("pending", "sock", "uses")
+
+    def __init__(self, up: Upstream) -> None:
+        self.sock = socket.socket(up.family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind(("::" if up.family == socket.AF_INET6 else "0.0.0.0", 0))
+            self.sock.connect(up.addr)
+        except OSError:
+            self.sock.close()
+            raise
+        self.pending: dict[int, Attempt] = {}
+        self.uses = 0
+
+
+class UdpSockets:
+    """The UDP sockets of every upstream, registered with the event loop for reading."""
+
+    def __init__(self, per_upstream: int, on_readable: Callable[[UdpSocket], None],
+                 on_open: Callable[[Upstream], None]) -> None:
+        self.per_upstream = per_upstream
+        self.on_readable = on_readable  # called on the loop when a socket has datagrams
+        self.on_open = on_open  # a new socket was needed (coredns_proxy_conn_cache_misses)
+        self._by_upstream: dict[Upstream, list[UdpSocket]] = {}
+        self._retired: list[UdpSocket] = []
+
+    def pick(self, up: Upstream) -> UdpSocket:
+        """A socket to send on: a new one until the set is full, then one at random."""
+        socks = self._by_upstream.setdefault(up, [])
+        if len(socks) < self.per_upstream:
+            s = self._open(up)
+            socks.append(s)
+            return s
+        i = random_id() % len(socks)
+        s = socks[i]
+        s.uses += 1
+        if s.uses >= SOCKET_USES:  # a fresh random port now and then
+            self._retired.append(s)
+            socks[i] = s = self._open(up)
+        return s
+
+    def sweep_retired(self) -> bool:
+        """Close retired sockets nothing waits on; True while some remain."""
+        for s in [s for s in self._retired if not s.pending]:
+            self._retired.remove(s)
+            _close(s)
+        return bool(self._retired)
+
+    def close(self) -> None:
+        for socks in self._by_upstream.values():
+            for s in socks:
+                _close(s)
+        self._by_upstream.clear()
+        for s in self._retired:
+            _close(s)
+        self._retired.clear()
+
+    def _open(self, up: Upstream) -> UdpSocket:
+        self.on_open(up)
+        s = UdpSocket(up)
+        asyncio.get_running_loop().add_reader(s.sock.fileno(), self.on_readable, s)
+        return s
+
+
+def _close(s: UdpSocket) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is already gone at exit
+        asyncio.get_running_loop().remove_reader(s.sock.fileno())
+    s.sock.close()
+
+
+async def tcp_exchange(up: Upstream, query: bytes) -> bytes:
+    """One query over a new TCP connection; the reply's bytes."""
+    reader, writer = await asyncio.open_connection(up.host, up.port)
+    try:
+        writer.write(len(query).to_bytes(2, "big") + query)
+        await writer.drain()
+        size = int.from_bytes(await reader.readexactly(2), "big")
+        return await reader.readexactly(size)
+    finally:
+        writer.close()
+
+
+async def probe(up: Upstream, query: bytes, timeout: float) -> bool:
+    """One query to one upstream: a random ID, and only that upstream's reply counts."""
+    loop = asyncio.get_running_loop()
+    qid = os.urandom(2)
+    with socket.socket(up.family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, up.addr)
+            await loop.sock_sendall(sock, qid + query[2:])
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65535), timeout)
+        except (OSError, TimeoutError):
+            return False
+    return len(data) >= 12 and data[:2] == qid
+
+
+_ids: list[int] = []
+
+
+def random_id() -> int:
+    """A query ID from the OS's CSPRNG, drawn 2048 at a time to spare a syscall per query."""
+    if not _ids:
+        pool = os.urandom(4096)
+        _ids.extend(int.from_bytes(pool[i : i + 2], "big") for i in range(0, 4096, 2))
+    return _ids.pop()

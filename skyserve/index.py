@@ -1,0 +1,146 @@
+"""The in-memory mirror of the etcd prefix: a trie of key components.
+
+Keys are stored by their path below the prefix, root first (``/skydns/local/skydns/x`` is
+the path ``('local', 'skydns', 'x')``). A node can hold values (the keys that end exactly
+there) and children at once, as etcd v3 allows. Every node knows how many valid records
+its subtree holds, so "does this name exist" is one walk and empty branches are pruned.
+
+Invalid values are never put in the trie: they are kept aside with the reason, counted,
+and simply do not exist for DNS. A later valid put replaces them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from skydns.record import Labels, Record
+
+WILDCARD_LABELS = frozenset(("*", "any"))
+
+
+@dataclass(slots=True)
+class Change:
+    """One etcd event, decoded: a valid record, a rejected value, or a delete."""
+
+    path: Labels
+    key: str
+    record: Record | None = None
+    invalid: str | None = None  # the reason a value was rejected
+
+
+class Node:
+    __slots__ = ("children", "count", "values")
+
+    def __init__(self) -> None:
+        self.children: dict[str, Node] = {}
+        self.values: dict[str, Record] = {}  # full etcd key -> record
+        self.count = 0  # records in this subtree, including self.values
+
+
+class Index:
+    """All valid records under the prefix, plus the keys whose values were rejected."""
+
+    def __init__(self) -> None:
+        self.root = Node()
+        self.invalid: dict[str, str] = {}  # etcd key -> reason it was rejected
+
+    def __len__(self) -> int:
+        return self.root.count
+
+    def apply(self, change: Change) -> None:
+        """One decoded etcd event: the record put, the rejected value noted, or the key gone."""
+        if change.record is not None:
+            self.put(change.path, change.record)
+        elif change.invalid is not None:
+            self.put_invalid(change.path, change.key, change.invalid)
+        else:
+            self.delete(change.path, change.key)
+
+    def put(self, path: Labels, record: Record) -> None:
+        self.invalid.pop(record.key, None)
+        nodes = [self.root]
+        node = self.root
+        for part in path:
+            child = node.children.get(part)
+            if child is None:
+                child = node.children[part] = Node()
+            nodes.append(child)
+            node = child
+        added = record.key not in node.values
+        node.values[record.key] = record
+        if added:
+            for n in nodes:
+                n.count += 1
+
+    def put_invalid(self, path: Labels, key: str, reason: str) -> None:
+        self.delete(path, key)
+        self.invalid[key] = reason
+
+    def delete(self, path: Labels, key: str) -> bool:
+        """Remove a key; returns whether a valid record was removed."""
+        self.invalid.pop(key, None)
+        nodes = [self.root]
+        node = self.root
+        for part in path:
+            child = node.children.get(part)
+            if child is None:
+                return False
+            nodes.append(child)
+            node = child
+        if node.values.pop(key, None) is None:
+            return False
+        for n in nodes:
+            n.count -= 1
+        # Prune from the leaf up so that an emptied branch stops existing for DNS.
+        for depth in range(len(path), 0, -1):
+            if nodes[depth].count:
+                break
+            del nodes[depth - 1].children[path[depth - 1]]
+        return True
+
+    def find(self, path: Labels) -> Node | None:
+        node = self.root
+        for part in path:
+            child = node.children.get(part)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def match(self, path: Labels) -> list[Node]:
+        """Nodes matching a path whose ``*``/``any`` components match any one component."""
+        nodes = [self.root]
+        for part in path:
+            if part in WILDCARD_LABELS:
+                nodes = [c for n in nodes for _, c in sorted(n.children.items())]
+            else:
+                nodes = [c for n in nodes if (c := n.children.get(part)) is not None]
+            if not nodes:
+                break
+        return nodes
+
+    def closest_encloser(self, path: Labels) -> tuple[int, Node]:
+        """The deepest existing node on the path, with how many components it matched."""
+        node = self.root
+        for depth, part in enumerate(path):
+            child = node.children.get(part)
+            if child is None:
+                return depth, node
+            node = child
+        return len(path), node
+
+
+def subtree(node: Node) -> list[Record]:
+    """Every record at or below a node, in etcd key order (as CoreDNS reads them)."""
+    out: list[Record] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        out.extend(n.values.values())
+        stack.extend(n.children.values())
+    out.sort(key=_by_key)
+    return out
+
+
+def _by_key(record: Record) -> str:
+    return record.key

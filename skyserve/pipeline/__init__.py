@@ -1,0 +1,28 @@
+"""The query path: raw query bytes in, raw reply bytes out. No sockets, no etcd.
+
+An ordered chain of stages, like CoreDNS's plugin chain. Each stage is a module with one
+job; it gets a ``Request`` and either answers it (returns the reply bytes), drops it
+(returns None), defers it (returns None and later calls ``Request.later``) or passes it on
+by calling the next stage. In order:
+
+1. ``answers`` — the answer cache: rendered replies keyed by the raw query minus its ID,
+   exact for our zones (etcd changes drop exactly the entries they may change). It works
+   on the raw bytes, so a hit needs no parse and no ``Request``; it is asked first.
+2. ``parse`` — malformed -> FORMERR or dropped; an unknown opcode -> NOTIMP; an EDNS
+   version above 0 -> BADVERS. Sets ``Request.query``.
+   (Stages that need every query, such as ACLs, rate limiting or cookies, go here,
+   between ``parse`` and the data stages; when one is configured it must come before the
+   answer cache too, and ``chain`` then asks the cache after it.)
+3. ``loopcheck`` — only while forwarding: our own loop-detection probe coming back is
+   REFUSED and marks its upstream as looping.
+4. ``zones`` — our zones: SERVFAIL until the first etcd load, then authoritative answers
+   from ``lookup`` (room here for DNSSEC signing of what it renders), with CNAMEs that
+   leave our zones completed through the forwarder; in a ``fallthrough`` zone a name we do
+   not have goes on to forwarding. Other names go on.
+5. ``forwarding`` — everything else, through the forwarder and its cache (``forward``);
+   REFUSED when no upstream covers the name.
+
+``chain.Pipeline`` builds the chain and is what transports call. It guarantees the
+contract every stage may rely on: a stage that raises gets the client a SERVFAIL and
+counts ``coredns_panics_total``; replies are logged by the query log, if on.
+"""

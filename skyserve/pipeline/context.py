@@ -1,0 +1,50 @@
+"""What the stages are built from: the settings, and the parts several stages share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..forward.forwarder import Forwarder
+from ..lookup import Settings as LookupSettings
+from ..lookup import Zone
+from ..stats import Stats
+from ..wire.query import reply_limit
+from ..wire.render import Rendered, render
+from ..wire.rr import RR
+from .answers import AnswerCache
+from .request import Request
+
+Sections = tuple[list[list[RR]], list[list[RR]], list[list[RR]]]
+NO_RECORDS: Sections = ([], [], [])
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    zones: list[Zone]
+    lookup: LookupSettings = field(default_factory=LookupSettings)
+    max_udp: int = 1232  # largest UDP reply we send (EDNS0)
+    cache_entries: int = 100_000  # rendered answers kept
+    fallthrough: frozenset[Zone] = frozenset()  # zones whose NXDOMAINs are forwarded
+    shuffle: bool = True  # rotate multi-record answers
+
+
+class Shared:
+    """The parts of the query path that more than one stage uses."""
+
+    def __init__(self, settings: Settings, stats: Stats, forwarder: Forwarder | None) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.forwarder = forwarder
+        self.answers = AnswerCache(settings.cache_entries, stats)
+
+    def render(self, req: Request, rcode: int, sections: Sections, aa: bool = True) -> Rendered:
+        """A reply to the request, within the size its transport and EDNS allow."""
+        max_udp = self.settings.max_udp
+        return render(req.query, rcode, sections, limit=reply_limit(req.query, req.tcp, max_udp),
+                      aa=aa, ra=self.forwarder is not None, max_udp=max_udp)
+
+    def error(self, req: Request, rcode: int, zone: str) -> bytes:
+        """A reply with no records, counted under ``zone``."""
+        reply = self.render(req, rcode, NO_RECORDS, aa=False).wire
+        req.count(self.stats.tally, zone, rcode, "", len(reply))
+        return reply

@@ -1,0 +1,127 @@
+"""Stage 4, our zones: authoritative answers from the in-memory index.
+
+Contract: a query for a name in one of our zones (class IN) is answered here, with AA:
+SERVFAIL before the first complete load from etcd (never NXDOMAIN), then what ``lookup``
+says. Two kinds go on to forwarding instead: a name we do not have in a ``fallthrough``
+zone (CoreDNS's fallthrough), and — answered here, after the upstream's reply — a CNAME
+chain that leaves our zones, whose target's records are appended. Names outside our zones
+pass on untouched. NOERROR and NXDOMAIN answers are kept in the answer cache with the
+index paths they were read from.
+
+This stage also owns the data: ``load`` swaps in a whole snapshot, ``apply`` applies watch
+events, each dropping exactly the cached answers they may change.
+(DNSSEC signing of what is rendered here would go between ``lookup`` and the render.)
+"""
+
+from __future__ import annotations
+
+from skydns.record import Labels
+
+from ..forward.policy import Outcome
+from ..index import Change, Index
+from ..lookup import Authority, Result
+from ..wire import constants as T
+from ..wire.constants import NOERROR, NXDOMAIN, RD, SERVFAIL
+from ..wire.query import encode_name
+from ..wire.render import Rendered
+from ..wire.response import answer_records
+from ..wire.rr import rrsets
+from .context import Sections, Shared
+from .request import Handler, Request
+
+ROTATE = (T.A, T.AAAA, T.MX, T.SRV)
+MAX_ROTATIONS = 8
+
+
+class Zones:
+    def __init__(self, shared: Shared, next: Handler) -> None:
+        self.shared = shared
+        self.next = next
+        settings = shared.settings
+        self.authority = Authority(Index(), settings.zones, settings.lookup)
+        self.ready = False
+        self.revision = 0
+
+    # -- serving ---------------------------------------------------------------------
+
+    def handle(self, req: Request) -> bytes | None:
+        query, fwd = req.query, self.shared.forwarder
+        zone = self.authority.zone_of(query.labels) if query.qclass == T.CLASS_IN else None
+        if zone is None:
+            return self.next(req)
+        if not self.ready:
+            return self.shared.error(req, SERVFAIL, zone.text)
+        result = self.authority.answer(query.labels, query.qtype, zone)
+        if (result.rcode == NXDOMAIN and zone in self.shared.settings.fallthrough
+                and fwd is not None and req.can_defer and fwd.pool_for(query.labels)):
+            return self.next(req)  # forwarded instead
+        target = result.external
+        if (target is not None and fwd is not None and req.can_defer
+                and fwd.pool_for(target) and result.rcode == NOERROR):
+            self._complete(req, result, target)
+            return None
+        variants = self._render_rotations(req, result)
+        stat_id = req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd",
+                            len(variants[0].wire))
+        keep = result.deps if result.rcode in (NOERROR, NXDOMAIN) else None
+        return self.shared.answers.serve_ours(req, variants, stat_id, keep)
+
+    def _render_rotations(self, req: Request, result: Result) -> list[Rendered]:
+        answer = rrsets(result.answer)
+        sections = (answer, rrsets(result.authority), rrsets(result.additional))
+        first = self.shared.render(req, result.rcode, sections)
+        turns = max((len(s) for s in answer if s[0].rtype in ROTATE), default=1)
+        if not self.shared.settings.shuffle or turns < 2 or first.serial_at >= 0:
+            return [first]
+        out = [first]
+        for k in range(1, min(turns, MAX_ROTATIONS)):
+            rotated = [s[k % len(s):] + s[: k % len(s)] if s[0].rtype in ROTATE else s
+                       for s in answer]
+            rotated_sections: Sections = (rotated, *sections[1:])
+            out.append(self.shared.render(req, result.rcode, rotated_sections))
+        return out
+
+    def _complete(self, req: Request, result: Result, target: Labels) -> None:
+        """Resolve a CNAME target outside our zones upstream and append its records."""
+
+        def done(outcome: Outcome) -> None:
+            req.later(lambda: self._completed(req, result, outcome))
+
+        assert self.shared.forwarder is not None
+        self.shared.forwarder.fetch(target, encode_name(target), req.query.qtype, T.CLASS_IN,
+                                    flags=RD, do=req.query.do, tcp=req.tcp, done=done)
+
+    def _completed(self, req: Request, result: Result, outcome: Outcome) -> bytes:
+        if outcome.response is not None:
+            age = outcome.age
+            result.answer.extend(r._replace(ttl=max(0, r.ttl - age))
+                                 for r in answer_records(outcome.response))
+            if outcome.response.rcode == NXDOMAIN:
+                result.rcode = NXDOMAIN
+        sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
+        reply = self.shared.render(req, result.rcode, sections).wire
+        req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd", len(reply))
+        return reply
+
+    # -- keeping in step with etcd ---------------------------------------------------
+
+    def load(self, index: Index, revision: int) -> None:
+        """Swap in a complete snapshot, all at once (start-up and after compaction)."""
+        self.authority.index = index
+        self.ready = True
+        self.shared.answers.clear()
+        self._served(revision)
+
+    def apply(self, changes: list[Change], revision: int) -> None:
+        """Apply watch events in order, dropping exactly the answers they may change."""
+        index, answers = self.authority.index, self.shared.answers
+        for change in changes:
+            index.apply(change)
+            answers.invalidate(change.path)
+        self._served(revision)
+
+    def _served(self, revision: int) -> None:
+        self.revision = revision
+        self.shared.answers.set_revision(revision)
+        index, etcd = self.authority.index, self.shared.stats.etcd
+        etcd.revision, etcd.records, etcd.invalid = revision, len(index), len(index.invalid)

@@ -1,0 +1,99 @@
+"""skydns.record: DNS names <-> etcd keys, and SkyDNS JSON values decoded and encoded."""
+
+import pytest
+
+from skydns.record import (
+    Record,
+    RecordError,
+    check_name,
+    decode_record,
+    key_path,
+    key_to_name,
+    name_labels,
+    name_to_key,
+    normalize_prefix,
+)
+
+
+def test_name_key_round_trip() -> None:
+    labels = name_labels("1.Rails.prod.east.skydns.local.")
+    assert labels == ("1", "rails", "prod", "east", "skydns", "local")
+    key = name_to_key(labels)
+    assert key == "/skydns/local/skydns/east/prod/rails/1"
+    assert key_to_name(key) == labels
+
+
+def test_key_path_tolerates_empty_components_and_rejects_other_prefixes() -> None:
+    assert key_path("/skydns/local//x/", "/skydns") == ("local", "x")
+    assert key_path("/skydnsx/local", "/skydns") is None
+    assert key_path("/a/b/local/X", "/a/b") == ("local", "x")
+
+
+def test_prefix_normalisation() -> None:
+    assert normalize_prefix("skydns/") == "/skydns"
+    assert normalize_prefix("/app1/skydns") == "/app1/skydns"
+    with pytest.raises(ValueError):
+        normalize_prefix("/")
+
+
+def test_decode_full_record() -> None:
+    r = decode_record(
+        "/skydns/x", '{"Host":"10.0.0.1","port":8080,"priority":20,"weight":5,'
+        '"text":"t","mail":true,"ttl":60,"targetstrip":1,"group":"g","unknown":1}'
+    )
+    assert (r.host, r.port, r.priority, r.weight, r.text) == ("10.0.0.1", 8080, 20, 5, "t")
+    assert (r.mail, r.ttl, r.targetstrip, r.group) == (True, 60, 1, "g")
+    assert r.address is not None and r.address.version == 4
+
+
+def test_decode_defaults_and_nulls() -> None:
+    r = decode_record("/skydns/x", '{"host":"svc.example.","priority":0,"port":null}')
+    assert r.priority == 10 and r.port == 0 and r.address is None
+    assert r.target == ("svc", "example")
+
+
+def test_ipv6_and_mapped_addresses() -> None:
+    assert decode_record("/k", '{"host":"2001:db8::1"}').address.version == 6  # type: ignore[union-attr]
+    mapped = decode_record("/k", '{"host":"::ffff:10.1.2.3"}').address
+    assert mapped is not None and mapped.version == 4 and str(mapped) == "10.1.2.3"
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ('{"host":"10.0.0.1","port":"8080"}', "port"),
+        ('{"host":"10.0.0.1","ttl":"30"}', "ttl"),
+        ('{"host":"10.0.0.1","ttl":-1}', "ttl"),
+        ('{"host":"10.0.0.1","mail":1}', "mail"),
+        ('{"host":5}', "host"),
+        ('{"host":"10.0.0.1","port":true}', "port"),
+        ('{"host":"10.0.0.1","port":70000}', "port"),
+    ],
+)
+def test_wrong_types_name_the_field(value: str, field: str) -> None:
+    with pytest.raises(RecordError, match=field):
+        decode_record("/skydns/x", value)
+
+
+@pytest.mark.parametrize("value", ["not json", "[1,2]", '"str"', "\xff"])
+def test_not_an_object(value: str) -> None:
+    with pytest.raises(RecordError):
+        decode_record("/skydns/x", value)
+
+
+def test_bad_host_name_is_rejected() -> None:
+    with pytest.raises(RecordError, match="host"):
+        decode_record("/skydns/x", '{"host":"bad name.example"}')
+
+
+def test_check_name() -> None:
+    assert check_name("a-b.c_d.example.") == ("a-b", "c_d", "example")
+    for bad in ("-a.example", "a..b", "a" * 64 + ".x", ""):
+        with pytest.raises(RecordError):
+            check_name(bad)
+
+
+def test_to_json_round_trip() -> None:
+    r = Record(key="/skydns/k", host="10.0.0.1", port=53, priority=10, ttl=30)
+    again = decode_record("/skydns/k", r.to_json())
+    assert again == r
