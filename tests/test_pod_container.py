@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 import yaml
-from kubefake import FakeKubeAPI, endpoint_slice, namespace, service
 
+from kubefake import FakeKubeAPI, endpoint_slice, namespace, service
 from skyserve import config as skyserve_config
 from tests.support.dnsutil import key
 from tests.support.netutil import http_status
