@@ -25,10 +25,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
 import pytest
 import yaml
 
@@ -36,7 +32,8 @@ from kubefake import FakeKubeAPI, endpoint_slice, namespace, service
 from skyserve import config as skyserve_config
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.netutil import http_status
-from tests.support.pod_runner import HOST, PortMap, Process, materialize_volumes, rewrite_args
+from tests.support.pod_runner import PortMap, Process, materialize_volumes, rewrite_args
+from tests.support.resolver import Resolver
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +44,6 @@ IMAGE = "skyserve:pod-test"
 WAIT = 20.0  # the longest any one thing may take to appear
 # The only ConfigMap settings this test may change: where skyserve listens and finds etcd,
 # and the resolver (the machine's resolv.conf names a private address).
-Answer = set[str] | None | str  # records, NXDOMAIN, or what went wrong
 LOCAL_ONLY = {"dns-addr", "health-addr", "ready-addr", "metrics-addr", "etcd-endpoints",
               "resolv-conf"}
 
@@ -99,45 +95,6 @@ def probe_port(container: dict[str, Any], port: int | str) -> int:
         assert port in by_name, f"{container['name']}: probe port {port!r} is not declared"
         return int(by_name[port])
     return port
-
-
-class Resolver:
-    """dnspython queries to the running skyserve, over UDP and TCP."""
-
-    def __init__(self, port: int, logs: Callable[[], str]) -> None:
-        self.port, self.logs = port, logs
-
-    def answer(self, name: str, rdtype: str, tcp: bool) -> set[str] | None:
-        """The answer's records of that type as text (SRV as "port target"); None: NXDOMAIN."""
-        query = dns.message.make_query(name, rdtype)
-        send = dns.query.tcp if tcp else dns.query.udp
-        msg = send(query, HOST, timeout=2.0, port=self.port)
-        if msg.rcode() == dns.rcode.NXDOMAIN:
-            return None
-        rcode = dns.rcode.to_text(msg.rcode())
-        assert rcode == "NOERROR", f"{name} {rdtype}: {rcode}"
-        want = dns.rdatatype.from_text(rdtype)
-        return {f"{rd.port} {rd.target}" if rdtype == "SRV" else rd.to_text()
-                for rrset in msg.answer if rrset.rdtype == want for rd in rrset}
-
-    def both(self, name: str, rdtype: str) -> tuple[Answer, Answer]:
-        """(UDP answer, TCP answer); an error is its text."""
-        return self._try(name, rdtype, False), self._try(name, rdtype, True)
-
-    def _try(self, name: str, rdtype: str, tcp: bool) -> Answer:
-        try:
-            return self.answer(name, rdtype, tcp)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-
-    def expect(self, name: str, rdtype: str, want: set[str]) -> None:
-        """Wait (at most WAIT seconds) until UDP and TCP both answer exactly `want`."""
-        deadline = time.monotonic() + WAIT
-        while (got := self.both(name, rdtype)) != (want, want):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} {rdtype}: (udp, tcp) = {got}, want {want}\n"
-                                     f"{self.logs()}")
-            time.sleep(0.05)
 
 
 def wait_status(port: int, path: str, want: int, what: str, logs: Callable[[], str],
@@ -268,7 +225,7 @@ def test_the_pod_runs_its_own_commands(etcd_binary: str, kube: FakeKubeAPI,
             ports=[{"name": "pg", "port": 5432}]))
         kube.upsert("services", service("shop", "ext", type="ExternalName",
                                         external_name="www.example.org"))
-        dns_q = Resolver(dns_port, logs)
+        dns_q = Resolver(dns_port, logs, WAIT)
         svc = f"svc.{DOMAIN}."
         dns_q.expect(f"web.shop.{svc}", "A", {"10.96.7.7"})
         dns_q.expect(f"_http._tcp.web.shop.{svc}", "SRV", {f"80 web.shop.{svc}"})

@@ -9,6 +9,8 @@ discovery.k8s.io/v1 endpointslices:
   a server-side maximum duration, and an ERROR 410 Expired event for RVs older than `compact()`;
 * `labelSelector` on lists and watches (`fieldSelector` is ignored).
 Callers change the store directly (`upsert`, `delete`); other HTTP methods get 405.
+With `tls` (a server-side ssl.SSLContext) it speaks HTTPS instead, as a real API server does to
+in-cluster clients; every request's bearer token is recorded.
 """
 
 from kubefake.api import FakeKubeAPI

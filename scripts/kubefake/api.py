@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -22,10 +23,11 @@ class FakeKubeAPI:
     """In-memory API server with one global resourceVersion counter and an event log."""
 
     def __init__(self, *, bookmark_interval: float = 0.3, max_watch_seconds: float = 5.0,
-                 port: int = 0) -> None:
+                 port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.bookmark_interval = bookmark_interval  # seconds between BOOKMARKs, when allowed
         self.max_watch_seconds = max_watch_seconds  # server-side cap on every watch stream
         self._port = port
+        self._tls = tls  # None: plain HTTP
         self._cond = threading.Condition()  # guards everything below
         self._rv = 100  # like a real cluster: "0" and small numbers are never live RVs
         self._compacted = 0  # watch RVs below this get 410; continue tokens are dropped
@@ -67,7 +69,7 @@ class FakeKubeAPI:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self._port}"
+        return f"{'https' if self._tls else 'http'}://{HOST}:{self._port}"
 
     def set_down(self, down: bool = True, *, refuse: bool = True) -> None:
         """Simulate an unavailable API server: open connections (and watches) are cut, then new
@@ -93,7 +95,7 @@ class FakeKubeAPI:
     def _reconcile_listener(self) -> None:
         want = self._started and self._down != "refuse"
         if want and self._httpd is None:
-            self._httpd = APIServer(self, self._port)
+            self._httpd = APIServer(self, self._port, self._tls)
             self._port = self._httpd.server_address[1]
             self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                             name=f"fake-kubeapi-{self._port}", daemon=True)

@@ -8,6 +8,7 @@ import binascii
 import bisect
 import contextlib
 import json
+import ssl
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
@@ -37,9 +38,12 @@ if TYPE_CHECKING:  # the store imports this module to start its server
 class APIServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, api: FakeKubeAPI, port: int) -> None:
+    def __init__(self, api: FakeKubeAPI, port: int, tls: ssl.SSLContext | None) -> None:
         self.api = api
         super().__init__((HOST, port), _Handler)
+        if tls is not None:  # the handshake then happens in each connection's own thread
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # connections cut by stop()/set_down() are expected
@@ -84,7 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
                 query: dict[str, str] | None = None) -> None:
         with self.api._cond:
             self.api._requests.append(
-                Request(self.command, verb, path, res.name if res else None, ns, query or {}))
+                Request(self.command, verb, path, res.name if res else None, ns, query or {},
+                        _bearer(self.headers.get("Authorization", ""))))
 
     def _not_allowed(self) -> None:
         self.close_connection = True  # the request body is not read
@@ -229,6 +234,12 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with api._cond:
                 api._watches[res.name] -= 1
+
+
+def _bearer(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
 
 def _route(path: str) -> tuple[Resource, str | None, str | None] | None:
     """(resource, namespace, name) for a resource path, else None."""

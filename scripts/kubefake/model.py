@@ -57,6 +57,7 @@ class Request:
     resource: str | None
     namespace: str | None
     query: dict[str, str]
+    token: str | None = None  # the bearer token presented, if any
 
 class APIError(Exception):
     def __init__(self, code: int, reason: str, message: str) -> None:
