@@ -226,13 +226,11 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
     yield _histogram("coredns_proxy_request_duration_seconds",
                      "Histogram of the time each request took.", ["proxy_name", "to", "rcode"],
                      hist, DURATION_BUCKETS)
-    failures: dict[str, int] = {}
-    for to, n in fwd["healthcheck_failures"]:
-        failures[to] = failures.get(to, 0) + n
+    failures = _summed(fwd["healthcheck_failures"])
     health = CounterMetricFamily("coredns_proxy_healthcheck_failures",
                                  "Count of failed health checks per upstream.",
                                  labels=["proxy_name", "to", "rcode"])
-    for to, n in failures.items():
+    for (to,), n in failures.items():
         health.add_metric(["forward", to, ""], n)
     yield health
     conns = {"hit": CounterMetricFamily("coredns_proxy_conn_cache_hits",
@@ -241,10 +239,7 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
              "miss": CounterMetricFamily("coredns_proxy_conn_cache_misses",
                                          "Queries that needed a new upstream socket.",
                                          labels=["proxy_name", "to", "proto"])}
-    merged: dict[tuple[str, str, str], int] = {}
-    for to, proto, kind, n in fwd["conn_cache"]:
-        merged[(to, proto, kind)] = merged.get((to, proto, kind), 0) + n
-    for (to, proto, kind), n in merged.items():
+    for (to, proto, kind), n in _summed(fwd["conn_cache"]).items():
         conns[kind].add_metric(["forward", to, proto], n)
     yield from conns.values()
     failed = CounterMetricFamily(
@@ -252,11 +247,8 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
         "Queries an upstream failed, by reason: timeout, network, malformed (SERVFAIL and "
         "REFUSED are replies: see coredns_proxy_request_duration_seconds).",
         labels=["to", "reason"])
-    merged_failures: dict[tuple[str, str], int] = {}
-    for to, why, n in fwd["failures"]:
-        merged_failures[(to, why)] = merged_failures.get((to, why), 0) + n
-    for (to, why), n in merged_failures.items():
-        failed.add_metric([to, why], n)
+    for labels, n in _summed(fwd["failures"]).items():
+        failed.add_metric(list(labels), n)
     yield failed
     stats = fwd["stats"]
     for name, key, text in (
@@ -273,20 +265,14 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
     requests = CounterMetricFamily("coredns_forward_requests",
                                    "Counter of requests made per upstream (deprecated).",
                                    labels=["to"])
-    per_to: dict[str, int] = {}
-    for to, n in fwd["requests"]:
-        per_to[to] = per_to.get(to, 0) + n
-    for to, n in per_to.items():
-        requests.add_metric([to], n)
+    for labels, n in _summed(fwd["requests"]).items():
+        requests.add_metric(list(labels), n)
     yield requests
     responses = CounterMetricFamily("coredns_forward_responses",
                                     "Counter of responses per upstream and rcode (deprecated).",
                                     labels=["to", "rcode"])
-    replies: dict[tuple[str, str], int] = {}
-    for to, rcode, n in fwd["replies"]:
-        replies[(to, rcode)] = replies.get((to, rcode), 0) + n
-    for (to, rcode), n in replies.items():
-        responses.add_metric([to, rcode], n)
+    for labels, n in _summed(fwd["replies"]).items():
+        responses.add_metric(list(labels), n)
     yield responses
     yield _histogram("coredns_forward_request_duration_seconds",
                      "Histogram of the time each request took (deprecated).", ["to", "rcode"],
@@ -294,7 +280,7 @@ def _forward(fwd: dict[str, Any], deprecated: bool) -> Iterator[Metric]:
     old_health = CounterMetricFamily("coredns_forward_healthcheck_failures",
                                      "Count of failed health checks per upstream (deprecated).",
                                      labels=["to", "rcode"])
-    for to, n in failures.items():
+    for (to,), n in failures.items():
         old_health.add_metric([to, ""], n)
     yield old_health
 
@@ -323,6 +309,15 @@ def _etcd(etcd: dict[str, Any]) -> Iterator[Metric]:
         counter = CounterMetricFamily(name, text)
         counter.add_metric([], value)
         yield counter
+
+
+def _summed(rows: Iterable[list[Any]]) -> dict[tuple[Any, ...], int]:
+    """Rows of labels then a count (several workers may report the same labels), summed."""
+    out: dict[tuple[Any, ...], int] = {}
+    for *labels, n in rows:
+        key = tuple(labels)
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def _inc(table: dict[tuple[str, ...], int], key: tuple[str, ...], n: int) -> None:
