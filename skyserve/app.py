@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 
 YOUNG_GC_THRESHOLD = 10_000
+# The listeners as a bind error names them.
+DNS, HEALTH, READY, METRICS = ("DNS (--dns-addr)", "health (--health-addr)",
+                               "ready (--ready-addr)", "metrics (--metrics-addr)")
 
 
 def settle_heap() -> None:
@@ -104,16 +107,19 @@ class App:
         self.health_buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.health_seconds = 0.0
         self.health_failures = 0
-        self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port),
+        self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port, what=DNS),
                              self.engine.handle, self._count_error)
-        self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port),
+        self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port, what=DNS),
                              self.engine.handle, self._count_error)
         self.registry = metrics.registry(lambda: metrics.snapshot(self),
                                          config.deprecated_forward_metrics)
         self.http = [
-            HttpServer(bind(config.health_addr, socket.SOCK_STREAM), {"/health": self.health}),
-            HttpServer(bind(config.ready_addr, socket.SOCK_STREAM), {"/ready": self.ready}),
-            HttpServer(bind(config.metrics_addr, socket.SOCK_STREAM), {"/metrics": self.metrics}),
+            HttpServer(bind(config.health_addr, socket.SOCK_STREAM, what=HEALTH),
+                       {"/health": self.health}),
+            HttpServer(bind(config.ready_addr, socket.SOCK_STREAM, what=READY),
+                       {"/ready": self.ready}),
+            HttpServer(bind(config.metrics_addr, socket.SOCK_STREAM, what=METRICS),
+                       {"/metrics": self.metrics}),
         ] if http else []
         self.sink: LoopSink | None = None
         self.mirror: Mirror | None = None

@@ -26,7 +26,7 @@ from skydns.httpd import HttpServer, Response
 from skydns.netaddr import bind
 
 from . import metrics
-from .app import App
+from .app import HEALTH, METRICS, READY, App
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,9 @@ class Supervisor:
         self.argv, self.env = list(argv), dict(env)
         self.workers: dict[int, Worker] = {}
         self.stopping = False
-        self.http_socks = [bind(a, socket.SOCK_STREAM) for a in
-                           (config.health_addr, config.ready_addr, config.metrics_addr)]
+        self.http_socks = [bind(a, socket.SOCK_STREAM, what=what) for a, what in
+                           ((config.health_addr, HEALTH), (config.ready_addr, READY),
+                            (config.metrics_addr, METRICS))]
         self.registry = metrics.registry(self._merged, config.deprecated_forward_metrics)
         self._last: metrics.Snapshot | None = None
 
