@@ -194,7 +194,9 @@ class Mirror:
 
     def _failed_reason(self, reason: str) -> None:
         if self.stats.connected or reason != self.stats.last_error:
-            log.warning("etcd unavailable: %s (serving the last data loaded, retrying)", reason)
+            serving = ("serving the last data loaded" if self.stats.loads else
+                       "nothing loaded yet: answering SERVFAIL for our zones")
+            log.warning("etcd unavailable: %s (%s; retrying)", reason, serving)
         self.stats.connected = False
         self.stats.last_error = reason
         self.sink.state(False, reason)
