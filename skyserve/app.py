@@ -9,9 +9,12 @@ starts loading in its thread while the listeners already answer SERVFAIL for our
   in-memory index and swapped in at once. A bad config is logged and the old one keeps
   serving; readiness never changes. Options that need new sockets or a new etcd connection
   are refused with a message saying so.
-* SIGTERM or SIGINT: ``/ready`` turns 503 at once, answers continue for ``--lameduck``
-  seconds (a second signal cuts that short), then the listeners close, in-flight queries get
-  a moment to finish and the process exits 0. ``/health`` stays 200 throughout.
+* SIGTERM: ``/ready`` turns 503 at once, answers continue for ``--lameduck`` seconds (a
+  second signal cuts that short), then the listeners close, in-flight queries get a moment
+  to finish and the process exits 0. ``/health`` stays 200 throughout.
+* SIGINT is Ctrl-C at a terminal: someone wants the process gone now, not a load balancer
+  draining it (CoreDNS keeps its lameduck for SIGTERM too). It skips the lameduck, and the
+  etcd watch stops quietly, as etcd started from the same terminal gets the signal too.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class App:
         self.engine = self._build_engine(config, None)
         self.errors = 0
         self.stopping = False
+        self.interrupted = False  # SIGINT: stop without the lameduck
         # The /health self-check, as CoreDNS's health plugin measures it.
         self.health_buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.health_seconds = 0.0
@@ -216,6 +220,13 @@ class App:
         await self.shutdown()
         return 0
 
+    def interrupt(self, stop: asyncio.Event) -> None:
+        """SIGINT: stop at once; a broken etcd watch from here on is no news."""
+        self.interrupted = True
+        if self.mirror is not None:
+            self.mirror.quiet = True
+        stop.set()
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -248,7 +259,9 @@ class App:
 
     async def lameduck(self, again: asyncio.Event) -> None:
         self.stopping = True
-        if self.config.lameduck > 0:
+        if self.interrupted:
+            log.info("interrupted: shutting down now, without the lameduck")
+        elif self.config.lameduck > 0:
             log.info("shutting down: still answering for %.1fs (lameduck)", self.config.lameduck)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(again.wait(), self.config.lameduck)
@@ -346,7 +359,7 @@ async def serve(config: Config, argv: Sequence[str], env: Mapping[str, str]) -> 
     app = App(config, argv, env)
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, app.interrupt, stop)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     return await app.run(stop, reload)

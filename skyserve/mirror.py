@@ -101,6 +101,7 @@ class Mirror:
         self.connect = connect
         self.stats = MirrorStats()
         self.revision = 0  # the last revision applied; 0 = nothing loaded yet
+        self.quiet = False  # shutting down: etcd going away is expected, not a warning
         self._stop = threading.Event()
         self._queue: queue.Queue[WatchBatch | Exception | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="etcd-mirror", daemon=True)
@@ -193,7 +194,7 @@ class Mirror:
         self._failed_reason(str(exc))
 
     def _failed_reason(self, reason: str) -> None:
-        if self.stats.connected or reason != self.stats.last_error:
+        if not self.quiet and (self.stats.connected or reason != self.stats.last_error):
             serving = ("serving the last data loaded" if self.stats.loads else
                        "nothing loaded yet: answering SERVFAIL for our zones")
             log.warning("etcd unavailable: %s (%s; retrying)", reason, serving)
