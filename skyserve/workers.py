@@ -27,7 +27,7 @@ from skydns.httpd import HttpServer, Response
 from skydns.netaddr import bind
 
 from . import metrics
-from .app import HEALTH, METRICS, READY, App
+from .app import DNS, HEALTH, METRICS, READY, App
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.stopping = False
         self.stop_signal = signal.SIGTERM  # passed on to the workers: SIGINT skips the lameduck
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):  # a busy DNS port: say so now,
+            bind(config.dns_addr, kind, True, what=DNS).close()  # not in workers that die
         self.http_socks = [bind(a, socket.SOCK_STREAM, what=what) for a, what in
                            ((config.health_addr, HEALTH), (config.ready_addr, READY),
                             (config.metrics_addr, METRICS))]

@@ -53,9 +53,12 @@ def exit_message(proc: SkyserveProcess | BridgeProcess) -> tuple[int | None, str
     ("ready", socket.SOCK_STREAM, "ready (--ready-addr) on TCP"),
     ("metrics", socket.SOCK_STREAM, "metrics (--metrics-addr) on TCP"),
 ])
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_skyserve_names_the_busy_listener(tmp_path: Path, listener: str,
-                                          kind: socket.SocketKind, name: str) -> None:
-    proc = SkyserveProcess(f"http://{HOST}:{free_port()}", ["skydns.local."], log_dir=tmp_path)
+                                          kind: socket.SocketKind, name: str,
+                                          workers: str) -> None:
+    proc = SkyserveProcess(f"http://{HOST}:{free_port()}", ["skydns.local."], log_dir=tmp_path,
+                           extra_args=["--workers", workers])
     port = getattr(proc, f"{listener}_port")
     with occupied(port, kind):
         code, text = exit_message(proc)
