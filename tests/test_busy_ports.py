@@ -27,6 +27,8 @@ HOST = "127.0.0.1"
 def occupied(port: int, kind: socket.SocketKind) -> Iterator[socket.socket]:
     """A socket holding the port (listening, for TCP) until the test ends."""
     sock = socket.socket(socket.AF_INET, kind)
+    if kind == socket.SOCK_STREAM:  # a recent connection's TIME_WAIT must not stop us; not
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # UDP: it would share
     sock.bind((HOST, port))
     if kind == socket.SOCK_STREAM:
         sock.listen()

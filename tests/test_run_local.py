@@ -27,6 +27,8 @@ def run_local(tmp_path: Path) -> Iterator[RunLocal]:
 @contextlib.contextmanager
 def held(port: int, kind: socket.SocketKind) -> Iterator[None]:
     with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:  # a recent connection's TIME_WAIT must not stop us
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         if kind == socket.SOCK_STREAM:
             sock.listen()
