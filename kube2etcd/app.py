@@ -55,12 +55,16 @@ class App:
             raise ConfigError(f"--kubeconfig: {exc}") from None
         # Bind up front: a port in use is a start-up error, not a later surprise.
         routes: dict[str, dict[str, Route]] = {}
+        names: dict[str, list[str]] = {}  # what a bind error calls the listener
         if config.health_addr:
             routes.setdefault(config.health_addr, {}).update(
                 {"/healthz": self.healthz, "/readyz": self.readyz, "/readiness": self.readyz})
+            names.setdefault(config.health_addr, []).append("health (--health-addr)")
         if config.metrics_addr:
             routes.setdefault(config.metrics_addr, {})["/metrics"] = self.metrics.render
-        self.http = [HttpServer(bind(addr, socket.SOCK_STREAM), r) for addr, r in routes.items()]
+            names.setdefault(config.metrics_addr, []).append("metrics (--metrics-addr)")
+        self.http = [HttpServer(bind(addr, socket.SOCK_STREAM, what=" and ".join(names[addr])), r)
+                     for addr, r in routes.items()]
 
     def _leadership(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)

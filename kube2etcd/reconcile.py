@@ -48,11 +48,12 @@ from skydns.etcd import (
     Header,
     KeyValue,
 )
+from skydns.record import owner_of
 
 from .cluster import ClusterState, Group
 from .metrics import Metrics
 from .objects import Event, Source
-from .records import OWNER_FIELD, Domain, kind_of, owner_of
+from .records import OWNER_FIELD, Domain, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class Reconciler:
         self.cluster_id, self.revision = header.cluster_id, header.revision
         self.metrics.etcd_ops.labels("load", "ok").inc(len(self.zone.owned_prefixes()) + 1)
         for kv in [*kvs, *([version] if version else [])]:
-            if OWNER_FIELD.encode() in kv.value and owner_of(kv.value) == owner:
+            if OWNER_FIELD.encode() in kv.value and owner_of(kv.value, OWNER_FIELD) == owner:
                 owned[kv.key] = kv.value.decode()
             else:
                 others.add(kv.key)

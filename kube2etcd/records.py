@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from skydns.record import Labels, Record, RecordError, check_name, name_to_key
+from skydns.record import Labels, Record, RecordError, check_host, name_to_key
 
 DNS_SCHEMA_VERSION = "1.1.0"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -165,16 +165,6 @@ def encode(record: Record, owner: str) -> str:
         obj[OWNER_FIELD] = owner
         return json.dumps(obj, separators=(",", ":"), sort_keys=True)
     return record.to_json()[:-1] + f',"{OWNER_FIELD}":{json.dumps(owner)}}}'
-
-
-def owner_of(value: bytes | str) -> str | None:
-    """The owner marker of an etcd value, or None when it has none (or is not JSON)."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    owner = obj.get(OWNER_FIELD) if isinstance(obj, dict) else None
-    return owner if isinstance(owner, str) else None
 
 
 # -- records ---------------------------------------------------------------------------
@@ -323,11 +313,11 @@ def is_label(label: str) -> bool:
 
 
 def is_name(name: str) -> bool:
+    """Whether a string is a host name skyserve serves as a target: valid and no address."""
     try:
-        check_name(name)
+        return check_host(name) is None
     except RecordError:
         return False
-    return True
 
 
 def values(zone: Domain, records: Records) -> dict[str, str]:

@@ -294,15 +294,17 @@ class EtcdClient:
         *,
         expect: Mapping[str, str | None] | None = None,
         guard: tuple[str, str] | None = None,
+        lease: int | None = None,
     ) -> int:
         """Write ``puts`` then ``deletes`` in transactions of at most ``MAX_TXN_OPS`` ops.
 
         ``expect`` maps a key to the value it must hold before it is written or deleted
         (None: it must not exist). ``guard`` is a (key, value) every transaction also
-        checks (a leader lock). Puts go first, so a name written and cleaned up in one
-        call never goes empty. Returns how many operations were applied, in that order
-        (puts, then deletes): all of them, or the count up to the first transaction whose
-        comparison failed; the ones after it are not sent.
+        checks (a leader lock); ``lease`` attaches every put to that lease. Puts go first,
+        so a name written and cleaned up in one call never goes empty. Returns how many
+        operations were applied, in that order (puts, then deletes): all of them, or the
+        count up to the first transaction whose comparison failed; the ones after it are
+        not sent.
         """
         txn = self._client.transactions
         expect = expect or {}
@@ -319,7 +321,8 @@ class EtcdClient:
                         want = expect[key]
                         compare.append(txn.version(key) == 0 if want is None
                                        else txn.value(key) == want)
-                    success.append(txn.delete(key) if value is None else txn.put(key, value))
+                    success.append(txn.delete(key) if value is None
+                                   else txn.put(key, value, lease=lease))
                 ok, _ = self._client.transaction(compare=compare, success=success, failure=[])
                 if not ok:
                     return done

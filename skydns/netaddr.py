@@ -33,7 +33,14 @@ def is_local_address(host: str) -> bool:
     return True
 
 
-def bind(addr: str, kind: socket.SocketKind, reuse_port: bool = False) -> socket.socket:
+class ListenError(OSError):
+    """A listener could not be bound; the message names the listener and its address."""
+
+
+def bind(addr: str, kind: socket.SocketKind, reuse_port: bool = False, *,
+         what: str) -> socket.socket:
+    """A socket bound to ``addr``; ``what`` names the listener in the error, because a bare
+    "Address already in use" does not say which of a program's ports is taken."""
     host, port = split_hostport(addr, 53)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -45,7 +52,10 @@ def bind(addr: str, kind: socket.SocketKind, reuse_port: bool = False) -> socket
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.bind((host, port))
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        proto = "UDP" if kind == socket.SOCK_DGRAM else "TCP"
+        shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        raise ListenError(f"cannot listen for {what} on {proto} {shown}: "
+                          f"{exc.strerror or exc}") from exc
     return sock

@@ -38,10 +38,13 @@ class Option:
 
 def load(
     prog: str, options: Sequence[Option], argv: Sequence[str], env: Mapping[str, str],
-    env_prefix: str, description: str = "",
+    env_prefix: str, description: str = "", epilog: str = "",
 ) -> dict[str, Any]:
-    """Resolve every option; the result is keyed by name with dashes as underscores."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    """Resolve every option; the result is keyed by name with dashes as underscores.
+
+    ``epilog`` ends ``--help`` as written, line breaks kept (a list of subcommands)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file")
     for opt in options:
         parser.add_argument(

@@ -26,6 +26,8 @@ MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 
 # A host name label as DNS allows it in practice: letters, digits, '-', '_' and '*'.
 _LABEL = re.compile(r"^[A-Za-z0-9_*]([A-Za-z0-9_*-]{0,61}[A-Za-z0-9_*])?$")
+# Digits and dots only: meant as an IPv4 address (no top-level label is all digits).
+_IPV4_LIKE = re.compile(r"^[0-9.]+$")
 
 
 class RecordError(ValueError):
@@ -115,13 +117,26 @@ def decode_record(key: str, value: bytes | str) -> Record:
                 raise RecordError(f"field 'mail' must be a boolean, got {json.dumps(val)}")
             fields[name] = val
     host = fields.get("host", "")
-    address = parse_address(host)
-    if address is None and host:
-        check_name(host, what="host")
+    address = check_host(host) if host else None
     if not fields.get("priority"):
         fields["priority"] = DEFAULT_PRIORITY  # priority 0 cannot be expressed (SkyDNS)
     fields["ttl"] = min(fields.get("ttl", 0), MAX_TTL)
     return Record(key=key, address=address, **fields)
+
+
+def owner_of(value: bytes | str, field: str) -> str | None:
+    """The owner marker ``field`` of an etcd value, or None when it has none (or is not JSON).
+
+    SkyDNS readers ignore fields they do not know, so a writer can mark its values
+    (``"kube2etcd": "cluster.local"``) and later tell them from those of other writers
+    under the same names, and touch only its own.
+    """
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    owner = obj.get(field) if isinstance(obj, dict) else None
+    return owner if isinstance(owner, str) else None
 
 
 def parse_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -135,6 +150,32 @@ def parse_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def check_host(host: str, *, what: str = "host") -> Address | None:
+    """A record's host: its address, or None when it is a valid host name; else RecordError.
+
+    Something that looks like an address but is not one (``10.0.0.300``, ``2001:db8::g``)
+    is an error, never a host name: served as a CNAME or SRV target it would send clients
+    looking for a name that cannot exist.
+    """
+    address = parse_address(host)
+    if address is not None:
+        return address
+    if ":" in host or _IPV4_LIKE.match(host):
+        family = ipaddress.IPv6Address if ":" in host else ipaddress.IPv4Address
+        reason = "not an address"
+        try:
+            family(host)
+        except ValueError as exc:  # says which part is wrong, e.g. "Octet 300 (> 255)"
+            reason = str(exc).replace(f" in {host!r}", "")
+        raise RecordError(f"{what} {host!r} looks like an {family.__name__[:4]} address "
+                          f"but is not a valid one: {reason}")
+    check_name(host, what=what)
+    return None
 
 
 def check_name(name: str, *, what: str = "name") -> Labels:

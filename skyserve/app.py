@@ -9,9 +9,12 @@ starts loading in its thread while the listeners already answer SERVFAIL for our
   in-memory index (counting into the same ``Stats``) and swapped in at once. A bad config
   is logged and the old one keeps serving; readiness never changes. Options that need new
   sockets or a new etcd connection are refused with a message saying so.
-* SIGTERM or SIGINT: ``/ready`` turns 503 at once, answers continue for ``--lameduck``
-  seconds (a second signal cuts that short), then the listeners close, in-flight queries get
-  a moment to finish and the process exits 0. ``/health`` stays 200 throughout.
+* SIGTERM: ``/ready`` turns 503 at once, answers continue for ``--lameduck`` seconds (a
+  second signal cuts that short), then the listeners close, in-flight queries get a moment
+  to finish and the process exits 0. ``/health`` stays 200 throughout.
+* SIGINT is Ctrl-C at a terminal: someone wants the process gone now, not a load balancer
+  draining it (CoreDNS keeps its lameduck for SIGTERM too). It skips the lameduck, and the
+  etcd watch stops quietly, as etcd started from the same terminal gets the signal too.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 
 
 YOUNG_GC_THRESHOLD = 10_000
+# The listeners as a bind error names them.
+DNS, HEALTH, READY, METRICS = ("DNS (--dns-addr)", "health (--health-addr)",
+                               "ready (--ready-addr)", "metrics (--metrics-addr)")
 
 
 def settle_heap() -> None:
@@ -114,15 +120,19 @@ class App:
         self.stats = Stats()
         self.pipeline = self._build_pipeline(config)
         self.stopping = False
-        self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port),
+        self.interrupted = False  # SIGINT: stop without the lameduck
+        self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port, what=DNS),
                              self.pipeline.handle)
-        self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port),
+        self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port, what=DNS),
                              self.pipeline.handle)
         self.registry = metrics.registry(self.snapshot, config.deprecated_forward_metrics)
         self.http = [
-            HttpServer(bind(config.health_addr, socket.SOCK_STREAM), {"/health": self.health}),
-            HttpServer(bind(config.ready_addr, socket.SOCK_STREAM), {"/ready": self.ready}),
-            HttpServer(bind(config.metrics_addr, socket.SOCK_STREAM), {"/metrics": self.metrics}),
+            HttpServer(bind(config.health_addr, socket.SOCK_STREAM, what=HEALTH),
+                       {"/health": self.health}),
+            HttpServer(bind(config.ready_addr, socket.SOCK_STREAM, what=READY),
+                       {"/ready": self.ready}),
+            HttpServer(bind(config.metrics_addr, socket.SOCK_STREAM, what=METRICS),
+                       {"/metrics": self.metrics}),
         ] if http else []
         self.sink: LoopSink | None = None
         self.mirror: Mirror | None = None
@@ -210,6 +220,13 @@ class App:
         await self.shutdown()
         return 0
 
+    def interrupt(self, stop: asyncio.Event) -> None:
+        """SIGINT: stop at once; a broken etcd watch from here on is no news."""
+        self.interrupted = True
+        if self.mirror is not None:
+            self.mirror.quiet = True
+        stop.set()
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -243,7 +260,9 @@ class App:
 
     async def lameduck(self, again: asyncio.Event) -> None:
         self.stopping = True
-        if self.config.lameduck > 0:
+        if self.interrupted:
+            log.info("interrupted: shutting down now, without the lameduck")
+        elif self.config.lameduck > 0:
             log.info("shutting down: still answering for %.1fs (lameduck)", self.config.lameduck)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(again.wait(), self.config.lameduck)
@@ -342,7 +361,7 @@ async def serve(config: Config, argv: Sequence[str], env: Mapping[str, str]) -> 
     app = App(config, argv, env)
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, app.interrupt, stop)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     return await app.run(stop, reload)

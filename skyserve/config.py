@@ -201,9 +201,21 @@ def config_path(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
     return path or None
 
 
+# The end of ``skyserve --help``: the commands that manage records instead of serving.
+COMMANDS_HELP = """\
+commands (each takes --help and the --etcd-* options above):
+  skyserve register NAME --host HOST [--port N] [--lease SECONDS] ...
+                        write one record for NAME into etcd (checked first)
+  skyserve unregister NAME [--id ID | --host HOST [--port N]]
+                        remove the records register wrote for NAME, and no others
+  skyserve records [ZONE]
+                        list the records in etcd, flagging invalid values"""
+
+
 def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     values = o.load("skyserve", OPTIONS, argv, env, ENV_PREFIX,
-                    description="DNS for SkyDNS-format records in etcd")
+                    description="DNS for SkyDNS-format records in etcd",
+                    epilog=COMMANDS_HELP)
     if not values["zone"]:
         raise o.ConfigError("--zone: at least one zone is required")
     if (values["etcd_username"] is None) != (values["etcd_password"] is None):

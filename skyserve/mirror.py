@@ -86,6 +86,7 @@ class Mirror:
         self.connect = connect
         self.stats = state if state is not None else EtcdState()
         self.revision = 0  # the last revision applied; 0 = nothing loaded yet
+        self.quiet = False  # shutting down: etcd going away is expected, not a warning
         self._queue: queue.Queue[WatchBatch | Exception | None] = queue.Queue()
         self._thread = Background("etcd-mirror", self._run)
 
@@ -168,8 +169,10 @@ class Mirror:
         self._failed_reason(str(exc))
 
     def _failed_reason(self, reason: str) -> None:
-        if self.stats.connected or reason != self.stats.last_error:
-            log.warning("etcd unavailable: %s (serving the last data loaded, retrying)", reason)
+        if not self.quiet and (self.stats.connected or reason != self.stats.last_error):
+            serving = ("serving the last data loaded" if self.stats.loads else
+                       "nothing loaded yet: answering SERVFAIL for our zones")
+            log.warning("etcd unavailable: %s (%s; retrying)", reason, serving)
         self.stats.connected = False
         self.stats.last_error = reason
         self.sink.state(False, reason)

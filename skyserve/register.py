@@ -8,9 +8,13 @@ until it is stopped; if the process dies, the record disappears by itself within
 and its TTL is at most SECONDS so that resolvers do not keep it longer.
 Everything is validated before anything is written.
 
-``unregister NAME`` removes the records ``register`` wrote for NAME (one instance with
-``--id`` or ``--host``/``--port``), never the rest of the subtree. ``records [ZONE]`` lists what
-is in etcd, and which values are invalid and why.
+Every value ``register`` writes carries the owner marker ``"skyserve": "register"`` (as
+kube2etcd marks its own), because other writers put records under the same names: an
+``etcdctl put``, kube2etcd, external-dns. ``register`` never overwrites a key without the
+marker, and ``unregister NAME`` removes only marked records directly below NAME (one
+instance with ``--id`` or ``--host``/``--port``), each only if it is unchanged since it was
+read; it says what it removed and fails when there was nothing of its own to remove.
+``records [ZONE]`` lists what is in etcd, and which values are invalid and why.
 """
 
 from __future__ import annotations
@@ -27,18 +31,20 @@ from skydns.etcd import EtcdClient, EtcdError, EtcdSettings
 from skydns.record import (
     Record,
     RecordError,
+    check_host,
     check_name,
     decode_record,
     key_to_name,
     labels_text,
     name_to_key,
-    parse_address,
+    owner_of,
 )
 from skydns.service import etcd_settings
 
 from . import config as cfg
 
 COMMANDS = ("register", "unregister", "records")
+OWNER_FIELD, OWNER = "skyserve", "register"  # the marker on every value register writes
 ETCD_OPTIONS = [opt for opt in cfg.OPTIONS if opt.name.startswith("etcd-")]
 
 
@@ -54,9 +60,16 @@ def main(command: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
     except (o.ConfigError, RecordError, ValueError) as exc:
         print(f"skyserve {command}: error: {exc}", file=sys.stderr)
         return 2
+    except Refused as exc:
+        print(f"skyserve {command}: {exc}", file=sys.stderr)
+        return 1
     except EtcdError as exc:
         print(f"skyserve {command}: etcd: {exc}", file=sys.stderr)
         return 1
+
+
+class Refused(Exception):
+    """Nothing was written because of what is in etcd (another writer's key, nothing ours)."""
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -104,8 +117,17 @@ def _check_id(value: str) -> str:
     return value.lower()
 
 
+def _marked(record: Record) -> str:
+    return record.to_json()[:-1] + f',"{OWNER_FIELD}":"{OWNER}"}}'
+
+
+def _ours(value: bytes) -> bool:
+    return owner_of(value, OWNER_FIELD) == OWNER
+
+
 def _register(args: argparse.Namespace, prefix: str, settings: EtcdSettings) -> int:
     labels = check_name(args.name, what="name")
+    address = check_host(args.host, what="--host")
     if args.lease < 0:
         raise ValueError("--lease must be positive")
     leaf = _check_id(args.id or instance_id(args.host, args.port))
@@ -115,17 +137,23 @@ def _register(args: argparse.Namespace, prefix: str, settings: EtcdSettings) -> 
         ttl = args.lease  # resolvers must not keep the name longer than it may live
     record = Record(key=key, host=args.host, port=args.port, priority=args.priority,
                     weight=args.weight, text=args.text, mail=args.mail, ttl=ttl,
-                    address=parse_address(args.host))
-    value = record.to_json()
+                    address=address)
+    value = _marked(record)
     decode_record(key, value)  # the same checks the server applies: fail before writing
     client = EtcdClient(settings)
     try:
-        if not args.lease:
-            client.put(key, value)
+        existing = client.get(key)
+        if existing is not None and not _ours(existing.value):
+            raise Refused(f"{key} holds a record skyserve register did not write "
+                          f"({existing.value.decode('utf-8', 'replace')}); it is left alone: "
+                          "choose another --id")
+        lease = client.grant_lease(args.lease) if args.lease else None
+        expect = {key: existing.value.decode() if existing else None}
+        if not client.apply({key: value}, [], expect=expect, lease=lease):
+            raise Refused(f"{key} changed while registering; nothing written, try again")
+        if lease is None:
             print(f"registered {labels_text(labels)} at {key}: {value}")
             return 0
-        lease = client.grant_lease(args.lease)
-        client.put(key, value, lease=lease)
         print(f"registered {labels_text(labels)} at {key} on a {args.lease}s lease; "
               "Ctrl-C removes it", flush=True)
         return _keep_alive(client, lease, args.lease)
@@ -155,14 +183,28 @@ def _unregister(args: argparse.Namespace, prefix: str, settings: EtcdSettings) -
     client = EtcdClient(settings)
     try:
         if args.id or args.host:
-            keys = [base + "/" + _check_id(args.id or instance_id(args.host, args.port))]
-        else:  # every instance registered directly below the name, and the name's own key
-            kvs, _ = client.load(base)
-            keys = [kv.key for kv in kvs if "/" not in kv.key[len(base) + 1 :]] + [base]
-        client.delete_many(keys)
+            kv = client.get(base + "/" + _check_id(args.id or instance_id(args.host, args.port)))
+            found = [kv] if kv is not None else []
+        else:  # every instance registered directly below the name; deeper names are others'
+            found = [kv for kv in client.load(base)[0] if "/" not in kv.key[len(base) + 1 :]]
+        ours = {kv.key: kv.value.decode() for kv in found if _ours(kv.value)}
+        others = len(found) - len(ours)
+        if not ours:
+            left = f"; {others} record(s) other writers put there left alone" if others else ""
+            raise Refused(f"nothing to remove: no record skyserve register wrote for "
+                          f"{labels_text(labels)}{left}")
+        keys = list(ours)
+        done = client.apply({}, keys, expect=ours)  # each only if unchanged since read
     finally:
         client.close()
-    print(f"unregistered {labels_text(labels)}")
+    for key in keys[:done]:
+        print(f"removed {key}: {ours[key]}")
+    if others:
+        print(f"left alone: {others} record(s) under {labels_text(labels)} that skyserve "
+              "register did not write")
+    if done < len(keys):
+        raise Refused(f"{len(keys) - done} record(s) of {labels_text(labels)} changed while "
+                      "unregistering and were left alone; run it again")
     return 0
 
 

@@ -6,7 +6,8 @@ with SO_REUSEPORT, so the kernel spreads queries over them. The supervisor serve
 ``/health``, ``/ready`` (200 only when every worker is ready) and ``/metrics``: on each scrape
 it asks every worker for its counters over a control socket and sums them, so the figures
 are exact across workers. A worker that dies is replaced. SIGTERM goes to every worker
-(each runs its own lameduck); SIGHUP makes every worker reload.
+(each runs its own lameduck), SIGINT too (each stops at once); SIGHUP makes every worker
+reload.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from skydns.httpd import HttpServer, Response
 from skydns.netaddr import bind
 
 from . import metrics
-from .app import App
+from .app import DNS, HEALTH, METRICS, READY, App
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,12 @@ class Supervisor:
         self.argv, self.env = list(argv), dict(env)
         self.workers: dict[int, Worker] = {}
         self.stopping = False
-        self.http_socks = [bind(a, socket.SOCK_STREAM) for a in
-                           (config.health_addr, config.ready_addr, config.metrics_addr)]
+        self.stop_signal = signal.SIGTERM  # passed on to the workers: SIGINT skips the lameduck
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):  # a busy DNS port: say so now,
+            bind(config.dns_addr, kind, True, what=DNS).close()  # not in workers that die
+        self.http_socks = [bind(a, socket.SOCK_STREAM, what=what) for a, what in
+                           ((config.health_addr, HEALTH), (config.ready_addr, READY),
+                            (config.metrics_addr, METRICS))]
         self.registry = metrics.registry(self._merged, config.deprecated_forward_metrics)
         self._last: metrics.Snapshot | None = None
 
@@ -134,11 +139,15 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------------
 
+    def _stop_on(self, sig: signal.Signals, stop: asyncio.Event) -> None:
+        self.stop_signal = sig
+        stop.set()
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         stop, reload = asyncio.Event(), asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, self._stop_on, sig, stop)
         loop.add_signal_handler(signal.SIGHUP, reload.set)
         routes: list[dict[str, Any]] = [{"/health": lambda: (200, "text/plain", b"OK")},
                                         {"/ready": self.ready}, {"/metrics": self.scrape}]
@@ -153,7 +162,7 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
         self.stopping = True
-        self.signal_all(signal.SIGTERM)
+        self.signal_all(self.stop_signal)
         deadline = time.monotonic() + self.config.lameduck + 10
         while self.workers and time.monotonic() < deadline:
             self.reap()
@@ -169,8 +178,8 @@ async def _worker(config: Config, argv: Sequence[str], env: Mapping[str, str],
     app = App(config, argv, env, reuse_port=True, http=False)
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, app.interrupt, stop)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     task = asyncio.ensure_future(_answer_supervisor(app, control))
     try:

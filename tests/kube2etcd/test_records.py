@@ -8,6 +8,7 @@ from kube2etcd.records import (
     CLUSTER_IP,
     EXTERNAL_NAME,
     HEADLESS,
+    OWNER_FIELD,
     Domain,
     Endpoint,
     EndpointGroup,
@@ -17,13 +18,12 @@ from kube2etcd.records import (
     dashed,
     encode,
     fnv32a,
-    owner_of,
     pod_records,
     service_records,
     values,
     version_records,
 )
-from skydns.record import Record, decode_record
+from skydns.record import Record, decode_record, owner_of
 
 ZONE = Domain(("cluster", "local"), "/skydns", 30)
 SVC = "/skydns/local/cluster/svc"
@@ -151,8 +151,10 @@ def test_external_name() -> None:
     svc = Service("ns", "ext", EXTERNAL_NAME, external_name="Example.COM", ports=(HTTP,))
     recs = service_records(ZONE, svc)
     assert hosts(recs) == {f"{SVC}/ns/ext/{fnv32a('Example.COM')}": ("example.com.", 0)}
-    bad = Service("ns", "ext", EXTERNAL_NAME, external_name="not a name")
-    assert service_records(ZONE, bad) == {}
+    for target in ("not a name", "10.0.0.300", "192.0.2.1", "2001:db8::1"):
+        # An address is no CNAME target: skyserve would flag the value invalid.
+        bad = Service("ns", "ext", EXTERNAL_NAME, external_name=target)
+        assert service_records(ZONE, bad) == {}, target
 
 
 def test_ptr_shared_ip_gets_one_leaf_per_service() -> None:
@@ -197,13 +199,13 @@ def test_invalid_names_are_never_written() -> None:
 def test_values_carry_the_marker_and_decode_in_skyserve() -> None:
     recs = service_records(ZONE, Service("ns", "a", CLUSTER_IP, ("10.0.0.1",), ports=(HTTP,)))
     for key, value in values(ZONE, recs).items():
-        assert owner_of(value) == "cluster.local"
+        assert owner_of(value, OWNER_FIELD) == "cluster.local"
         decoded = decode_record(key, value)
         assert decoded.host == recs[key].host and decoded.ttl == 30
     rec = Record(key="/k", host="10.0.0.1", ttl=5)
     assert json.loads(encode(rec, "z")) == {**json.loads(rec.to_json()), "kube2etcd": "z"}
-    assert owner_of(b'{"host":"10.0.0.1"}') is None
-    assert owner_of(b"not json") is None
+    assert owner_of(b'{"host":"10.0.0.1"}', OWNER_FIELD) is None
+    assert owner_of(b"not json", OWNER_FIELD) is None
 
 
 def test_prefix_and_domain_are_configurable() -> None:

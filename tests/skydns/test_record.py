@@ -1,5 +1,7 @@
 """skydns.record: DNS names <-> etcd keys, and SkyDNS JSON values decoded and encoded."""
 
+import json
+
 import pytest
 
 from skydns.record import (
@@ -84,6 +86,23 @@ def test_not_an_object(value: str) -> None:
 def test_bad_host_name_is_rejected() -> None:
     with pytest.raises(RecordError, match="host"):
         decode_record("/skydns/x", '{"host":"bad name.example"}')
+
+
+@pytest.mark.parametrize("host, family", [
+    ("10.0.0.300", "IPv4"), ("999.1.1.1", "IPv4"), ("10.0.0", "IPv4"), ("10.0.0.1.", "IPv4"),
+    ("2001:db8::g", "IPv6"), ("1::2::3", "IPv6"),
+])
+def test_a_host_that_looks_like_an_address_is_no_name(host: str, family: str) -> None:
+    """Served as a CNAME or SRV target, 10.0.0.300 would send clients after a name that
+    cannot exist: the value is invalid, and says why."""
+    with pytest.raises(RecordError, match=f"looks like an {family} address but is not a valid"):
+        decode_record("/skydns/x", json.dumps({"host": host}))
+
+
+def test_host_names_and_addresses_are_still_accepted() -> None:
+    assert decode_record("/skydns/x", '{"host":"10.0.0.1"}').address is not None
+    for name in ("web.example.org", "10-0-0-1.example.org", "host1.", "0a.example"):
+        assert decode_record("/skydns/x", json.dumps({"host": name})).address is None
 
 
 def test_check_name() -> None:

@@ -103,3 +103,18 @@ def test_cli_port_in_use_fails_fast() -> None:
             capture_output=True, text=True, timeout=30,
         )
     assert proc.returncode == 1 and "in use" in proc.stderr
+
+
+def test_help_lists_the_record_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from skyserve.cli import main
+    from skyserve.register import COMMANDS
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for command in COMMANDS:
+        assert f"skyserve {command} " in text, command
+        with pytest.raises(SystemExit) as sub:
+            main([command, "--help"])
+        assert sub.value.code == 0 and f"usage: skyserve {command}" in capsys.readouterr().out

@@ -118,6 +118,10 @@ def test_servfail_before_first_load(clean_prefix: str, skyserve: Start, etcd_bin
     status, body = http_get(proc.ready_port, "/ready")
     assert status == 503 and "etcd" in body
     assert proc.query("example.com").rcode() == dns.rcode.REFUSED
+    # The log says what is true: there is no "last data" to serve yet.
+    said = "(nothing loaded yet: answering SERVFAIL for our zones; retrying)"
+    assert wait_for(lambda: said in proc.log_text(), 5), proc.log_tail()
+    assert "serving the last data loaded" not in proc.log_text()
     late = EtcdServer("late", binary=etcd_binary, client_port=port)
     try:
         late.start()
@@ -138,6 +142,8 @@ def test_etcd_restart_under_a_running_server(fresh_etcd: EtcdServer, clean_prefi
         assert addresses(proc.query("rs.skydns.test")) == ["10.7.0.1"]
         time.sleep(0.05)
     assert proc.is_ready()
+    said = "(serving the last data loaded; retrying)"
+    assert wait_for(lambda: said in proc.log_text(), 10), proc.log_tail()
     fresh_etcd.start()
     fresh_etcd.put(key(clean_prefix, "b.rs.skydns.test"), '{"host":"10.7.0.2"}')
     assert wait_for(lambda: addresses(proc.query("rs.skydns.test")) == ["10.7.0.1", "10.7.0.2"], 15)

@@ -104,12 +104,11 @@ def ready_watch() -> Iterator[Callable[[SkyserveProcess], ReadyWatch]]:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_lameduck_on_signal(record: str, skyserve: Start, sig: signal.Signals) -> None:
+def test_lameduck_on_sigterm(record: str, skyserve: Start) -> None:
     proc = skyserve(ZONES, ["--lameduck", "1.5"])
     assert proc.pid is not None
     t0 = time.monotonic()
-    os.kill(proc.pid, sig)
+    os.kill(proc.pid, signal.SIGTERM)
     assert wait_for(lambda: status(proc.ready_port, "/ready") == 503, 0.3), "/ready still 200"
     status_body = http_get(proc.ready_port, "/ready")
     assert status_body[0] == 503 and "Shutting down" in status_body[1]
@@ -123,6 +122,40 @@ def test_lameduck_on_signal(record: str, skyserve: Start, sig: signal.Signals) -
     assert wait_for(lambda: not proc.running, 1.5 + 3 - (time.monotonic() - t0), 0.05)
     assert proc.returncode == 0
     assert time.monotonic() - t0 >= 1.4
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_skips_the_lameduck(record: str, skyserve: Start, workers: int) -> None:
+    """Ctrl-C is someone at a terminal, not a load balancer draining the server."""
+    proc = skyserve(ZONES, ["--lameduck", "30", "--workers", str(workers)])
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGINT)
+    assert wait_for(lambda: not proc.running, 10, 0.05), "still running: lameduck on SIGINT?"
+    assert proc.returncode == 0
+    assert proc.log_text().count("shutting down now, without the lameduck") == workers
+
+
+@pytest.mark.e2e
+def test_etcd_going_away_after_ctrl_c_is_no_warning(
+    fresh_etcd: EtcdServer, clean_prefix: str, skyserve: Start, dns_upstream: Upstreams
+) -> None:
+    """The same Ctrl-C stops an etcd started in that terminal: expected, not news. A slow
+    forwarded query keeps the server shutting down long enough to see etcd go."""
+    slow = dns_upstream(delay=1.5)
+    slow.add("slow.example.com", "A", "192.0.2.1")
+    proc = skyserve(ZONES, ["--forward-timeout", "3", "--upstream", slow.address],
+                    etcd_endpoints=fresh_etcd.endpoint)
+    assert proc.pid is not None
+    client = threading.Thread(target=lambda: proc.query("slow.example.com", timeout=4))
+    client.start()
+    assert wait_for(lambda: slow.count("slow.example.com") == 1, 1)
+    os.kill(proc.pid, signal.SIGINT)
+    assert wait_for(lambda: "without the lameduck" in proc.log_text(), 2)
+    fresh_etcd.kill()
+    client.join(5)
+    assert wait_for(lambda: not proc.running, 5, 0.05) and proc.returncode == 0
+    assert "WARNING" not in proc.log_text(), proc.log_text()
 
 
 @pytest.mark.e2e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -64,6 +65,71 @@ def test_unregister_leaves_deeper_records(etcd: EtcdServer, clean_prefix: str) -
     assert list(etcd.get_prefix(clean_prefix + "/org/example/app/")) == [
         clean_prefix + "/org/example/app/api/x"
     ]
+
+
+def test_unregister_removes_only_what_register_wrote(etcd: EtcdServer, clean_prefix: str,
+                                                     skyserve: Start) -> None:
+    """Other writers (etcdctl, kube2etcd, external-dns) put records under the same names."""
+    proc = skyserve(["example.org."])
+    web = clean_prefix + "/org/example/web"
+    etcd.put(web + "/x1", '{"host":"192.0.2.1"}')
+    etcd.put(web, '{"host":"192.0.2.2"}')  # the name's own key, as SkyDNS allows
+    assert cli(etcd, clean_prefix, "register", "web.example.org", "--host", "192.0.2.3",
+               "--port", "80").returncode == 0
+    [ours] = [k for k in etcd.get_prefix(web + "/") if k != web + "/x1"]
+    result = cli(etcd, clean_prefix, "unregister", "web.example.org")
+    assert result.returncode == 0, result.stderr
+    assert f"removed {ours}" in result.stdout and "192.0.2.3" in result.stdout
+    assert "left alone: 1 record(s)" in result.stdout
+    assert etcd.get(web + "/x1") == b'{"host":"192.0.2.1"}'
+    assert etcd.get(web) == b'{"host":"192.0.2.2"}'
+    assert wait_for(lambda: addresses(proc, "web.example.org") == ["192.0.2.1", "192.0.2.2"], 3)
+    # Nothing of its own is left: say so, and fail.
+    for args in ([], ["--id", "x1"], ["--host", "192.0.2.3", "--port", "80"]):
+        again = cli(etcd, clean_prefix, "unregister", "web.example.org", *args)
+        assert again.returncode == 1, args
+        assert "nothing to remove: no record skyserve register wrote" in again.stderr, args
+    assert etcd.get(web + "/x1") == b'{"host":"192.0.2.1"}'
+
+
+def test_register_never_overwrites_another_writers_key(etcd: EtcdServer,
+                                                       clean_prefix: str) -> None:
+    key = clean_prefix + "/org/example/web/x1"
+    etcd.put(key, '{"host":"192.0.2.1"}')
+    for lease in ([], ["--lease", "5"]):
+        result = cli(etcd, clean_prefix, "register", "web.example.org", "--host", "192.0.2.9",
+                     "--id", "x1", *lease)
+        assert result.returncode == 1 and "did not write" in result.stderr, result.stderr
+        assert etcd.get(key) == b'{"host":"192.0.2.1"}'
+
+
+def test_a_value_register_wrote_carries_its_marker(etcd: EtcdServer, clean_prefix: str) -> None:
+    cli(etcd, clean_prefix, "register", "m.example.org", "--host", "192.0.2.4", "--id", "a")
+    value = etcd.get(clean_prefix + "/org/example/m/a")
+    assert value is not None and json.loads(value)["skyserve"] == "register"
+
+
+@pytest.mark.parametrize("host", ["10.0.0.300", "999.1.1.1", "10.0.0", "2001:db8::g"])
+def test_an_invalid_address_is_refused_not_taken_for_a_name(etcd: EtcdServer,
+                                                             clean_prefix: str,
+                                                             host: str) -> None:
+    result = cli(etcd, clean_prefix, "register", "x.example.org", "--host", host,
+                 "--port", "80")
+    assert result.returncode == 2
+    assert f"--host {host!r} looks like an IPv" in result.stderr
+    assert "is not a valid one" in result.stderr
+    assert etcd.get_prefix(clean_prefix + "/") == {}
+
+
+def test_records_flags_an_invalid_address_and_the_server_skips_it(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start
+) -> None:
+    etcd.put(clean_prefix + "/org/example/bad/x", '{"host":"10.0.0.300","port":80}')
+    listing = cli(etcd, clean_prefix, "records", "example.org")
+    assert "# INVALID: host '10.0.0.300' looks like an IPv4 address" in listing.stdout
+    proc = skyserve(["example.org."])
+    for rdtype in ("A", "CNAME", "SRV"):
+        assert proc.query("bad.example.org", rdtype).answer == [], rdtype
 
 
 def test_bad_input_writes_nothing(etcd: EtcdServer, clean_prefix: str) -> None:

@@ -10,7 +10,7 @@ import threading
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["free_port", "http_get", "http_status", "metric_families"]
+__all__ = ["free_port", "free_port_pair", "http_get", "http_status", "metric_families"]
 
 _HOST = "127.0.0.1"
 # Ports handed out by this process; never hand out the same port twice so two
@@ -73,6 +73,17 @@ def free_port(host: str = _HOST) -> int:
                 _handed_out.add(port)
                 return port
     raise RuntimeError("could not find a free TCP+UDP port on " + host)
+
+
+def free_port_pair(host: str = _HOST) -> int:
+    """A port P such that P and P+1 are both free (etcd's client and peer ports)."""
+    for _ in range(200):
+        port = free_port(host)
+        with _lock:
+            if port + 1 not in _handed_out and _is_free(port + 1, host):
+                _handed_out.add(port + 1)
+                return port
+    raise RuntimeError("could not find two free consecutive ports on " + host)
 
 
 def http_get(port: int, path: str, timeout: float = 2.0, host: str = _HOST) -> tuple[int, str]:
