@@ -40,17 +40,11 @@ from typing import Any, Protocol
 from tenacity import wait_exponential_jitter
 
 from skydns.background import Background
-from skydns.etcd import (
-    MAX_TXN_OPS,
-    EtcdClient,
-    EtcdError,
-    EtcdSettings,
-    Header,
-    KeyValue,
-)
+from skydns.etcd import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings
 from skydns.record import owner_of
 
 from .cluster import ClusterState, Group
+from .etcdcheck import lost_state
 from .metrics import Metrics
 from .objects import Event, Source
 from .records import OWNER_FIELD, Domain, kind_of
@@ -429,23 +423,3 @@ class Reconciler:
         self.metrics.reconcile_duration.labels(mode).observe(time.monotonic() - start)
         self.metrics.set_records(self.counts)
         self.metrics.last_sync.set(time.time())
-
-
-def lost_state(
-    expected: str | None, found: KeyValue | None, header: Header, cluster_id: int | None,
-    revision: int,
-) -> str:
-    """Why etcd no longer holds what the bridge wrote ("" if it does, as far as one can tell).
-
-    ``expected`` is the value the bridge wrote at the probed key (None: nothing),
-    ``found`` what etcd returned now; ``cluster_id`` and ``revision`` are what the bridge
-    saw before. Returns "cluster" (another cluster answers), "revision" (etcd went back in
-    time: restored, or replaced by a fresh one that has not caught up), or "missing".
-    """
-    if cluster_id is not None and header.cluster_id != cluster_id:
-        return "cluster"
-    if header.revision < revision:
-        return "revision"
-    if expected is not None and found is None:
-        return "missing"
-    return ""

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from kube2etcd.etcdcheck import lost_state
 from kube2etcd.metrics import Metrics
 from kube2etcd.objects import ENDPOINT_SLICES, SERVICES, Changed, Listed, Obj, Source
-from kube2etcd.reconcile import Reconciler, ReconcileSettings, lost_state
+from kube2etcd.reconcile import Reconciler, ReconcileSettings
 from kube2etcd.records import (
     CLUSTER_IP,
     HEADLESS,

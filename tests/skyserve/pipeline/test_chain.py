@@ -69,10 +69,10 @@ def test_a_stage_that_raises_answers_servfail_in_process() -> None:
 def listeners() -> tuple[socket.socket, socket.socket, int]:
     """UDP and TCP sockets on one free port (a port free for UDP may be taken for TCP)."""
     for _ in range(50):
-        udp_sock = bind("127.0.0.1:0", socket.SOCK_DGRAM)
+        udp_sock = bind("127.0.0.1:0", socket.SOCK_DGRAM, what="DNS")
         port = udp_sock.getsockname()[1]
         try:
-            return udp_sock, bind(f"127.0.0.1:{port}", socket.SOCK_STREAM), port
+            return udp_sock, bind(f"127.0.0.1:{port}", socket.SOCK_STREAM, what="DNS"), port
         except OSError:
             udp_sock.close()
     raise RuntimeError("no port free for both UDP and TCP")
