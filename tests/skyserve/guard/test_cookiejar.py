@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from skydns.options import ConfigError
 from skyserve import config as cfg
 from skyserve.cookiejar import Jar, address_bytes, read_secrets
-from skydns.options import ConfigError
 
 SECRET = bytes.fromhex("e5e973e5a6b2a43f48e7dc849e37bfcf")
 
@@ -65,9 +65,9 @@ def test_the_secret_file_is_checked_with_its_line(tmp_path: Path) -> None:
 
 
 def test_acl_and_rrl_options_are_checked() -> None:
-    with pytest.raises(ConfigError, match="--acl.*action must be one of"):
+    with pytest.raises(ConfigError, match=r"--acl.*action must be one of"):
         cfg.load(["--zone", "x.", "--acl", "x.=deny:10.0.0.0/8"], {})
-    with pytest.raises(ConfigError, match="--acl.*does not appear to be"):
+    with pytest.raises(ConfigError, match=r"--acl.*does not appear to be"):
         cfg.load(["--zone", "x.", "--acl", "x.=block:10.0.0.300/8"], {})
     config = cfg.load(["--zone", "x."], {"SKYSERVE_ACL": "x.=block:10.0.0.0/8;.=allow:::1",
                                           "SKYSERVE_RRL_RATE": "10"})
