@@ -112,8 +112,8 @@ OPTIONS: tuple[o.Option, ...] = (
              "second per client prefix and response kind (0: off)"),
     o.Option("rrl-slip", o.integer(0, 10), 2, "send every Nth rate-limited response "
              "truncated, drop the rest (0: drop all)"),
-    o.Option("rrl-window", o.seconds, 15.0, "a flooding prefix stays limited until quiet "
-             "this long"),
+    o.Option("rrl-window", o.seconds, 1.0, "seconds of responses a quiet client may send at "
+             "once (the burst: rate x window)"),
     o.Option("rrl-ipv4-prefix", o.integer(8, 32), 24, "IPv4 prefix length of one client"),
     o.Option("rrl-ipv6-prefix", o.integer(16, 128), 56, "IPv6 prefix length of one client"),
     o.Option("rrl-log-only", o.boolean, False, "count and log what would be limited, send it"),

@@ -1,11 +1,14 @@
 """Response rate limiting's accounting: one token bucket per (client prefix, response kind).
 
-As in BIND and knot: each bucket earns ``rate`` credits a second up to ``rate``, each
-response spends one, and a bucket below zero is limited. The debt is capped at ``window``
-seconds' worth, so a client that has been flooding stays limited until it has been quiet
-about that long, and no longer. Of the limited responses every ``slip``-th is sent
-truncated (TC, no records: a real client retries over TCP, a spoofed victim gets no more
-bytes than were sent in its name) and the rest are dropped; slip 0 drops them all.
+As in knot's mod-rrl: each bucket earns ``rate`` credits a second and holds at most
+``rate x window`` (the burst an idle client may spend at once), and each response sent
+spends one. A bucket without a whole credit is limited; limited responses spend nothing,
+so a prefix that floods still gets about ``rate`` full answers a second and nothing more,
+whatever it sends. (BIND debits limited responses too, so a flooding prefix gets none until
+it has been quiet; that also starves the real client behind a forged source.) Of the
+limited responses every ``slip``-th is sent truncated (TC, no records: a real client
+retries over TCP, a spoofed victim gets no more bytes than were sent in its name) and the
+rest are dropped; slip 0 drops them all.
 
 The table is bounded: least recently used buckets go first.
 """
@@ -29,7 +32,7 @@ class Verdict(Enum):
 class RrlSettings:
     rate: int  # responses a second per bucket
     slip: int = 2
-    window: float = 15.0
+    window: float = 1.0  # seconds of credit a bucket holds
     ipv4_prefix: int = 24
     ipv6_prefix: int = 56
     log_only: bool = False
@@ -40,7 +43,7 @@ class Buckets:
     def __init__(self, settings: RrlSettings) -> None:
         self.settings = settings
         self.rate = float(settings.rate)
-        self.floor = -settings.window * settings.rate
+        self.capacity = max(1.0, settings.window * settings.rate)
         # key -> [balance, last seen (monotonic), limited responses so far]
         self._table: OrderedDict[Hashable, list[float]] = OrderedDict()
         self._shift4 = 32 - settings.ipv4_prefix
@@ -60,13 +63,13 @@ class Buckets:
         if entry is None:
             if len(table) >= self.settings.table_size:
                 table.popitem(last=False)
-            entry = table[key] = [self.rate, now, 0.0]
+            entry = table[key] = [self.capacity, now, 0.0]
         else:
             table.move_to_end(key)
-            entry[0] = min(self.rate, entry[0] + (now - entry[1]) * self.rate)
+            entry[0] = min(self.capacity, entry[0] + (now - entry[1]) * self.rate)
             entry[1] = now
-        entry[0] = max(self.floor, entry[0] - 1.0)
-        if entry[0] >= 0.0:
+        if entry[0] >= 1.0:
+            entry[0] -= 1.0
             entry[2] = 0.0
             return Verdict.SEND, False
         entry[2] += 1.0
