@@ -129,7 +129,9 @@ def test_rrl_exempts_tcp_and_log_only_sends_everything() -> None:
 
 def test_rrl_bucket_refills_at_the_rate() -> None:
     p = pipeline(rrl=RrlSettings(50, slip=0))
-    assert tallies([ask(p, "fine.skydns.test") for _ in range(100)])["answered"] == 50
+    start = time.monotonic()
+    answered = tallies([ask(p, "fine.skydns.test") for _ in range(100)])["answered"]
+    assert 50 <= answered <= 50 + (time.monotonic() - start) * 50  # the burst, plus earnings
     time.sleep(0.2)  # 10 credits earned; limited responses spent none
     assert tallies([ask(p, "fine.skydns.test") for _ in range(5)])["answered"] == 5
     burst = pipeline(rrl=RrlSettings(10, slip=0, window=3.0))
