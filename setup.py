@@ -20,6 +20,8 @@ setup(
         "tenacity>=9,<10",
         "kubernetes>=37,<38",
         "prometheus-client>=0.26,<1",
+        # SipHash-2-4 for RFC 9018 DNS server cookies (a C extension: hashlib's interface)
+        "siphash24>=1.9,<2",
     ],
     extras_require={
         "test": [

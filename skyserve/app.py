@@ -124,7 +124,7 @@ class App:
         self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port, what=DNS),
                              self.pipeline.handle)
         self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port, what=DNS),
-                             self.pipeline.handle)
+                             self.pipeline.handle, config.tcp_limits, self.stats.guard.tcp)
         self.registry = metrics.registry(self.snapshot, config.deprecated_forward_metrics)
         self.http = [
             HttpServer(bind(config.health_addr, socket.SOCK_STREAM, what=HEALTH),
@@ -155,7 +155,9 @@ class App:
         return Pipeline(
             Settings(config.zones, config.lookup, max_udp=config.max_udp_size,
                      cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
-                     shuffle=config.shuffle),
+                     shuffle=config.shuffle, rrl=config.rrl, cookies=config.cookie_jar(),
+                     acl=config.acl, minimal_any=config.minimal_any,
+                     tcp_keepalive=config.tcp_idle_timeout if config.tcp_keepalive else 0.0),
             stats=self.stats, forwarder=forwarder, querylog=querylog)
 
     def snapshot(self) -> metrics.Snapshot:
@@ -311,6 +313,7 @@ class App:
         pipeline.adopt(old)
         self.pipeline = pipeline
         self.udp.handler = self.tcp.handler = pipeline.handle
+        self.tcp.limits = new.tcp_limits
         self.config = new
         logging.getLogger().setLevel(new.log_level.upper())
         if old.forwarder is not None:  # let its in-flight queries finish first

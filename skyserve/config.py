@@ -18,10 +18,14 @@ from skydns.service import (
     zone_name,
 )
 
+from .access import Rule, parse_rule
+from .cookiejar import Jar, read_secrets
 from .forward.cache import CacheSettings
 from .forward.policy import POLICIES, ForwardSettings
 from .lookup import Settings, Zone
 from .querylog import CLASSES
+from .ratelimit import RrlSettings
+from .transport import TcpLimits
 
 ENV_PREFIX = "SKYSERVE_"
 
@@ -37,6 +41,14 @@ def stub(raw: Any) -> tuple[str, tuple[str, ...]]:
     if not sep or not servers.strip():
         raise ValueError(f"expected DOMAIN=HOST[:PORT][,HOST...], got {raw!r}")
     return zone_name(domain), tuple(upstream(s) for s in servers.split(",") if s.strip())
+
+
+def secret_file(raw: Any) -> str:
+    """A cookie secret file, read now so a bad one fails at start-up ('' for none)."""
+    path = o.text(raw).strip()
+    if path:
+        read_secrets(path)
+    return path
 
 
 OPTIONS: tuple[o.Option, ...] = (
@@ -95,6 +107,34 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("log-queries", o.choice(*CLASSES), [], "log queries of these classes: all, denial, "
              "error, success (repeatable)", repeat=True),
     o.Option("log-format", o.choice("text", "json"), "text", "query log format"),
+    # internet-facing defences: all off by default (the cluster pod needs none of them)
+    o.Option("rrl-rate", o.integer(0, 1_000_000), 0, "response rate limiting: responses a "
+             "second per client prefix and response kind (0: off)"),
+    o.Option("rrl-slip", o.integer(0, 10), 2, "send every Nth rate-limited response "
+             "truncated, drop the rest (0: drop all)"),
+    o.Option("rrl-window", o.seconds, 1.0, "seconds of responses a quiet client may send at "
+             "once (the burst: rate x window)"),
+    o.Option("rrl-ipv4-prefix", o.integer(8, 32), 24, "IPv4 prefix length of one client"),
+    o.Option("rrl-ipv6-prefix", o.integer(16, 128), 56, "IPv6 prefix length of one client"),
+    o.Option("rrl-log-only", o.boolean, False, "count and log what would be limited, send it"),
+    o.Option("rrl-table-size", o.integer(1, 10_000_000), 20_000,
+             "rate-limit buckets kept (least recently used go first)"),
+    o.Option("cookie-secret", secret_file, "", "DNS cookies (RFC 7873/9018): a file with "
+             "128-bit hex secrets, one a line, the first minting ('' : off)"),
+    o.Option("cookie-require", o.boolean, False,
+             "answer UDP queries without a valid server cookie with BADCOOKIE"),
+    o.Option("acl", parse_rule, [], "ZONE=allow|block|drop:CIDR[,CIDR...]: who may query "
+             "ZONE (repeatable; ';' separates several in one value)", repeat=True,
+             separator=";"),
+    o.Option("minimal-any", o.boolean, False, "answer ANY over UDP with one RRset (RFC 8482)"),
+    o.Option("tcp-idle-timeout", o.seconds, 10.0, "close a TCP connection when no whole "
+             "query arrives for this long"),
+    o.Option("tcp-max-connections", o.integer(0, 1_000_000), 0,
+             "TCP connections in total; at the limit the longest idle one is closed (0: any)"),
+    o.Option("tcp-max-per-client", o.integer(0, 1_000_000), 0,
+             "TCP connections per client address (0: any)"),
+    o.Option("tcp-keepalive", o.boolean, False,
+             "tell TCP clients that ask the idle timeout (EDNS keepalive, RFC 7828)"),
 )
 
 # Changing these needs a restart; a reload that changes them is refused.
@@ -136,6 +176,21 @@ class Config(ServiceConfig):
     shuffle: bool
     log_queries: tuple[str, ...]
     log_format: str
+    rrl_rate: int
+    rrl_slip: int
+    rrl_window: float
+    rrl_ipv4_prefix: int
+    rrl_ipv6_prefix: int
+    rrl_log_only: bool
+    rrl_table_size: int
+    cookie_secret: str
+    cookie_require: bool
+    acl: tuple[Rule, ...]
+    minimal_any: bool
+    tcp_idle_timeout: float
+    tcp_max_connections: int
+    tcp_max_per_client: int
+    tcp_keepalive: bool
 
     @property
     def zones(self) -> list[Zone]:
@@ -158,6 +213,24 @@ class Config(ServiceConfig):
             min_ttl=self.cache_min_ttl, stale=self.serve_stale, prefetch=self.prefetch,
             prefetch_percent=self.prefetch_percent,
         )
+
+    @property
+    def rrl(self) -> RrlSettings | None:
+        if not self.rrl_rate:
+            return None
+        return RrlSettings(self.rrl_rate, self.rrl_slip, self.rrl_window, self.rrl_ipv4_prefix,
+                           self.rrl_ipv6_prefix, self.rrl_log_only, self.rrl_table_size)
+
+    def cookie_jar(self) -> Jar | None:
+        """The cookie secrets, read from the file now (a reload reads a rotated one)."""
+        if not self.cookie_secret:
+            return None
+        return Jar(read_secrets(self.cookie_secret), self.cookie_require)
+
+    @property
+    def tcp_limits(self) -> TcpLimits:
+        return TcpLimits(self.tcp_idle_timeout, self.tcp_max_connections,
+                         self.tcp_max_per_client)
 
     def forward(self, ourselves: Callable[[str], bool]) -> ForwardSettings:
         """Upstreams from the flags or resolv.conf, minus our own address."""
@@ -226,7 +299,13 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     for zone in values["fallthrough"]:
         if zone not in values["zone"]:
             raise o.ConfigError(f"--fallthrough: {zone} is not one of the --zone zones")
-    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough"):
+    if values["rrl_window"] <= 0:
+        raise o.ConfigError("--rrl-window: must be more than 0 seconds")
+    if values["tcp_idle_timeout"] <= 0:
+        raise o.ConfigError("--tcp-idle-timeout: must be more than 0 seconds")
+    if values["cookie_require"] and not values["cookie_secret"]:
+        raise o.ConfigError("--cookie-require: needs --cookie-secret")
+    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough", "acl"):
         values[name] = tuple(values[name])
     zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]
     for domain, _ in values["stub"]:

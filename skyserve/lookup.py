@@ -55,6 +55,7 @@ class Result:
     additional: list[RR] = field(default_factory=list)
     deps: set[Labels] = field(default_factory=set)
     external: Labels | None = None  # a CNAME target outside our zones, still to resolve
+    wildcard: Labels | None = None  # answered from a wildcard below this name (RFC 4592)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +112,9 @@ class Authority:
 
     # -- reading records -------------------------------------------------------------
 
-    def records(self, name: Labels, zone: Zone, deps: set[Labels]) -> list[Record] | None:
+    def records(self, name: Labels, zone: Zone, res: Result) -> list[Record] | None:
         """Records answering for ``name`` (group-filtered), or None if it does not exist."""
+        deps = res.deps
         if name == zone.labels:
             return self._apex_records(zone, deps)
         path = tuple(reversed(name))
@@ -132,6 +134,7 @@ class Authority:
         star = encloser.children.get("*")
         if star is None or depth < len(zone.labels):
             return None
+        res.wildcard = name[len(name) - depth:]
         return group_filter(subtree(star))
 
     def _apex_records(self, zone: Zone, deps: set[Labels]) -> list[Record]:
@@ -145,7 +148,7 @@ class Authority:
     def _resolve(
         self, name: Labels, qtype: int, zone: Zone, res: Result, seen: set[Labels]
     ) -> None:
-        records = self.records(name, zone, res.deps)
+        records = self.records(name, zone, res)
         if records is None:
             res.rcode = NXDOMAIN
             return

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from . import __version__
+from . import __version__, guardmetrics
 from .stats import ForwardStats, Stats
 from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat, size_bucket
 
@@ -47,6 +47,7 @@ def snapshot(stats: Stats, server: str, zones: list[str]) -> Snapshot:
         "tally": stats.tally.rows(),
         "panics": stats.panics,
         "ready": stats.ready,
+        "guard": guardmetrics.snapshot(stats.guard),
         "health": {"buckets": list(health.buckets), "sum": health.seconds,
                    "failures": health.failures},
         "cache": cache_stats,
@@ -87,10 +88,12 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
     first = snapshots[0]
     out: Snapshot = {"server": first["server"], "zones": first["zones"], "tally": [],
                      "panics": 0, "ready": all(s["ready"] for s in snapshots), "cache": None,
-                     "forward": None, "etcd": dict(first["etcd"]), "health": first["health"]}
+                     "forward": None, "etcd": dict(first["etcd"]), "health": first["health"],
+                     "guard": None}
     for snap in snapshots:
         out["tally"].extend(snap["tally"])
         out["panics"] += snap["panics"]
+        out["guard"] = guardmetrics.merge(out["guard"], snap["guard"])
         if snap["cache"] is not None:
             out["cache"] = _add(out["cache"] or {}, snap["cache"])
         if snap["forward"] is not None:
@@ -142,6 +145,7 @@ def families(snap: Snapshot, deprecated_forward: bool = True) -> Iterator[Metric
     if snap["forward"] is not None:
         yield from _forward(snap["forward"], deprecated_forward)
     yield from _etcd(snap["etcd"])
+    yield from guardmetrics.families(snap["guard"], server)
 
 
 def _dns(tally: list[list[Any]], server: str) -> Iterator[Metric]:

@@ -69,6 +69,19 @@ class HealthStats:
 
 
 @dataclass(slots=True)
+class GuardStats:
+    """The internet-facing defences: rate limiting, ACLs, cookies and TCP limits."""
+
+    # limited, slipped, dropped (in log-only mode: what would have been)
+    rrl: Counter[str] = field(default_factory=Counter)
+    acl: Counter[tuple[str, str]] = field(default_factory=Counter)  # (zone, action) -> queries
+    # client_only, valid, fresh (a stale or foreign server cookie replaced), badcookie, malformed
+    cookies: Counter[str] = field(default_factory=Counter)
+    # refused_total, refused_per_client, evicted_idle, timeouts
+    tcp: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
 class Stats:
     tally: Tally = field(default_factory=Tally)  # every reply, by its Stat
     queries: Counter[str] = field(default_factory=Counter)  # dropped, formerr
@@ -80,5 +93,6 @@ class Stats:
     health: HealthStats = field(default_factory=HealthStats)
     etcd: EtcdState = field(default_factory=EtcdState)
     ready: bool = False  # /ready answers 200 (written by the app before each scrape)
+    guard: GuardStats = field(default_factory=GuardStats)
     forwarding: bool = False  # whether the forward and cache plugins are enabled
     caching: bool = False

@@ -4,8 +4,13 @@ UDP does not use asyncio's DatagramProtocol: its one-datagram-per-loop-iteration
 about 50 microseconds a query, more than answering does. Instead the socket is registered
 with ``add_reader`` and drained, up to ``DRAIN`` datagrams per wake-up.
 
-TCP uses asyncio streams; several queries may be pipelined on one connection (RFC 7766),
-and an idle connection is closed after ``TCP_IDLE`` seconds.
+TCP uses asyncio streams; several queries may be pipelined on one connection (RFC 7766)
+and deferred replies go out as they come, in any order. So that a hostile client cannot
+exhaust it (RFC 7766 section 6.2.3): a connection is closed when no whole query arrives
+within the idle timeout (which also ends slow senders: a query must arrive whole in that
+time) or a reply cannot be written in it; a client address may hold only so many
+connections; and at the total limit the connection idle longest makes room for a new one,
+so new clients still get in when idle connections are hoarded.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -23,7 +31,13 @@ Send = Callable[[bytes, Any], None]
 Handler = Callable[[bytes, bool, Any, Send], "bytes | None"]
 
 DRAIN = 64
-TCP_IDLE = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    idle: float = 10.0  # seconds a connection may wait for its next query (or a write)
+    max_connections: int = 0  # in total (0: no limit)
+    max_per_client: int = 0  # per client address (0: no limit)
 
 
 class UdpServer:
@@ -72,12 +86,26 @@ class UdpServer:
                     log.debug("udp send to %s failed", peer, exc_info=True)
 
 
+class _Connection:
+    __slots__ = ("idle_since", "ip", "task", "writer")
+
+    def __init__(self, ip: str, task: asyncio.Task[None], writer: asyncio.StreamWriter) -> None:
+        self.ip = ip
+        self.task = task
+        self.writer = writer
+        self.idle_since = time.monotonic()  # 0.0 while a query is being read or answered
+
+
 class TcpServer:
-    def __init__(self, sock: socket.socket, handler: Handler) -> None:
+    def __init__(self, sock: socket.socket, handler: Handler, limits: TcpLimits = TcpLimits(),
+                 counts: Counter[str] | None = None) -> None:
         self.sock = sock
         self.handler = handler  # never raises: the pipeline answers its own errors
+        self.limits = limits  # may be replaced on reload; new connections see the new ones
+        self.counts = counts if counts is not None else Counter()
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._conns: dict[asyncio.Task[None], _Connection] = {}
+        self._per_ip: Counter[str] = Counter()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._client, sock=self.sock)
@@ -86,30 +114,65 @@ class TcpServer:
         """Stop accepting; let connections finish their current query for ``grace`` s."""
         if self._server is not None:
             self._server.close()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=grace)
-            for task in self._tasks:
+        if self._conns:
+            await asyncio.wait(list(self._conns), timeout=grace)
+            for task in list(self._conns):
                 task.cancel()
+
+    def _admit(self, ip: str) -> bool:
+        limits = self.limits
+        if limits.max_per_client and self._per_ip[ip] >= limits.max_per_client:
+            self.counts["refused_per_client"] += 1
+            return False
+        if limits.max_connections and len(self._conns) >= limits.max_connections:
+            idle = [c for c in self._conns.values() if c.idle_since]
+            if not idle:
+                self.counts["refused_total"] += 1
+                return False
+            oldest = min(idle, key=lambda c: c.idle_since)
+            self.counts["evicted_idle"] += 1
+            self._forget(oldest)
+            oldest.task.cancel()
+        return True
+
+    def _forget(self, conn: _Connection) -> None:
+        if self._conns.pop(conn.task, None) is not None:
+            self._per_ip[conn.ip] -= 1
+            if not self._per_ip[conn.ip]:
+                del self._per_ip[conn.ip]
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
+        if not self._admit(ip):
+            writer.close()
+            return
+        conn = self._conns[task] = _Connection(ip, task, writer)
+        self._per_ip[ip] += 1
         try:
-            while True:
-                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
-                data = await asyncio.wait_for(
-                    reader.readexactly(int.from_bytes(head, "big")), TCP_IDLE
-                )
-                reply = self.handler(data, True, writer, _send_tcp)
-                if reply is not None:
-                    writer.write(len(reply).to_bytes(2, "big") + reply)
-                    await writer.drain()
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            await self._serve(conn, reader, writer)
+        except TimeoutError:
+            self.counts["timeouts"] += 1
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            self._tasks.discard(task)
+            self._forget(conn)
             writer.close()
+
+    async def _serve(self, conn: _Connection, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        while True:
+            idle = self.limits.idle
+            conn.idle_since = time.monotonic()
+            head = await asyncio.wait_for(reader.readexactly(2), idle)
+            conn.idle_since = 0.0
+            data = await asyncio.wait_for(reader.readexactly(int.from_bytes(head, "big")), idle)
+            reply = self.handler(data, True, writer, _send_tcp)
+            if reply is not None:
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                await asyncio.wait_for(writer.drain(), idle)
 
 
 def _send_tcp(reply: bytes, writer: Any) -> None:

@@ -10,9 +10,12 @@ by calling the next stage. In order:
    on the raw bytes, so a hit needs no parse and no ``Request``; it is asked first.
 2. ``parse`` — malformed -> FORMERR or dropped; an unknown opcode -> NOTIMP; an EDNS
    version above 0 -> BADVERS. Sets ``Request.query``.
-   (Stages that need every query, such as ACLs, rate limiting or cookies, go here,
-   between ``parse`` and the data stages; when one is configured it must come before the
-   answer cache too, and ``chain`` then asks the cache after it.)
+   Then, only when configured, the guard stages that must see every query, and the
+   answer cache as a stage after them (``chain.CachedAnswers``; the hot path then skips
+   the raw-bytes lookup): ``cookies`` (RFC 7873/9018; marks a valid server cookie),
+   ``keepalive`` (RFC 7828), ``rrl`` (response rate limiting: a filter on the reply
+   coming back, deferred ones included through ``Request.filter_later``), ``acl``
+   (per-zone allow/block/drop). With none configured the chain is exactly 1-5.
 3. ``loopcheck`` — only while forwarding: our own loop-detection probe coming back is
    REFUSED and marks its upstream as looping.
 4. ``zones`` — our zones: SERVFAIL until the first etcd load, then authoritative answers

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from ..forward.forwarder import Forwarder
@@ -20,11 +19,16 @@ from ..querylog import QueryLog
 from ..stats import Stats
 from ..wire.constants import SERVFAIL
 from ..wire.query import failure_reply
+from .acl import AccessControl
+from .answers import AnswerCache
 from .context import Settings, Shared
+from .cookies import Cookies
 from .forwarding import Forwarding, Refuse
+from .keepalive import Keepalive
 from .loopcheck import LoopCheck
 from .parse import Parse
-from .request import Handler, Request, Send
+from .request import Build, Handler, Request, Send
+from .rrl import RateLimit
 from .zones import Zones
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,26 @@ class Pipeline:
         after_parse: Handler = self.zones.handle
         if forwarder is not None:
             after_parse = LoopCheck(self.shared, after_parse).handle
+        if settings.guarded:  # the cache is asked after the guards, as a stage
+            self._hit = _miss
+            after_parse = self._guards(settings, after_parse)
         self._first = Parse(self.shared, after_parse).handle
+
+    def _guards(self, settings: Settings, data: Handler) -> Handler:
+        """The stages that must see every query, then the answer cache, then ``data``.
+        In order: cookies (so a valid one is known), TCP keepalive, rate limiting (which
+        also limits ACL refusals), ACLs."""
+        shared = self.shared
+        handler: Handler = CachedAnswers(self.answers, data).handle
+        if settings.acl:
+            handler = AccessControl(shared, handler, settings.acl).handle
+        if settings.rrl is not None:
+            handler = RateLimit(shared, handler, settings.rrl).handle
+        if settings.tcp_keepalive:
+            handler = Keepalive(handler, settings.tcp_keepalive).handle
+        if settings.cookies is not None:
+            handler = Cookies(shared, handler, settings.cookies).handle
+        return handler
 
     # -- serving ---------------------------------------------------------------------
 
@@ -69,7 +92,7 @@ class Pipeline:
             self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
         return reply
 
-    def _deliver(self, req: Request, build: Callable[[], bytes]) -> None:
+    def _deliver(self, req: Request, build: Build) -> None:
         """Send a deferred reply, built now; a failure to build it is a panic too."""
         try:
             reply: bytes | None = build()
@@ -107,3 +130,19 @@ class Pipeline:
         """A reload: serve the previous pipeline's data (its counters are the same Stats)."""
         if previous.ready:
             self.zones.load(previous.zones.authority.index, previous.revision)
+
+
+def _miss(data: bytes, tcp: bool, start: float) -> None:
+    """The hot path's cache lookup when guards must come first: always a miss."""
+
+
+class CachedAnswers:
+    """The answer cache as a stage, behind the guards."""
+
+    def __init__(self, answers: AnswerCache, next: Handler) -> None:
+        self.hit = answers.hit
+        self.next = next
+
+    def handle(self, req: Request) -> bytes | None:
+        reply = self.hit(req.data, req.tcp, req.start)
+        return reply if reply is not None else self.next(req)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..access import Rule
+from ..cookiejar import Jar
 from ..forward.forwarder import Forwarder
 from ..lookup import Settings as LookupSettings
 from ..lookup import Zone
+from ..ratelimit import RrlSettings
 from ..stats import Stats
 from ..wire.query import reply_limit
 from ..wire.render import Rendered, render
@@ -26,6 +29,17 @@ class Settings:
     cache_entries: int = 100_000  # rendered answers kept
     fallthrough: frozenset[Zone] = frozenset()  # zones whose NXDOMAINs are forwarded
     shuffle: bool = True  # rotate multi-record answers
+    # The internet-facing defences; each off unless set (the cluster pod sets none).
+    rrl: RrlSettings | None = None  # response rate limiting
+    cookies: Jar | None = None  # DNS cookies (RFC 7873, RFC 9018)
+    acl: tuple[Rule, ...] = ()  # per-zone allow/block/drop by source prefix
+    minimal_any: bool = False  # one RRset for ANY over UDP (RFC 8482)
+    tcp_keepalive: float = 0.0  # idle timeout offered to TCP clients that ask (RFC 7828)
+
+    @property
+    def guarded(self) -> bool:
+        """Whether stages that must see every query come before the answer cache."""
+        return bool(self.rrl or self.cookies or self.acl or self.tcp_keepalive)
 
 
 class Shared:

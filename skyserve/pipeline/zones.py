@@ -25,7 +25,7 @@ from ..wire.constants import NOERROR, NXDOMAIN, RD, SERVFAIL
 from ..wire.query import encode_name
 from ..wire.render import Rendered
 from ..wire.response import answer_records
-from ..wire.rr import rrsets
+from ..wire.rr import RR, rrsets
 from .context import Sections, Shared
 from .request import Handler, Request
 
@@ -52,6 +52,10 @@ class Zones:
         if not self.ready:
             return self.shared.error(req, SERVFAIL, zone.text)
         result = self.authority.answer(query.labels, query.qtype, zone)
+        if result.wildcard is not None:
+            req.wildcard = result.wildcard  # rate limiting counts these per wildcard
+        if query.qtype == T.ANY and not req.tcp and self.shared.settings.minimal_any:
+            result.answer = minimal_any(result.answer)
         if (result.rcode == NXDOMAIN and zone in self.shared.settings.fallthrough
                 and fwd is not None and req.can_defer and fwd.pool_for(query.labels)):
             return self.next(req)  # forwarded instead
@@ -125,3 +129,11 @@ class Zones:
         self.shared.answers.set_revision(revision)
         index, etcd = self.authority.index, self.shared.stats.etcd
         etcd.revision, etcd.records, etcd.invalid = revision, len(index), len(index.invalid)
+
+
+def minimal_any(answer: list[RR]) -> list[RR]:
+    """RFC 8482 section 4.1: answer ANY over UDP with one RRset, the first we have (address
+    records before TXT), so ANY is no bigger than the query for that one type; over TCP,
+    where the source address is proven, every RRset is sent."""
+    sets = rrsets(answer)
+    return sets[0] if sets else []
