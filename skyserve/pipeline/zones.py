@@ -24,7 +24,7 @@ from ..wire import constants as T
 from ..wire.constants import NOERROR, NXDOMAIN, RD, SERVFAIL
 from ..wire.query import encode_name
 from ..wire.render import Rendered
-from ..wire.response import answer_records
+from ..wire.response import section_records
 from ..wire.rr import rrsets
 from .context import Sections, Shared
 from .request import Handler, Request
@@ -92,12 +92,18 @@ class Zones:
                                     flags=RD, do=req.query.do, tcp=req.tcp, done=done)
 
     def _completed(self, req: Request, result: Result, outcome: Outcome) -> bytes:
-        if outcome.response is not None:
+        """Our CNAMEs, then the upstream's answer for the target, with its rcode and (for a
+        negative answer) its SOA, so the client can cache the denial (RFC 2308)."""
+        resp = outcome.response
+        if resp is None:
+            result.rcode = outcome.rcode
+        else:
             age = outcome.age
+            result.rcode = resp.rcode
             result.answer.extend(r._replace(ttl=max(0, r.ttl - age))
-                                 for r in answer_records(outcome.response))
-            if outcome.response.rcode == NXDOMAIN:
-                result.rcode = NXDOMAIN
+                                 for r in section_records(resp, 0))
+            result.authority.extend(r._replace(ttl=max(0, r.ttl - age))
+                                    for r in section_records(resp, 1) if r.rtype == T.SOA)
         sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
         reply = self.shared.render(req, result.rcode, sections).wire
         req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd", len(reply))

@@ -127,7 +127,11 @@ class _Writer:
             mname, rname, *timers = rdata
             self.name(mname)
             self.name(rname)
-            self.serial_at = len(self.buf)
-            self.buf += b"\x00\x00\x00\x00" + SOA_TIMERS.pack(*timers)
+            if len(timers) == 5:  # an upstream's SOA, with its own serial
+                self.buf += struct.pack("!I", timers.pop())
+            else:
+                self.serial_at = len(self.buf)
+                self.buf += b"\x00\x00\x00\x00"
+            self.buf += SOA_TIMERS.pack(*timers)
         else:
             raise ValueError(f"cannot render record type {rtype}")

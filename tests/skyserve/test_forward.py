@@ -470,6 +470,29 @@ def test_cname_out_of_our_zone_is_completed_upstream(
     assert up.count("alias.skydns.test") == 0
 
 
+def test_cname_out_of_our_zone_relays_the_upstreams_denial(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start, dns_upstream: Upstreams
+) -> None:
+    """RFC 2308: the upstream's rcode and SOA come back after our CNAME, so the denial
+    can be cached; without an upstream the CNAME alone is the authoritative answer."""
+    up = dns_upstream()
+    up.soa_ttl, up.soa_minimum = 90, 45
+    up.add("www.example.com", "A", "192.0.2.10")
+    etcd.put(key(clean_prefix, "gone.skydns.test"), '{"host":"nothing.example.com"}')
+    etcd.put(key(clean_prefix, "nodata.skydns.test"), '{"host":"www.example.com"}')
+    proc = skyserve(ZONES, [*FAST, *upstream_args(up)])
+    for name, rcode in (("gone", dns.rcode.NXDOMAIN), ("nodata", dns.rcode.NOERROR)):
+        reply = proc.query(f"{name}.skydns.test", "TXT")
+        assert reply.rcode() == rcode
+        assert [r.rdtype for r in reply.answer] == [dns.rdatatype.CNAME]
+        [soa] = reply.authority
+        assert soa.rdtype == dns.rdatatype.SOA and soa.name.to_text() == "."  # as sent
+        assert 0 < soa.ttl <= 90 and soa[0].minimum == 45
+    alone = skyserve(ZONES, FAST).query("gone.skydns.test", "TXT")
+    assert alone.rcode() == dns.rcode.NOERROR and not alone.authority
+    assert [r.rdtype for r in alone.answer] == [dns.rdatatype.CNAME]
+
+
 # -- helpers -------------------------------------------------------------------------
 
 
