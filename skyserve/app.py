@@ -133,7 +133,7 @@ class App:
         return Pipeline(
             Settings(config.zones, config.lookup, max_udp=config.max_udp_size,
                      cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
-                     shuffle=config.shuffle),
+                     shuffle=config.shuffle, nsid=config.nsid.encode()),
             stats=self.stats, forwarder=forwarder, querylog=querylog)
 
     def snapshot(self) -> metrics.Snapshot:

@@ -39,6 +39,13 @@ def stub(raw: Any) -> tuple[str, tuple[str, ...]]:
     return zone_name(domain), tuple(upstream(s) for s in servers.split(",") if s.strip())
 
 
+def nsid(raw: Any) -> str:
+    value = o.text(raw)
+    if len(value.encode()) > 512:  # an EDNS option must leave room for the reply
+        raise ValueError(f"at most 512 bytes, got {len(value.encode())}")
+    return value
+
+
 OPTIONS: tuple[o.Option, ...] = (
     o.Option("etcd-endpoints", endpoint, ["http://127.0.0.1:2379"],
              "etcd client URLs, comma-separated or repeated", repeat=True),
@@ -54,6 +61,8 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("max-udp-size", o.integer(512, 65535), 1232, "largest UDP reply (EDNS0)"),
     o.Option("cache-entries", o.integer(0, 10_000_000), 100_000,
              "rendered answers kept in memory"),
+    o.Option("nsid", nsid, "", "NSID (RFC 5001) sent to queries that ask for it, e.g. the "
+             "pod name ('': none)"),
     *ETCD_CONNECTION,
     o.Option("etcd-probe-interval", o.seconds, 3.0,
              "check a silent etcd watch after this long"),
@@ -113,6 +122,7 @@ class Config(ServiceConfig):
     min_ttl: int
     max_udp_size: int
     cache_entries: int
+    nsid: str
     upstream: tuple[str, ...]
     resolv_conf: str
     policy: str

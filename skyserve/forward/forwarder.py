@@ -109,7 +109,7 @@ class Forwarder:
             self._log_failure(q)
             if q.stale is not None and self.cache is not None:
                 self.cache.served_stale()
-            q.done(policy.give_up(q.stale))
+            q.done(policy.give_up(q.stale, q.network))
             return
         up = q.upstream = q.tries.pop(0)
         q.started = time.monotonic()
@@ -122,7 +122,7 @@ class Forwarder:
         try:
             s = self._socks.pick(up)
         except OSError as exc:
-            self._failed(q, f"socket: {exc}")
+            self._failed(q, f"socket: {exc}", network=True)
             return
         qid = random_id()
         while qid in s.pending:
@@ -131,7 +131,7 @@ class Forwarder:
         try:
             s.sock.send(qid.to_bytes(2, "big") + q.body)
         except OSError as exc:
-            self._failed(q, f"send: {exc}")
+            self._failed(q, f"send: {exc}", network=True)
             return
         s.pending[qid] = q
         q.deadline = q.started + self.settings.read_timeout
@@ -201,9 +201,10 @@ class Forwarder:
         else:
             q.done(Outcome(resp, stored=entry.stored, expires=entry.expires, entry=entry))
 
-    def _failed(self, q: Attempt, why: str) -> None:
+    def _failed(self, q: Attempt, why: str, network: bool = False) -> None:
         up = q.upstream
         assert up is not None
+        q.network = q.network or network
         self.stats.counters["upstream_failures"] += 1
         log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
         if policy.failed(up, self.settings.max_fails):
@@ -240,7 +241,8 @@ class Forwarder:
                 raise ValueError("reply does not match the question")
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             self._tcp -= 1
-            self._failed(q, f"tcp: {exc!r}")
+            self._failed(q, f"tcp: {exc!r}", network=isinstance(exc, OSError)
+                         and not isinstance(exc, TimeoutError))
             return
         self._tcp -= 1
         self._answered(q, resp)

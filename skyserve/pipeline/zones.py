@@ -17,15 +17,25 @@ from __future__ import annotations
 
 from skydns.record import Labels
 
+from ..forward.cache import STALE_TTL
 from ..forward.policy import Outcome
 from ..index import Change, Index
 from ..lookup import Authority, Result
 from ..wire import constants as T
-from ..wire.constants import NOERROR, NXDOMAIN, RD, SERVFAIL
-from ..wire.query import encode_name
+from ..wire.constants import (
+    EDE_NOT_READY,
+    EDE_OTHER,
+    EDE_STALE,
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    RD,
+    SERVFAIL,
+)
+from ..wire.query import ede_option, encode_name
 from ..wire.render import Rendered
 from ..wire.response import section_records
-from ..wire.rr import rrsets
+from ..wire.rr import RR, rrsets
 from .context import Sections, Shared
 from .request import Handler, Request
 
@@ -50,7 +60,7 @@ class Zones:
         if zone is None:
             return self.next(req)
         if not self.ready:
-            return self.shared.error(req, SERVFAIL, zone.text)
+            return self.shared.error(req, SERVFAIL, zone.text, EDE_NOT_READY)
         result = self.authority.answer(query.labels, query.qtype, zone)
         if (result.rcode == NXDOMAIN and zone in self.shared.settings.fallthrough
                 and fwd is not None and req.can_defer and fwd.pool_for(query.labels)):
@@ -69,7 +79,9 @@ class Zones:
     def _render_rotations(self, req: Request, result: Result) -> list[Rendered]:
         answer = rrsets(result.answer)
         sections = (answer, rrsets(result.authority), rrsets(result.additional))
-        first = self.shared.render(req, result.rcode, sections)
+        ede = ede_option(EDE_OTHER, "zone transfers are not served") if result.rcode == NOTIMP \
+            else b""
+        first = self.shared.render(req, result.rcode, sections, ede=ede)
         turns = max((len(s) for s in answer if s[0].rtype in ROTATE), default=1)
         if not self.shared.settings.shuffle or turns < 2 or first.serial_at >= 0:
             return [first]
@@ -94,18 +106,24 @@ class Zones:
     def _completed(self, req: Request, result: Result, outcome: Outcome) -> bytes:
         """Our CNAMEs, then the upstream's answer for the target, with its rcode and (for a
         negative answer) its SOA, so the client can cache the denial (RFC 2308)."""
-        resp = outcome.response
+        resp, ede = outcome.response, b""
         if resp is None:
             result.rcode = outcome.rcode
+            ede = ede_option(outcome.ede) if outcome.ede is not None else b""
         else:
             age = outcome.age
             result.rcode = resp.rcode
-            result.answer.extend(r._replace(ttl=max(0, r.ttl - age))
-                                 for r in section_records(resp, 0))
-            result.authority.extend(r._replace(ttl=max(0, r.ttl - age))
-                                    for r in section_records(resp, 1) if r.rtype == T.SOA)
+
+            def aged(r: RR) -> RR:  # as the forwarding stage relays them
+                return r._replace(ttl=STALE_TTL if outcome.stale else max(0, r.ttl - age))
+
+            result.answer.extend(aged(r) for r in section_records(resp, 0))
+            result.authority.extend(aged(r) for r in section_records(resp, 1)
+                                    if r.rtype == T.SOA)
         sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
-        reply = self.shared.render(req, result.rcode, sections).wire
+        if outcome.stale:
+            ede = ede_option(EDE_STALE)
+        reply = self.shared.render(req, result.rcode, sections, ede=ede).wire
         req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd", len(reply))
         return reply
 

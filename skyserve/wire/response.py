@@ -106,14 +106,15 @@ def negative_ttl(resp: Response) -> int | None:
 def relay(
     resp: Response, query: Query, *, limit: int, max_udp: int, age: int = 0,
     fixed_ttl: int | None = None, max_ttl: int | None = None, rotate: int = 0,
+    options: bytes = b"",
 ) -> bytes:
     """An upstream reply re-addressed to our client.
 
     The client's ID, question spelling, RD and CD are restored; TTLs are lowered by ``age``
     seconds and capped at ``max_ttl`` (or all set to ``fixed_ttl`` for stale answers); the
-    upstream's OPT is replaced by ours when the client spoke EDNS, and removed when it did
-    not; address RRsets are rotated by ``rotate`` places. A reply that does not fit the
-    client's limit is cut to the question with TC set.
+    upstream's OPT is replaced by ours (holding ``options``) when the client spoke EDNS,
+    and removed when it did not; address RRsets are rotated by ``rotate`` places. A reply
+    that does not fit the client's limit is cut to the question with TC set.
     """
     data = resp.data
     cut = resp.opt.start if resp.opt is not None else len(data)
@@ -133,7 +134,7 @@ def relay(
     opt = b""
     if query.edns:
         ttl = ((rcode >> 4) << 24) | (0x8000 if query.do else 0)
-        opt = b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, 0)
+        opt = b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, len(options)) + options
     an, ns, ar = counts
     if cut + len(opt) > limit:
         records, flags, an, ns, ar = b"", flags | TC, 0, 0, 0

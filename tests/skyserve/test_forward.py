@@ -179,6 +179,19 @@ def test_servfail_only_when_every_upstream_failed(skyserve: Start,
         assert reply.rcode() == dns.rcode.SERVFAIL
         assert took < 0.3 * 3 + 0.6, f"{took:.2f}s"
         assert [u.count(name, transport="tcp" if tcp else "udp") for u in ups] == [1, 1, 1]
+    # RFC 8914: to an EDNS client, why: no upstream answered usefully in time.
+    reply = proc.query("fail-edns.example.com", use_edns=0, timeout=3.0)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert [o.code for o in reply.options] == [22]  # type: ignore[attr-defined]
+
+
+def test_network_errors_are_told_apart(skyserve: Start) -> None:
+    """A TCP upstream that refuses the connection: EDE 23 Network Error (RFC 8914)."""
+    closed = free_port()
+    proc = skyserve(ZONES, [*FAST, "--upstream", f"127.0.0.1:{closed}"])
+    reply = proc.query("www.example.com", use_edns=0, tcp=True, timeout=3.0)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert [o.code for o in reply.options] == [23]  # type: ignore[attr-defined]
 
 
 def test_never_silence_when_every_upstream_is_dead(skyserve: Start,
