@@ -50,6 +50,9 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("etcd-endpoints", endpoint, ["http://127.0.0.1:2379"],
              "etcd client URLs, comma-separated or repeated", repeat=True),
     o.Option("zone", zone_name, [], "a zone to answer for (repeat for several)", repeat=True),
+    o.Option("cluster-zone", zone_name, [], "a zone (one of --zone) that kube2etcd writes: "
+             "answered as CoreDNS's kubernetes plugin answers, e.g. cluster.local. "
+             "(repeatable)", repeat=True),
     o.Option("fallthrough", zone_name, [], "a zone (one of --zone) whose NXDOMAIN answers are "
              "forwarded instead, e.g. in-addr.arpa. (repeatable)", repeat=True),
     o.Option("dns-addr", hostport, "0.0.0.0:53", "DNS listen address (UDP and TCP)"),
@@ -115,6 +118,7 @@ RESTART_ONLY = ("dns_addr", "health_addr", "ready_addr", "metrics_addr", "worker
 @dataclass(frozen=True, slots=True)
 class Config(ServiceConfig):
     zone: tuple[str, ...]
+    cluster_zone: tuple[str, ...]
     fallthrough: tuple[str, ...]
     dns_addr: str
     ready_addr: str
@@ -149,7 +153,8 @@ class Config(ServiceConfig):
 
     @property
     def zones(self) -> list[Zone]:
-        return [Zone(tuple(z.rstrip(".").split(".")) if z != "." else ()) for z in self.zone]
+        return [Zone(tuple(z.rstrip(".").split(".")) if z != "." else (), z in self.cluster_zone)
+                for z in self.zone]
 
     @property
     def fallthrough_zones(self) -> frozenset[Zone]:
@@ -221,10 +226,13 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if values["etcd_cert"] and not values["etcd_key"]:
         raise o.ConfigError("--etcd-key: required with --etcd-cert")
     values["zone"] = tuple(dict.fromkeys(values["zone"]))
-    for zone in values["fallthrough"]:
-        if zone not in values["zone"]:
-            raise o.ConfigError(f"--fallthrough: {zone} is not one of the --zone zones")
-    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough"):
+    for flag in ("fallthrough", "cluster_zone"):
+        for zone in values[flag]:
+            if zone not in values["zone"]:
+                raise o.ConfigError(f"--{flag.replace('_', '-')}: {zone} is not one of the "
+                                    "--zone zones")
+    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough",
+                 "cluster_zone"):
         values[name] = tuple(values[name])
     zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]
     for domain, _ in values["stub"]:

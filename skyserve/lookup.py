@@ -37,6 +37,7 @@ DNS_LABEL = "dns"
 @dataclass(frozen=True, slots=True)
 class Zone:
     labels: Labels  # the apex, leftmost label first
+    cluster: bool = False  # the zone kube2etcd writes: answered as CoreDNS's kubernetes
 
     @property
     def path(self) -> Labels:
@@ -123,6 +124,11 @@ class Authority:
         if name == zone.labels:
             return self._apex_records(zone, deps)
         path = tuple(reversed(name))
+        if zone.cluster and structural(path[len(zone.labels):]):
+            # svc, pod, <ns>.svc, _proto.<svc>...: names, not record sets (CoreDNS).
+            deps.add(path)
+            exists = len(path) == len(zone.labels) + 1 or self.index.find(path) is not None
+            return [] if exists else None
         cut = next((i for i, p in enumerate(path) if p in WILDCARD_LABELS), None)
         if cut is not None:
             deps.add(path[:cut])
@@ -211,7 +217,7 @@ class Authority:
                 res.answer.append(RR(name, T.CNAME, ttl(alias), (alias.target,)))
             return True
         if qtype == T.SRV:
-            return self._srv(name, records, res)
+            return self._srv(name, records, zone, res)
         if qtype == T.MX:
             return self._mx(name, records, res)
         if qtype == T.PTR and zone.reverse:
@@ -235,8 +241,10 @@ class Authority:
         rtype = T.A if record.address.version == 4 else T.AAAA
         return owner, [RR(owner, rtype, self._ttl(record), (record.address.packed,))]
 
-    def _srv(self, name: Labels, records: list[Record], res: Result) -> bool:
+    def _srv(self, name: Labels, records: list[Record], zone: Zone, res: Result) -> bool:
         usable = [r for r in records if r.host and r.port != -1]
+        if zone.cluster:  # the bridge's SRV records name their targets and have a port
+            usable = [r for r in usable if r.address is None and r.port > 0]
         totals: dict[int, int] = {}
         for r in usable:
             totals[r.priority] = totals.get(r.priority, 0) + (r.weight or 100)
@@ -277,6 +285,14 @@ class Authority:
         for qtype in (T.A, T.AAAA):
             self._resolve(target, qtype, zone, out)
         return out.answer
+
+
+def structural(rel: Labels) -> bool:
+    """Whether a cluster-zone path (below the apex, root first) is one of the layout's own
+    levels: ``svc``, ``pod``, a namespace, or an SRV protocol level (``_tcp``)."""
+    if not rel or rel[0] not in ("svc", "pod"):
+        return False
+    return len(rel) <= 2 or (len(rel) == 4 and rel[0] == "svc" and rel[3].startswith("_"))
 
 
 def group_filter(records: list[Record]) -> list[Record]:
