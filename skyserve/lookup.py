@@ -63,6 +63,7 @@ class Result:
     deps: set[Labels] = field(default_factory=set)
     external: Labels | None = None  # a CNAME target outside our zones, still to resolve
     negative: Zone | None = None  # the zone of the last name, when it answered nothing
+    foreign: list[Labels] = field(default_factory=list)  # SRV/MX targets outside our zones
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,14 @@ class Authority:
             rrs = [self.soa(zone)] if qtype == T.SOA else self._apex_ns(zone, result)
             result.answer.extend(rrs)
             if not rrs:
+                result.authority.append(self.soa(zone))
+            return result
+        if name == zone.labels and qtype in (T.MX, T.SRV):
+            # SkyDNS gives a domain its mail servers and services from the records below
+            # it: the zone's own mail/SRV records (not the bookkeeping under dns.<zone>).
+            records = self._zone_records(zone, result.deps)
+            if not (self._mx(name, records, result) if qtype == T.MX
+                    else self._srv(name, records, zone, result)):
                 result.authority.append(self.soa(zone))
             return result
         self._resolve(name, qtype, zone, result)
@@ -146,6 +155,16 @@ class Authority:
         if star is None or depth < len(zone.labels):
             return None
         return group_filter(subtree(star))
+
+    def _zone_records(self, zone: Zone, deps: set[Labels]) -> list[Record]:
+        """Every record of the zone outside ``dns.<zone>`` (a full read: only for MX and SRV
+        at the apex, and kept in the answer cache until anything in the zone changes)."""
+        deps.add(zone.path)
+        node = self.index.find(zone.path)
+        if node is None:
+            return []
+        return group_filter([r for label, child in sorted(node.children.items())
+                             if label != DNS_LABEL for r in subtree(child)])
 
     def _apex_records(self, zone: Zone, deps: set[Labels]) -> list[Record]:
         path = zone.path + (DNS_LABEL, "apex")
@@ -280,6 +299,8 @@ class Authority:
         """Addresses (and CNAMEs) for an in-zone target name, for the additional section."""
         zone = self.zone_of(target)
         if zone is None:
+            if target not in res.foreign:
+                res.foreign.append(target)  # the forwarder may find its addresses
             return []
         out = Result(NOERROR, zone, deps=res.deps)
         for qtype in (T.A, T.AAAA):

@@ -4,7 +4,9 @@ Contract: a query for a name in one of our zones (class IN) is answered here, wi
 SERVFAIL before the first complete load from etcd (never NXDOMAIN), then what ``lookup``
 says. Two kinds go on to forwarding instead: a name we do not have in a ``fallthrough``
 zone (CoreDNS's fallthrough), and — answered here, after the upstream's reply — a CNAME
-chain that leaves our zones, whose target's records are appended. Names outside our zones
+chain that leaves our zones, whose target's records are appended, and SRV/MX answers whose
+targets lie outside our zones, whose addresses are fetched for the additional section.
+Those replies depend on the forwarder, so they are never kept as exact. Names outside our zones
 pass on untouched. NOERROR and NXDOMAIN answers are kept in the answer cache with the
 index paths they were read from.
 
@@ -41,6 +43,7 @@ from .request import Handler, Request
 
 ROTATE = (T.A, T.AAAA, T.MX, T.SRV)
 MAX_ROTATIONS = 8
+MAX_GLUE = 4  # SRV/MX targets outside our zones whose addresses are fetched upstream
 
 
 class Zones:
@@ -69,6 +72,10 @@ class Zones:
         if (target is not None and fwd is not None and req.can_defer
                 and fwd.pool_for(target) and result.rcode == NOERROR):
             self._complete(req, result, target)
+            return None
+        glue = [t for t in result.foreign[:MAX_GLUE] if fwd is not None and fwd.pool_for(t)]
+        if glue and req.can_defer:
+            self._fetch_glue(req, result, glue)
             return None
         variants = self._render_rotations(req, result)
         stat_id = req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd",
@@ -103,6 +110,35 @@ class Zones:
         self.shared.forwarder.fetch(target, encode_name(target), req.query.qtype, T.CLASS_IN,
                                     flags=RD, do=req.query.do, tcp=req.tcp, done=done)
 
+    def _fetch_glue(self, req: Request, result: Result, targets: list[Labels]) -> None:
+        """The addresses of SRV/MX targets outside our zones, from upstream, for the
+        additional section (as CoreDNS does); the reply waits for all of them."""
+        fwd = self.shared.forwarder
+        assert fwd is not None
+        questions = [(t, qtype) for t in targets for qtype in (T.A, T.AAAA)]
+        pending = [len(questions)]
+
+        def done(outcome: Outcome) -> None:
+            if outcome.response is not None and outcome.response.rcode == NOERROR:
+                result.additional.extend(
+                    r._replace(ttl=max(0, r.ttl - outcome.age))
+                    for r in section_records(outcome.response, 0)
+                    if r.rtype in (T.A, T.AAAA) and r.owner in targets)
+            pending[0] -= 1
+            if not pending[0]:
+                req.later(lambda: self._reply(req, result))
+
+        for target, qtype in questions:
+            fwd.fetch(target, encode_name(target), qtype, T.CLASS_IN, flags=RD,
+                      do=req.query.do, tcp=req.tcp, done=done)
+
+    def _reply(self, req: Request, result: Result, ede: bytes = b"") -> bytes:
+        """A reply that depends on the forwarder: rendered now, never kept as exact."""
+        sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
+        reply = self.shared.render(req, result.rcode, sections, ede=ede).wire
+        req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd", len(reply))
+        return reply
+
     def _completed(self, req: Request, result: Result, outcome: Outcome) -> bytes:
         """Our CNAMEs, then the upstream's answer for the target, with its rcode and (for a
         negative answer) its SOA, so the client can cache the denial (RFC 2308)."""
@@ -120,12 +156,7 @@ class Zones:
             result.answer.extend(aged(r) for r in section_records(resp, 0))
             result.authority.extend(aged(r) for r in section_records(resp, 1)
                                     if r.rtype == T.SOA)
-        sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
-        if outcome.stale:
-            ede = ede_option(EDE_STALE)
-        reply = self.shared.render(req, result.rcode, sections, ede=ede).wire
-        req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd", len(reply))
-        return reply
+        return self._reply(req, result, ede_option(EDE_STALE) if outcome.stale else ede)
 
     # -- keeping in step with etcd ---------------------------------------------------
 

@@ -506,6 +506,28 @@ def test_cname_out_of_our_zone_relays_the_upstreams_denial(
     assert [r.rdtype for r in alone.answer] == [dns.rdatatype.CNAME]
 
 
+def test_srv_and_mx_targets_outside_our_zones_get_glue_upstream(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start, dns_upstream: Upstreams
+) -> None:
+    up = dns_upstream()
+    up.add("srv.example.com", "A", "192.0.2.20", ttl=200)
+    up.add("srv.example.com", "AAAA", "2001:db8::20", ttl=150)
+    up.add("mx.example.com", "A", "192.0.2.25", ttl=100)
+    etcd.put(key(clean_prefix, "x.svc.skydns.test"), '{"host":"srv.example.com","port":80}')
+    etcd.put(key(clean_prefix, "m.mail.skydns.test"), '{"host":"mx.example.com","mail":true}')
+    proc = skyserve(ZONES, [*FAST, *upstream_args(up)])
+    for name, rdtype, want in (("svc", "SRV", {("srv.example.com.", "A", "192.0.2.20", 200),
+                                               ("srv.example.com.", "AAAA", "2001:db8::20", 150)}),
+                               ("mail", "MX", {("mx.example.com.", "A", "192.0.2.25", 100)})):
+        reply = proc.query(f"{name}.skydns.test", rdtype)
+        assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+        got = {(r.name.to_text(), dns.rdatatype.to_text(r.rdtype), rd.to_text(), r.ttl)
+               for r in reply.additional for rd in r}
+        assert {g[:3] for g in got} == {w[:3] for w in want}
+        assert all(w[3] - 2 <= g[3] <= w[3] for g, w in zip(sorted(got), sorted(want),
+                                                             strict=True))  # upstream's TTLs
+
+
 # -- helpers -------------------------------------------------------------------------
 
 

@@ -129,6 +129,8 @@ HOSTS = {"ns1.ns.dns", "ns.dns", "dns", "www", "www6", "multi", "x1.multi", "x2.
 DIFFERENT: dict[tuple[str, str], str] = {
     **{(n, "SRV"): "SkyDNS makes an SRV (port 0) of every host record; a zone file has none"
        for n in HOSTS},
+    ("", "MX"): "SkyDNS gives the apex the mail records below it; a zone file has none there",
+    ("", "SRV"): "SkyDNS gives the apex every service below it; a zone file has none there",
     ("", "ANY"): "the apex's ANY: knot gives its SOA and NS, we give apex.dns records only",
     ("dual", "ANY"): "RFC 8482: knot answers ANY over UDP with one RRset, we give A and AAAA",
     ("both", "ANY"): "RFC 8482: knot answers ANY over UDP with one RRset, we give A and TXT",

@@ -441,3 +441,22 @@ def test_chain_leaving_our_zones_is_the_cnames_alone() -> None:
 def test_ptr_for_a_forward_name_is_nodata() -> None:
     res = ask(authority(ALIASES), "a.skydns.test", T.PTR)
     assert res.rcode == NOERROR and not res.answer and res.authority[0].rtype == T.SOA
+
+
+def test_mx_and_srv_at_the_apex_answer_the_records_below_it() -> None:
+    auth = authority({
+        "/skydns/org/example/mx": '{"host":"10.0.2.25","mail":true,"priority":10}',
+        "/skydns/org/example/app": '{"host":"2001:db8::10"}',
+        "/skydns/org/example/db/_tcp/_pg/x1": '{"host":"10.0.1.5","port":5432}',
+        "/skydns/org/example/dns/ns/ns1": '{"host":"10.2.0.1","mail":true}',
+    })
+    res = ask(auth, "example.org", T.MX)
+    assert show(res.answer) == ["example.org 15 10 mx.example.org"]
+    assert show(res.additional) == ["mx.example.org 1 10.0.2.25"]
+    assert ("org", "example") in res.deps  # any change in the zone may change it
+    # SkyDNS: every host record below is a service (never the bookkeeping under dns.).
+    assert data(auth, "example.org", T.SRV) == [
+        "10 33 0 app.example.org", "10 33 0 mx.example.org",
+        "10 33 5432 x1._pg._tcp.db.example.org"]
+    empty = ask(auth, "skydns.test", T.MX)
+    assert empty.rcode == NOERROR and not empty.answer and empty.authority[0].rtype == T.SOA
