@@ -6,10 +6,8 @@ Every upstream is a ``DnsUpstream`` on 127.0.0.x; skyserve never reads /etc/reso
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from skyserve.app import App
 from tests.support.dns_upstream import SPOOFED, DnsUpstream
 from tests.support.dnsutil import key
 from tests.support.etcd_server import EtcdServer
-from tests.support.netutil import free_port
+from tests.support.netutil import free_loopback_53, free_port
 from tests.support.polling import wait_for
 from tests.support.skyserve_proc import SkyserveProcess
 
@@ -449,7 +447,10 @@ def test_resolv_conf_skips_ourselves_but_keeps_other_loopback_servers(
     """A resolv.conf naming our own address and another loopback resolver (port 53)."""
     if os.geteuid() != 0:
         pytest.skip("needs port 53 on 127.0.0.x")
-    ours, other = _free_loopback_53(2)
+    found = free_loopback_53(2)
+    if len(found) < 2:
+        pytest.skip("no free port 53 on 127.0.0.100-250 (is something bound to a wildcard :53?)")
+    ours, other = found
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(f"# test\nnameserver {ours}\nnameserver {other}\noptions ndots:5\n")
     with DnsUpstream(53, host=other) as up:
@@ -526,27 +527,3 @@ def test_srv_and_mx_targets_outside_our_zones_get_glue_upstream(
         assert {g[:3] for g in got} == {w[:3] for w in want}
         assert all(w[3] - 2 <= g[3] <= w[3] for g, w in zip(sorted(got), sorted(want),
                                                              strict=True))  # upstream's TTLs
-
-
-# -- helpers -------------------------------------------------------------------------
-
-
-def _free_loopback_53(n: int) -> list[str]:
-    """``n`` addresses in 127.0.0.100-250 whose port 53 is free for UDP and TCP."""
-    found: list[str] = []
-    for last in range(100, 251):
-        host = str(ipaddress.IPv4Address("127.0.0.0") + last)
-        if all(_bindable(host, 53, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)):
-            found.append(host)
-            if len(found) == n:
-                return found
-    pytest.skip("no free port 53 on 127.0.0.100-250 (is something bound to a wildcard :53?)")
-
-
-def _bindable(host: str, port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True

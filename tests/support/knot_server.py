@@ -36,6 +36,7 @@ class KnotServer(LoggedProcess):
                  ) -> None:
         self.binary = binary
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="knot-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         super().__init__(self.dir / "knotd.log")
         zone_conf = []
