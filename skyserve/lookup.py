@@ -13,7 +13,11 @@ Rules (see docs/serving.md for the reasoning, and where we part from SkyDNS/Core
 * NXDOMAIN only when nothing exists at or below the name (and no wildcard applies); NODATA
   otherwise. Both carry the SOA of the zone holding the last name of the chain.
 * The zone apex answers SOA and NS (from ``ns.dns.<zone>``) and takes its other records
-  from ``apex.dns.<zone>`` only, never from a scan of the whole zone.
+  from ``apex.dns.<zone>`` only; MX and SRV there answer the zone's records below it (a
+  full read, depending on the whole zone).
+* In the cluster zone (``Zone.cluster``) the layout's own levels (svc, pod, namespaces,
+  SRV protocols) are names without records, and SRV comes only from the bridge's SRV
+  records, as CoreDNS's kubernetes plugin answers.
 * A name whose records have a name host and no address makes one CNAME (its first name
   host), which answers every query type the records do not define natively, and is chased
   inside our zones (RFC 1034 4.3.2: the final rcode is the last name's).
