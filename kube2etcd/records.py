@@ -10,9 +10,11 @@ deterministic, so a restart computes the very same keys and rewrites nothing:
   that label is also the etcd leaf; a hostname shared by several IPs becomes a directory
   with one FNV-labelled leaf per IP;
 * a PTR leaf is the FNV of ``<ns>/<svc>``, so services sharing an IP each get their own;
-  endpoint IPs get PTRs under ClusterIP services too, as CoreDNS answers them
-  (``<hostname or dashed IP>.<svc>.<ns>.svc.<zone>``), though those endpoint names have
-  no A/AAAA records (the spec has none for them);
+* endpoints of ClusterIP services get names too, as CoreDNS answers them
+  (``<hostname or dashed IP>.<svc>.<ns>.svc.<zone>``: an A/AAAA leaf per IP, FNV-labelled,
+  one level below the endpoint name, and a PTR). SkyDNS groups keep them out of the
+  service's own answer: the cluster IPs are in group ``service``, the endpoints in group
+  ``endpoint`` one level deeper, and the shallowest group wins (``msg.Group``);
 * an ExternalName leaf is the FNV of the target name.
 
 Every value carries ``"kube2etcd": "<domain>"``, the owner marker that lets the bridge
@@ -32,6 +34,9 @@ from skydns.record import Labels, Record, RecordError, check_host, name_to_key
 DNS_SCHEMA_VERSION = "1.1.0"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 OWNER_FIELD = "kube2etcd"
+
+SERVICE_GROUP = "service"  # SkyDNS groups of a ClusterIP service's own and endpoint records
+ENDPOINT_GROUP = "endpoint"
 
 CLUSTER_IP = "ClusterIP"
 HEADLESS = "Headless"
@@ -207,18 +212,19 @@ def _cluster_ip(zone: Domain, svc: Service, sets: Iterable[EndpointSet], out: Re
     name = zone.fqdn(svc.name, svc.namespace, "svc")
     ptr_leaf = fnv32a(f"{svc.namespace}/{svc.name}")
     ips = [ip for raw in svc.cluster_ips if (ip := valid_ip(raw)) is not None]
-    # Endpoint PTRs first, as CoreDNS answers them: the reverse of each published endpoint
-    # IP names the endpoint under this service. Only the PTR: the endpoint names are no
-    # A/AAAA records of a ClusterIP service (not in the spec). A cluster IP that is also
-    # an endpoint IP keeps the service's own PTR (written next, same key).
+    # Endpoint names first, as CoreDNS answers them: an address under the endpoint's name
+    # and the reverse of its IP naming it. A cluster IP that is also an endpoint IP keeps
+    # the service's own PTR (written next, same key).
     for label, addrs in _endpoint_names(svc, sets).items():
         target = zone.fqdn(label, svc.name, svc.namespace, "svc")
         for ip in addrs:
+            key = f"{base}/{label}/{fnv32a(ip)}"
+            out[key] = Record(key=key, host=ip, ttl=zone.ttl, group=ENDPOINT_GROUP)
             key = f"{name_to_key(reverse_labels(ip), zone.prefix)}/{ptr_leaf}"
             out[key] = Record(key=key, host=target, ttl=zone.ttl)
     for ip in ips:
         key = f"{base}/{fnv32a(ip)}"
-        out[key] = Record(key=key, host=ip, ttl=zone.ttl)
+        out[key] = Record(key=key, host=ip, ttl=zone.ttl, group=SERVICE_GROUP)
         key = f"{name_to_key(reverse_labels(ip), zone.prefix)}/{ptr_leaf}"
         out[key] = Record(key=key, host=name, ttl=zone.ttl)
     if not ips:

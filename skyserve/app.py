@@ -155,8 +155,8 @@ class App:
         return Pipeline(
             Settings(config.zones, config.lookup, max_udp=config.max_udp_size,
                      cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
-                     shuffle=config.shuffle, rrl=config.rrl, cookies=config.cookie_jar(),
-                     acl=config.acl, minimal_any=config.minimal_any,
+                     shuffle=config.shuffle, nsid=config.nsid.encode(), rrl=config.rrl,
+                     cookies=config.cookie_jar(), acl=config.acl, minimal_any=config.minimal_any,
                      tcp_keepalive=config.tcp_idle_timeout if config.tcp_keepalive else 0.0),
             stats=self.stats, forwarder=forwarder, querylog=querylog)
 

@@ -51,10 +51,20 @@ def secret_file(raw: Any) -> str:
     return path
 
 
+def nsid(raw: Any) -> str:
+    value = o.text(raw)
+    if len(value.encode()) > 512:  # an EDNS option must leave room for the reply
+        raise ValueError(f"at most 512 bytes, got {len(value.encode())}")
+    return value
+
+
 OPTIONS: tuple[o.Option, ...] = (
     o.Option("etcd-endpoints", endpoint, ["http://127.0.0.1:2379"],
              "etcd client URLs, comma-separated or repeated", repeat=True),
     o.Option("zone", zone_name, [], "a zone to answer for (repeat for several)", repeat=True),
+    o.Option("cluster-zone", zone_name, [], "a zone (one of --zone) that kube2etcd writes: "
+             "answered as CoreDNS's kubernetes plugin answers, e.g. cluster.local. "
+             "(repeatable)", repeat=True),
     o.Option("fallthrough", zone_name, [], "a zone (one of --zone) whose NXDOMAIN answers are "
              "forwarded instead, e.g. in-addr.arpa. (repeatable)", repeat=True),
     o.Option("dns-addr", hostport, "0.0.0.0:53", "DNS listen address (UDP and TCP)"),
@@ -66,6 +76,8 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("max-udp-size", o.integer(512, 65535), 1232, "largest UDP reply (EDNS0)"),
     o.Option("cache-entries", o.integer(0, 10_000_000), 100_000,
              "rendered answers kept in memory"),
+    o.Option("nsid", nsid, "", "NSID (RFC 5001) sent to queries that ask for it, e.g. the "
+             "pod name ('': none)"),
     *ETCD_CONNECTION,
     o.Option("etcd-probe-interval", o.seconds, 3.0,
              "check a silent etcd watch after this long"),
@@ -146,6 +158,7 @@ RESTART_ONLY = ("dns_addr", "health_addr", "ready_addr", "metrics_addr", "worker
 @dataclass(frozen=True, slots=True)
 class Config(ServiceConfig):
     zone: tuple[str, ...]
+    cluster_zone: tuple[str, ...]
     fallthrough: tuple[str, ...]
     dns_addr: str
     ready_addr: str
@@ -153,6 +166,7 @@ class Config(ServiceConfig):
     min_ttl: int
     max_udp_size: int
     cache_entries: int
+    nsid: str
     upstream: tuple[str, ...]
     resolv_conf: str
     policy: str
@@ -194,7 +208,8 @@ class Config(ServiceConfig):
 
     @property
     def zones(self) -> list[Zone]:
-        return [Zone(tuple(z.rstrip(".").split(".")) if z != "." else ()) for z in self.zone]
+        return [Zone(tuple(z.rstrip(".").split(".")) if z != "." else (), z in self.cluster_zone)
+                for z in self.zone]
 
     @property
     def fallthrough_zones(self) -> frozenset[Zone]:
@@ -296,16 +311,19 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if values["etcd_cert"] and not values["etcd_key"]:
         raise o.ConfigError("--etcd-key: required with --etcd-cert")
     values["zone"] = tuple(dict.fromkeys(values["zone"]))
-    for zone in values["fallthrough"]:
-        if zone not in values["zone"]:
-            raise o.ConfigError(f"--fallthrough: {zone} is not one of the --zone zones")
+    for flag in ("fallthrough", "cluster_zone"):
+        for zone in values[flag]:
+            if zone not in values["zone"]:
+                raise o.ConfigError(f"--{flag.replace('_', '-')}: {zone} is not one of the "
+                                    "--zone zones")
     if values["rrl_window"] <= 0:
         raise o.ConfigError("--rrl-window: must be more than 0 seconds")
     if values["tcp_idle_timeout"] <= 0:
         raise o.ConfigError("--tcp-idle-timeout: must be more than 0 seconds")
     if values["cookie_require"] and not values["cookie_secret"]:
         raise o.ConfigError("--cookie-require: needs --cookie-secret")
-    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough", "acl"):
+    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough", "acl",
+                 "cluster_zone"):
         values[name] = tuple(values[name])
     zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]
     for domain, _ in values["stub"]:

@@ -11,11 +11,16 @@ Rules (see docs/serving.md for the reasoning, and where we part from SkyDNS/Core
   label. Records stored under a ``*`` key answer, RFC 4592 style, for names below the
   closest existing ancestor that do not exist themselves.
 * NXDOMAIN only when nothing exists at or below the name (and no wildcard applies); NODATA
-  otherwise. Both carry the zone SOA in authority.
+  otherwise. Both carry the SOA of the zone holding the last name of the chain.
 * The zone apex answers SOA and NS (from ``ns.dns.<zone>``) and takes its other records
-  from ``apex.dns.<zone>`` only, never from a scan of the whole zone.
-* A name host gives one CNAME per owner, chased inside our zones (RFC 1034 4.3.2: the
-  final rcode is the last name's); never alongside address records at the same owner.
+  from ``apex.dns.<zone>`` only; MX and SRV there answer the zone's records below it (a
+  full read, depending on the whole zone).
+* In the cluster zone (``Zone.cluster``) the layout's own levels (svc, pod, namespaces,
+  SRV protocols) are names without records, and SRV comes only from the bridge's SRV
+  records, as CoreDNS's kubernetes plugin answers.
+* A name whose records have a name host and no address makes one CNAME (its first name
+  host), which answers every query type the records do not define natively, and is chased
+  inside our zones (RFC 1034 4.3.2: the final rcode is the last name's).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ DNS_LABEL = "dns"
 @dataclass(frozen=True, slots=True)
 class Zone:
     labels: Labels  # the apex, leftmost label first
+    cluster: bool = False  # the zone kube2etcd writes: answered as CoreDNS's kubernetes
 
     @property
     def path(self) -> Labels:
@@ -44,6 +50,11 @@ class Zone:
     @property
     def text(self) -> str:
         return labels_text(self.labels)
+
+    @property
+    def reverse(self) -> bool:
+        """A reverse zone (in-addr.arpa or ip6.arpa), where name hosts are PTR records."""
+        return self.labels[-2:] in (("in-addr", "arpa"), ("ip6", "arpa"))
 
 
 @dataclass(slots=True)
@@ -56,6 +67,8 @@ class Result:
     deps: set[Labels] = field(default_factory=set)
     external: Labels | None = None  # a CNAME target outside our zones, still to resolve
     wildcard: Labels | None = None  # answered from a wildcard below this name (RFC 4592)
+    negative: Zone | None = None  # the zone of the last name, when it answered nothing
+    foreign: list[Labels] = field(default_factory=list)  # SRV/MX targets outside our zones
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +105,17 @@ class Authority:
             if not rrs:
                 result.authority.append(self.soa(zone))
             return result
-        self._resolve(name, qtype, zone, result, seen={name})
-        if not result.answer:
-            result.authority.append(self.soa(zone))
+        if name == zone.labels and qtype in (T.MX, T.SRV):
+            # SkyDNS gives a domain its mail servers and services from the records below
+            # it: the zone's own mail/SRV records (not the bookkeeping under dns.<zone>).
+            records = self._zone_records(zone, result.deps)
+            if not (self._mx(name, records, result) if qtype == T.MX
+                    else self._srv(name, records, zone, result)):
+                result.authority.append(self.soa(zone))
+            return result
+        self._resolve(name, qtype, zone, result)
+        if result.negative is not None:
+            result.authority.append(self.soa(result.negative))
         return result
 
     def soa(self, zone: Zone) -> RR:
@@ -118,6 +139,11 @@ class Authority:
         if name == zone.labels:
             return self._apex_records(zone, deps)
         path = tuple(reversed(name))
+        if zone.cluster and structural(path[len(zone.labels):]):
+            # svc, pod, <ns>.svc, _proto.<svc>...: names, not record sets (CoreDNS).
+            deps.add(path)
+            exists = len(path) == len(zone.labels) + 1 or self.index.find(path) is not None
+            return [] if exists else None
         cut = next((i for i, p in enumerate(path) if p in WILDCARD_LABELS), None)
         if cut is not None:
             deps.add(path[:cut])
@@ -137,6 +163,16 @@ class Authority:
         res.wildcard = name[len(name) - depth:]
         return group_filter(subtree(star))
 
+    def _zone_records(self, zone: Zone, deps: set[Labels]) -> list[Record]:
+        """Every record of the zone outside ``dns.<zone>`` (a full read: only for MX and SRV
+        at the apex, and kept in the answer cache until anything in the zone changes)."""
+        deps.add(zone.path)
+        node = self.index.find(zone.path)
+        if node is None:
+            return []
+        return group_filter([r for label, child in sorted(node.children.items())
+                             if label != DNS_LABEL for r in subtree(child)])
+
     def _apex_records(self, zone: Zone, deps: set[Labels]) -> list[Record]:
         path = zone.path + (DNS_LABEL, "apex")
         deps.add(path)
@@ -145,74 +181,83 @@ class Authority:
 
     # -- per-type synthesis ----------------------------------------------------------
 
-    def _resolve(
-        self, name: Labels, qtype: int, zone: Zone, res: Result, seen: set[Labels]
-    ) -> None:
-        records = self.records(name, zone, res)
-        if records is None:
-            res.rcode = NXDOMAIN
-            return
+    def _resolve(self, name: Labels, qtype: int, zone: Zone, res: Result) -> None:
+        """Answer ``name`` for ``qtype``, following its CNAME chain through our zones.
+
+        RFC 1034 4.3.2: a name that makes a CNAME answers every type it does not define
+        natively with that CNAME, and the chain goes on at the target. The rcode and, for
+        a negative answer, the SOA are the last name's (RFC 6604, RFC 2308 section 3).
+        """
+        seen = {name}
+        while True:
+            records = self.records(name, zone, res)
+            if records is None:
+                res.rcode, res.negative = NXDOMAIN, zone
+                return
+            before = len(res.answer)
+            if self._native(name, qtype, records, zone, res):
+                if len(res.answer) == before:
+                    res.negative = zone
+                return
+            alias = cname_of(records)
+            # Following a target at or below the name would read the name's own subtree.
+            if alias is None or _below(alias.target, name):
+                res.negative = zone
+                return
+            target = alias.target
+            res.answer.append(RR(name, T.CNAME, self._ttl(alias), (target,)))
+            if target in seen or len(seen) > MAX_CHAIN:
+                return  # a loop (each of its CNAMEs given once), or too long a chain
+            seen.add(target)
+            target_zone = self.zone_of(target)
+            if target_zone is None:
+                res.external = target  # the forwarder completes it, if there is one
+                return
+            name, zone = target, target_zone
+
+    def _native(
+        self, name: Labels, qtype: int, records: list[Record], zone: Zone, res: Result
+    ) -> bool:
+        """Add the records ``name`` defines itself for ``qtype``; False when it defines
+        none of that type and a CNAME of the name, if it makes one, answers instead."""
         ttl = self._ttl
         if qtype in (T.A, T.AAAA, T.ANY):
             addrs = [r for r in records if r.address is not None]
-            if addrs:
-                for r in addrs:
-                    rtype = T.A if r.address.version == 4 else T.AAAA  # type: ignore[union-attr]
-                    if qtype in (rtype, T.ANY):
-                        res.answer.append(RR(name, rtype, ttl(r), (r.address.packed,)))  # type: ignore[union-attr]
-                if qtype == T.ANY:
-                    res.answer.extend(self._txt(name, records))
-                return
-            if qtype == T.ANY:
-                res.answer.extend(self._txt(name, records))
-                if res.answer:
-                    return
-            self._chase(name, qtype, records, zone, res, seen)
+            for r in addrs:
+                rtype = T.A if r.address.version == 4 else T.AAAA  # type: ignore[union-attr]
+                if qtype in (rtype, T.ANY):
+                    res.answer.append(RR(name, rtype, ttl(r), (r.address.packed,)))  # type: ignore[union-attr]
+            if qtype != T.ANY:
+                return bool(addrs)
+            txt = self._txt(name, records)
+            res.answer.extend(txt)
+            if addrs or txt:
+                return True
         elif qtype == T.TXT:
             txt = self._txt(name, records)
-            if txt:
-                res.answer.extend(txt)
-            else:
-                self._chase(name, qtype, [r for r in records if not r.text], zone, res, seen)
-        elif qtype == T.CNAME:
-            alias = _first_alias(records)
+            res.answer.extend(txt)
+            return bool(txt)
+        if qtype in (T.CNAME, T.ANY):  # the CNAME itself is the answer, never chased
+            alias = cname_of(records)
             if alias is not None:
                 res.answer.append(RR(name, T.CNAME, ttl(alias), (alias.target,)))
-        elif qtype == T.SRV:
-            self._srv(name, records, zone, res)
-        elif qtype == T.MX:
-            self._mx(name, records, zone, res)
-        elif qtype == T.PTR:
+            return True
+        if qtype == T.SRV:
+            return self._srv(name, records, zone, res)
+        if qtype == T.MX:
+            return self._mx(name, records, res)
+        if qtype == T.PTR and zone.reverse:
             for r in records:
                 if r.address is None and r.host:
                     res.answer.append(RR(name, T.PTR, ttl(r), (r.target,)))
+            return True
+        return False
 
     def _ttl(self, record: Record) -> int:
         return record.ttl or self.settings.default_ttl
 
     def _txt(self, name: Labels, records: list[Record]) -> list[RR]:
         return [RR(name, T.TXT, self._ttl(r), txt_strings(r.text)) for r in records if r.text]
-
-    def _chase(
-        self, name: Labels, qtype: int, records: list[Record], zone: Zone, res: Result,
-        seen: set[Labels],
-    ) -> None:
-        alias = _first_alias(records)
-        if alias is None:
-            return
-        target = alias.target
-        # Following a target at or below the name would read the name's own subtree again.
-        if target in seen or target[len(target) - len(name) :] == name:
-            return
-        res.answer.append(RR(name, T.CNAME, self._ttl(alias), (target,)))
-        seen.add(target)
-        target_zone = self.zone_of(target)
-        if target_zone is None:
-            res.external = target  # the forwarder completes it, if there is one
-            return
-        if len(seen) > MAX_CHAIN:
-            return
-        self._resolve(target, qtype, target_zone, res, seen)
 
     def _target(self, record: Record) -> tuple[Labels, list[RR]]:
         """An SRV/MX target and its glue: the host name, or a name made from the key."""
@@ -222,8 +267,10 @@ class Authority:
         rtype = T.A if record.address.version == 4 else T.AAAA
         return owner, [RR(owner, rtype, self._ttl(record), (record.address.packed,))]
 
-    def _srv(self, name: Labels, records: list[Record], zone: Zone, res: Result) -> None:
+    def _srv(self, name: Labels, records: list[Record], zone: Zone, res: Result) -> bool:
         usable = [r for r in records if r.host and r.port != -1]
+        if zone.cluster:  # the bridge's SRV records name their targets and have a port
+            usable = [r for r in usable if r.address is None and r.port > 0]
         totals: dict[int, int] = {}
         for r in usable:
             totals[r.priority] = totals.get(r.priority, 0) + (r.weight or 100)
@@ -232,13 +279,15 @@ class Authority:
             target, glue = self._target(r)
             res.answer.append(RR(name, T.SRV, self._ttl(r), (r.priority, weight, r.port, target)))
             res.additional.extend(glue or self._glue(target, res))
+        return bool(usable)
 
-    def _mx(self, name: Labels, records: list[Record], zone: Zone, res: Result) -> None:
-        for r in records:
-            if r.mail and r.host:
-                target, glue = self._target(r)
-                res.answer.append(RR(name, T.MX, self._ttl(r), (r.priority, target)))
-                res.additional.extend(glue or self._glue(target, res))
+    def _mx(self, name: Labels, records: list[Record], res: Result) -> bool:
+        mail = [r for r in records if r.mail and r.host]
+        for r in mail:
+            target, glue = self._target(r)
+            res.answer.append(RR(name, T.MX, self._ttl(r), (r.priority, target)))
+            res.additional.extend(glue or self._glue(target, res))
+        return bool(mail)
 
     def _apex_ns(self, zone: Zone, res: Result) -> list[RR]:
         path = zone.path + (DNS_LABEL, "ns")
@@ -257,11 +306,21 @@ class Authority:
         """Addresses (and CNAMEs) for an in-zone target name, for the additional section."""
         zone = self.zone_of(target)
         if zone is None:
+            if target not in res.foreign:
+                res.foreign.append(target)  # the forwarder may find its addresses
             return []
         out = Result(NOERROR, zone, deps=res.deps)
         for qtype in (T.A, T.AAAA):
-            self._resolve(target, qtype, zone, out, seen={target})
+            self._resolve(target, qtype, zone, out)
         return out.answer
+
+
+def structural(rel: Labels) -> bool:
+    """Whether a cluster-zone path (below the apex, root first) is one of the layout's own
+    levels: ``svc``, ``pod``, a namespace, or an SRV protocol level (``_tcp``)."""
+    if not rel or rel[0] not in ("svc", "pod"):
+        return False
+    return len(rel) <= 2 or (len(rel) == 4 and rel[0] == "svc" and rel[3].startswith("_"))
 
 
 def group_filter(records: list[Record]) -> list[Record]:
@@ -315,8 +374,17 @@ def sorted_union(nodes: list[Node]) -> list[Record]:
     return sorted(seen.values(), key=_key)
 
 
-def _first_alias(records: list[Record]) -> Record | None:
-    return next((r for r in records if r.address is None and r.host), None)
+def cname_of(records: list[Record]) -> Record | None:
+    """The record that makes a name a CNAME: its first name host, unless the name has
+    address records (a CNAME never stands beside other data, RFC 1034 3.6.2)."""
+    if any(r.address is not None for r in records):
+        return None
+    return next((r for r in records if r.host), None)
+
+
+def _below(target: Labels, name: Labels) -> bool:
+    """Whether ``target`` is ``name`` or a name below it."""
+    return target[len(target) - len(name) :] == name
 
 
 def _key(record: Record) -> str:

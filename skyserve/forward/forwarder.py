@@ -109,7 +109,7 @@ class Forwarder:
             self._log_failure(q)
             if q.stale is not None and self.cache is not None:
                 self.cache.served_stale()
-            q.done(policy.give_up(q.stale))
+            q.done(policy.give_up(q.stale, q.network))
             return
         up = q.upstream = q.tries.pop(0)
         q.started = time.monotonic()
@@ -205,6 +205,7 @@ class Forwarder:
         """An upstream did not answer usefully: ``reason`` is timeout, network or malformed."""
         up = q.upstream
         assert up is not None
+        q.network = q.network or reason == "network"
         self.stats.counters["upstream_failures"] += 1
         self.stats.failures[(up.name, reason)] += 1
         log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)

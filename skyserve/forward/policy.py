@@ -23,7 +23,12 @@ from typing import NamedTuple
 from skydns.netaddr import split_hostport
 from skydns.record import Labels
 
-from ..wire.constants import REFUSED, SERVFAIL
+from ..wire.constants import (
+    EDE_NETWORK_ERROR,
+    EDE_NO_REACHABLE_AUTHORITY,
+    REFUSED,
+    SERVFAIL,
+)
 from ..wire.response import Response
 from .cache import CachedResponse, Key
 
@@ -39,6 +44,7 @@ class Outcome(NamedTuple):
     expires: float = 0.0
     cached: bool = False  # served from the cache rather than just fetched
     entry: CachedResponse | None = None  # the cache entry, so hits can count toward prefetch
+    ede: int | None = None  # the Extended DNS Error of an ``rcode`` of ours (RFC 8914)
 
 
 Done = Callable[[Outcome], None]
@@ -140,16 +146,20 @@ def failed(up: Upstream, max_fails: int) -> bool:
     return False
 
 
-def give_up(stale: Outcome | None) -> Outcome:
-    """Every upstream failed: serve stale if allowed, else SERVFAIL."""
-    return stale if stale is not None else Outcome(None, SERVFAIL)
+def give_up(stale: Outcome | None, network: bool) -> Outcome:
+    """Every upstream failed: serve stale if allowed, else SERVFAIL, saying whether the
+    network failed us (a socket error) or no upstream answered usefully in time."""
+    if stale is not None:
+        return stale
+    return Outcome(None, SERVFAIL, ede=EDE_NETWORK_ERROR if network
+                   else EDE_NO_REACHABLE_AUTHORITY)
 
 
 class Attempt:
     """One question on its way through the upstreams of a pool."""
 
-    __slots__ = ("body", "deadline", "done", "key", "qid", "qname", "sock", "stale", "started",
-                 "tcp", "tries", "upstream")
+    __slots__ = ("body", "deadline", "done", "key", "network", "qid", "qname", "sock", "stale",
+                 "started", "tcp", "tries", "upstream")
 
     def __init__(self, key: Key, qname: bytes, body: bytes, tcp: bool, tries: list[Upstream],
                  stale: Outcome | None, done: Done) -> None:
@@ -160,6 +170,7 @@ class Attempt:
         self.qid = 0
         self.deadline = 0.0
         self.started = 0.0
+        self.network = False  # an upstream failed with a socket error
 
     def same_question(self, resp: Response) -> bool:
         """The reply is to our question: name (in any case), type and class."""

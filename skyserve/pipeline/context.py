@@ -11,7 +11,8 @@ from ..lookup import Settings as LookupSettings
 from ..lookup import Zone
 from ..ratelimit import RrlSettings
 from ..stats import Stats
-from ..wire.query import reply_limit
+from ..wire.constants import OPT_NSID
+from ..wire.query import ede_option, edns_option, reply_limit
 from ..wire.render import Rendered, render
 from ..wire.rr import RR
 from .answers import AnswerCache
@@ -29,6 +30,7 @@ class Settings:
     cache_entries: int = 100_000  # rendered answers kept
     fallthrough: frozenset[Zone] = frozenset()  # zones whose NXDOMAINs are forwarded
     shuffle: bool = True  # rotate multi-record answers
+    nsid: bytes = b""  # our NSID (RFC 5001), sent to queries that ask for it; b"": none
     # The internet-facing defences; each off unless set (the cluster pod sets none).
     rrl: RrlSettings | None = None  # response rate limiting
     cookies: Jar | None = None  # DNS cookies (RFC 7873, RFC 9018)
@@ -51,14 +53,26 @@ class Shared:
         self.forwarder = forwarder
         self.answers = AnswerCache(settings.cache_entries, stats)
 
-    def render(self, req: Request, rcode: int, sections: Sections, aa: bool = True) -> Rendered:
-        """A reply to the request, within the size its transport and EDNS allow."""
+    def render(self, req: Request, rcode: int, sections: Sections, aa: bool = True,
+               ede: bytes = b"") -> Rendered:
+        """A reply to the request, within the size its transport and EDNS allow; ``ede``
+        is an Extended DNS Error option for EDNS clients."""
         max_udp = self.settings.max_udp
         return render(req.query, rcode, sections, limit=reply_limit(req.query, req.tcp, max_udp),
-                      aa=aa, ra=self.forwarder is not None, max_udp=max_udp)
+                      aa=aa, ra=self.forwarder is not None, max_udp=max_udp,
+                      options=self.options(req, ede))
 
-    def error(self, req: Request, rcode: int, zone: str) -> bytes:
-        """A reply with no records, counted under ``zone``."""
-        reply = self.render(req, rcode, NO_RECORDS, aa=False).wire
+    def options(self, req: Request, ede: bytes = b"") -> bytes:
+        """The EDNS options of our reply: the NSID if asked for and configured, the EDE."""
+        nsid = self.settings.nsid
+        if nsid and req.query.nsid:
+            return edns_option(OPT_NSID, nsid) + ede
+        return ede
+
+    def error(self, req: Request, rcode: int, zone: str, info: int | None = None,
+              text: str = "") -> bytes:
+        """A reply with no records, counted under ``zone``; ``info`` is its EDE info-code."""
+        ede = ede_option(info, text) if info is not None else b""
+        reply = self.render(req, rcode, NO_RECORDS, aa=False, ede=ede).wire
         req.count(self.stats.tally, zone, rcode, "", len(reply))
         return reply

@@ -13,8 +13,8 @@ import time
 
 from ..forward.cache import STALE_TTL
 from ..forward.policy import Outcome
-from ..wire.constants import REFUSED, TC
-from ..wire.query import reply_limit
+from ..wire.constants import EDE_NOT_AUTHORITATIVE, EDE_STALE, REFUSED, TC
+from ..wire.query import ede_option, reply_limit
 from ..wire.response import relay, rotations
 from .context import NO_RECORDS, Shared
 from .request import Request
@@ -32,7 +32,7 @@ class Forwarding:
         query = req.query
         pool = self.forwarder.pool_for(query.labels)
         if pool is None or not req.can_defer:
-            return self.shared.error(req, REFUSED, "dropped")
+            return self.shared.error(req, REFUSED, "dropped", EDE_NOT_AUTHORITATIVE)
 
         def done(outcome: Outcome) -> None:
             req.later(lambda: self._relay(req, outcome))
@@ -44,7 +44,8 @@ class Forwarding:
     def _relay(self, req: Request, outcome: Outcome) -> bytes:
         resp, shared = outcome.response, self.shared
         if resp is None:
-            reply = shared.render(req, outcome.rcode, NO_RECORDS, aa=False).wire
+            ede = ede_option(outcome.ede) if outcome.ede is not None else b""
+            reply = shared.render(req, outcome.rcode, NO_RECORDS, aa=False, ede=ede).wire
             req.count(shared.stats.tally, ".", outcome.rcode, "forward", len(reply))
             return reply
         cap = None  # the entry's TTL (capped by --cache-max-ttl) minus its age in whole seconds
@@ -54,8 +55,10 @@ class Forwarding:
         limit = reply_limit(req.query, req.tcp, max_udp)
         fixed = STALE_TTL if outcome.stale else None
         turns = min(rotations(resp), MAX_ROTATIONS) if shared.settings.shuffle else 1
+        options = shared.options(req, ede_option(EDE_STALE) if outcome.stale else b"")
         variants = [relay(resp, req.query, limit=limit, max_udp=max_udp, age=outcome.age,
-                          fixed_ttl=fixed, max_ttl=cap, rotate=k) for k in range(turns)]
+                          fixed_ttl=fixed, max_ttl=cap, rotate=k, options=options)
+                    for k in range(turns)]
         reply = variants[0] if turns == 1 else variants[shared.answers.next_turn() % turns]
         plugin = "cache" if outcome.cached else "forward"
         stat_id = req.count(shared.stats.tally, ".", resp.rcode, plugin, len(reply))
@@ -74,4 +77,4 @@ class Refuse:
         self.shared = shared
 
     def handle(self, req: Request) -> bytes | None:
-        return self.shared.error(req, REFUSED, "dropped")
+        return self.shared.error(req, REFUSED, "dropped", EDE_NOT_AUTHORITATIVE)

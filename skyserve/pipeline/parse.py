@@ -7,7 +7,7 @@ FORMERR. Another opcode: NOTIMP. A higher EDNS version: BADVERS (RFC 6891 sectio
 
 from __future__ import annotations
 
-from ..wire.constants import BADVERS, NOTIMP
+from ..wire.constants import BADVERS, EDE_OTHER, NOTIMP
 from ..wire.query import Drop, FormatError, parse_query
 from .context import Shared
 from .request import Handler, Request
@@ -28,7 +28,8 @@ class Parse:
             self.shared.stats.queries["formerr"] += 1
             return exc.reply
         if query.opcode != 0:
-            return self.shared.error(req, NOTIMP, "dropped")
+            return self.shared.error(req, NOTIMP, "dropped", EDE_OTHER,
+                                     f"opcode {query.opcode} is not implemented")
         if query.edns and query.edns_version > 0:
             return self.shared.error(req, BADVERS, "dropped")
         return self.next(req)

@@ -4,7 +4,9 @@ Contract: a query for a name in one of our zones (class IN) is answered here, wi
 SERVFAIL before the first complete load from etcd (never NXDOMAIN), then what ``lookup``
 says. Two kinds go on to forwarding instead: a name we do not have in a ``fallthrough``
 zone (CoreDNS's fallthrough), and — answered here, after the upstream's reply — a CNAME
-chain that leaves our zones, whose target's records are appended. Names outside our zones
+chain that leaves our zones, whose target's records are appended, and SRV/MX answers whose
+targets lie outside our zones, whose addresses are fetched for the additional section.
+Those replies depend on the forwarder, so they are never kept as exact. Names outside our zones
 pass on untouched. NOERROR and NXDOMAIN answers are kept in the answer cache with the
 index paths they were read from.
 
@@ -17,20 +19,31 @@ from __future__ import annotations
 
 from skydns.record import Labels
 
+from ..forward.cache import STALE_TTL
 from ..forward.policy import Outcome
 from ..index import Change, Index
 from ..lookup import Authority, Result
 from ..wire import constants as T
-from ..wire.constants import NOERROR, NXDOMAIN, RD, SERVFAIL
-from ..wire.query import encode_name
+from ..wire.constants import (
+    EDE_NOT_READY,
+    EDE_OTHER,
+    EDE_STALE,
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    RD,
+    SERVFAIL,
+)
+from ..wire.query import ede_option, encode_name
 from ..wire.render import Rendered
-from ..wire.response import answer_records
+from ..wire.response import section_records
 from ..wire.rr import RR, rrsets
 from .context import Sections, Shared
 from .request import Handler, Request
 
 ROTATE = (T.A, T.AAAA, T.MX, T.SRV)
 MAX_ROTATIONS = 8
+MAX_GLUE = 4  # SRV/MX targets outside our zones whose addresses are fetched upstream
 
 
 class Zones:
@@ -50,7 +63,7 @@ class Zones:
         if zone is None:
             return self.next(req)
         if not self.ready:
-            return self.shared.error(req, SERVFAIL, zone.text)
+            return self.shared.error(req, SERVFAIL, zone.text, EDE_NOT_READY)
         result = self.authority.answer(query.labels, query.qtype, zone)
         if result.wildcard is not None:
             req.wildcard = result.wildcard  # rate limiting counts these per wildcard
@@ -64,6 +77,10 @@ class Zones:
                 and fwd.pool_for(target) and result.rcode == NOERROR):
             self._complete(req, result, target)
             return None
+        glue = [t for t in result.foreign[:MAX_GLUE] if fwd is not None and fwd.pool_for(t)]
+        if glue and req.can_defer:
+            self._fetch_glue(req, result, glue)
+            return None
         variants = self._render_rotations(req, result)
         stat_id = req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd",
                             len(variants[0].wire))
@@ -73,7 +90,9 @@ class Zones:
     def _render_rotations(self, req: Request, result: Result) -> list[Rendered]:
         answer = rrsets(result.answer)
         sections = (answer, rrsets(result.authority), rrsets(result.additional))
-        first = self.shared.render(req, result.rcode, sections)
+        ede = ede_option(EDE_OTHER, "zone transfers are not served") if result.rcode == NOTIMP \
+            else b""
+        first = self.shared.render(req, result.rcode, sections, ede=ede)
         turns = max((len(s) for s in answer if s[0].rtype in ROTATE), default=1)
         if not self.shared.settings.shuffle or turns < 2 or first.serial_at >= 0:
             return [first]
@@ -95,17 +114,53 @@ class Zones:
         self.shared.forwarder.fetch(target, encode_name(target), req.query.qtype, T.CLASS_IN,
                                     flags=RD, do=req.query.do, tcp=req.tcp, done=done)
 
-    def _completed(self, req: Request, result: Result, outcome: Outcome) -> bytes:
-        if outcome.response is not None:
-            age = outcome.age
-            result.answer.extend(r._replace(ttl=max(0, r.ttl - age))
-                                 for r in answer_records(outcome.response))
-            if outcome.response.rcode == NXDOMAIN:
-                result.rcode = NXDOMAIN
+    def _fetch_glue(self, req: Request, result: Result, targets: list[Labels]) -> None:
+        """The addresses of SRV/MX targets outside our zones, from upstream, for the
+        additional section (as CoreDNS does); the reply waits for all of them."""
+        fwd = self.shared.forwarder
+        assert fwd is not None
+        questions = [(t, qtype) for t in targets for qtype in (T.A, T.AAAA)]
+        pending = [len(questions)]
+
+        def done(outcome: Outcome) -> None:
+            if outcome.response is not None and outcome.response.rcode == NOERROR:
+                result.additional.extend(
+                    r._replace(ttl=max(0, r.ttl - outcome.age))
+                    for r in section_records(outcome.response, 0)
+                    if r.rtype in (T.A, T.AAAA) and r.owner in targets)
+            pending[0] -= 1
+            if not pending[0]:
+                req.later(lambda: self._reply(req, result))
+
+        for target, qtype in questions:
+            fwd.fetch(target, encode_name(target), qtype, T.CLASS_IN, flags=RD,
+                      do=req.query.do, tcp=req.tcp, done=done)
+
+    def _reply(self, req: Request, result: Result, ede: bytes = b"") -> bytes:
+        """A reply that depends on the forwarder: rendered now, never kept as exact."""
         sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
-        reply = self.shared.render(req, result.rcode, sections).wire
+        reply = self.shared.render(req, result.rcode, sections, ede=ede).wire
         req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd", len(reply))
         return reply
+
+    def _completed(self, req: Request, result: Result, outcome: Outcome) -> bytes:
+        """Our CNAMEs, then the upstream's answer for the target, with its rcode and (for a
+        negative answer) its SOA, so the client can cache the denial (RFC 2308)."""
+        resp, ede = outcome.response, b""
+        if resp is None:
+            result.rcode = outcome.rcode
+            ede = ede_option(outcome.ede) if outcome.ede is not None else b""
+        else:
+            age = outcome.age
+            result.rcode = resp.rcode
+
+            def aged(r: RR) -> RR:  # as the forwarding stage relays them
+                return r._replace(ttl=STALE_TTL if outcome.stale else max(0, r.ttl - age))
+
+            result.answer.extend(aged(r) for r in section_records(resp, 0))
+            result.authority.extend(aged(r) for r in section_records(resp, 1)
+                                    if r.rtype == T.SOA)
+        return self._reply(req, result, ede_option(EDE_STALE) if outcome.stale else ede)
 
     # -- keeping in step with etcd ---------------------------------------------------
 

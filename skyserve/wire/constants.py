@@ -51,6 +51,16 @@ TTL = struct.Struct("!I")
 SOA_TIMERS = struct.Struct("!IIII")
 
 OPT_SIZE = 11
+
+# EDNS options (RFC 5001 NSID, RFC 8914 Extended DNS Errors) and the EDE info-codes we send
+OPT_NSID = 3
+OPT_EDE = 15
+EDE_OTHER = 0
+EDE_STALE = 3
+EDE_NOT_READY = 14
+EDE_NOT_AUTHORITATIVE = 20
+EDE_NO_REACHABLE_AUTHORITY = 22
+EDE_NETWORK_ERROR = 23
 MIN_UDP = 512
 MAX_TCP = 65535
 

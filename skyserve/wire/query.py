@@ -17,8 +17,11 @@ from .constants import (
     HEADER,
     MAX_TCP,
     MIN_UDP,
+    NOTIMP,
     OPCODE,
     OPT,
+    OPT_EDE,
+    OPT_NSID,
     QR,
     QUESTION,
     RD,
@@ -50,6 +53,7 @@ class Query:
     edns_version: int = 0
     udp_size: int = MIN_UDP
     do: bool = False
+    nsid: bool = False  # the client asked for our NSID (RFC 5001)
 
     @property
     def opcode(self) -> int:
@@ -64,7 +68,9 @@ def parse_query(data: bytes) -> Query:
     if flags & QR:
         raise Drop("a response, not a query")
     if qdcount != 1:
-        raise FormatError(f"{qdcount} questions", error_reply(qid, flags, FORMERR))
+        # An opcode we do not implement is NOTIMP whatever the message holds (RFC 8906 8.1).
+        rcode = NOTIMP if flags & OPCODE else FORMERR
+        raise FormatError(f"{qdcount} questions", error_reply(qid, flags, rcode))
     try:
         labels, qname, pos = _read_question_name(data, HEADER.size)
         qtype, qclass = QUESTION.unpack_from(data, pos)
@@ -141,7 +147,33 @@ def _read_additional(data: bytes, pos: int, query: Query) -> int:
         query.udp_size = max(rclass, MIN_UDP)
         query.edns_version = (ttl >> 16) & 0xFF
         query.do = bool(ttl & 0x8000)
+        if rdlength:
+            query.nsid = _has_option(data, pos + 10, end, OPT_NSID)
     return end
+
+
+def _has_option(data: bytes, pos: int, end: int, code: int) -> bool:
+    """Whether the OPT rdata between ``pos`` and ``end`` holds option ``code``."""
+    found = False
+    while pos < end:
+        if pos + 4 > end:
+            raise ValueError("truncated EDNS option")
+        option, length = struct.unpack_from("!HH", data, pos)
+        found = found or option == code
+        pos += 4 + length
+    if pos != end:
+        raise ValueError("EDNS option longer than its OPT record")
+    return found
+
+
+def edns_option(code: int, data: bytes) -> bytes:
+    """One EDNS option, as it goes in OPT rdata."""
+    return struct.pack("!HH", code, len(data)) + data
+
+
+def ede_option(info_code: int, text: str = "") -> bytes:
+    """An Extended DNS Error (RFC 8914): the info-code and optional UTF-8 text."""
+    return edns_option(OPT_EDE, struct.pack("!H", info_code) + text.encode())
 
 
 def error_reply(qid: int, flags: int, rcode: int, question: bytes = b"") -> bytes:

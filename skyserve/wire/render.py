@@ -34,10 +34,12 @@ def render(
     aa: bool,
     ra: bool,
     max_udp: int,
+    options: bytes = b"",
 ) -> Rendered:
-    """Render a reply to ``query`` from RRsets for answer, authority and additional."""
+    """Render a reply to ``query`` from RRsets for answer, authority and additional;
+    ``options`` (EDNS options, e.g. NSID, EDE) go in our OPT when the client sent one."""
     w = _Writer(query)
-    opt = OPT_SIZE if query.edns else 0
+    opt = OPT_SIZE + len(options) if query.edns else 0
     counts = [0, 0, 0]
     truncated = False
     for index, rrsets in enumerate(sections):
@@ -56,7 +58,7 @@ def render(
     if query.edns:
         ext_rcode, version = rcode >> 4, 0
         ttl = (ext_rcode << 24) | (version << 16) | (0x8000 if query.do else 0)
-        w.buf += b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, 0)
+        w.buf += b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, len(options)) + options
     flags = QR | (query.flags & (OPCODE | RD | CD)) | (rcode & 0xF)
     flags |= (AA if aa else 0) | (RA if ra else 0) | (TC if truncated else 0)
     HEADER.pack_into(w.buf, 0, query.id, flags, 1, counts[0], counts[1], counts[2] + bool(opt))
@@ -127,7 +129,11 @@ class _Writer:
             mname, rname, *timers = rdata
             self.name(mname)
             self.name(rname)
-            self.serial_at = len(self.buf)
-            self.buf += b"\x00\x00\x00\x00" + SOA_TIMERS.pack(*timers)
+            if len(timers) == 5:  # an upstream's SOA, with its own serial
+                self.buf += struct.pack("!I", timers.pop())
+            else:
+                self.serial_at = len(self.buf)
+                self.buf += b"\x00\x00\x00\x00"
+            self.buf += SOA_TIMERS.pack(*timers)
         else:
             raise ValueError(f"cannot render record type {rtype}")

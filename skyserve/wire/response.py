@@ -106,14 +106,15 @@ def negative_ttl(resp: Response) -> int | None:
 def relay(
     resp: Response, query: Query, *, limit: int, max_udp: int, age: int = 0,
     fixed_ttl: int | None = None, max_ttl: int | None = None, rotate: int = 0,
+    options: bytes = b"",
 ) -> bytes:
     """An upstream reply re-addressed to our client.
 
     The client's ID, question spelling, RD and CD are restored; TTLs are lowered by ``age``
     seconds and capped at ``max_ttl`` (or all set to ``fixed_ttl`` for stale answers); the
-    upstream's OPT is replaced by ours when the client spoke EDNS, and removed when it did
-    not; address RRsets are rotated by ``rotate`` places. A reply that does not fit the
-    client's limit is cut to the question with TC set.
+    upstream's OPT is replaced by ours (holding ``options``) when the client spoke EDNS,
+    and removed when it did not; address RRsets are rotated by ``rotate`` places. A reply
+    that does not fit the client's limit is cut to the question with TC set.
     """
     data = resp.data
     cut = resp.opt.start if resp.opt is not None else len(data)
@@ -133,7 +134,7 @@ def relay(
     opt = b""
     if query.edns:
         ttl = ((rcode >> 4) << 24) | (0x8000 if query.do else 0)
-        opt = b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, 0)
+        opt = b"\x00" + RR_FIXED.pack(T.OPT, max_udp, ttl, len(options)) + options
     an, ns, ar = counts
     if cut + len(opt) > limit:
         records, flags, an, ns, ar = b"", flags | TC, 0, 0, 0
@@ -187,31 +188,38 @@ def rotations(resp: Response) -> int:
     return max((len(r) for r in _address_runs(resp.data, resp.spans)), default=1)
 
 
-def answer_records(resp: Response) -> list[RR]:
-    """The answer section as RRs (A, AAAA, CNAME, PTR, TXT, MX, SRV), for merging."""
+def section_records(resp: Response, section: int) -> list[RR]:
+    """One section's records as RRs (A, AAAA, CNAME, PTR, TXT, MX, SRV, SOA), for merging
+    into an answer of ours; other types are left out."""
     out: list[RR] = []
     data = resp.data
     for s in resp.spans:
-        if s.section != 0:
-            continue
-        owner, _ = read_name(data, s.start)
-        rdata: tuple[Any, ...] | None = None
-        if s.rtype in (T.A, T.AAAA):
-            rdata = (data[s.rdata_at : s.end],)
-        elif s.rtype in (T.CNAME, T.PTR):
-            rdata = (read_name(data, s.rdata_at)[0],)
-        elif s.rtype == T.MX:
-            pref = struct.unpack_from("!H", data, s.rdata_at)[0]
-            rdata = (pref, read_name(data, s.rdata_at + 2)[0])
-        elif s.rtype == T.SRV:
-            prio, weight, port = struct.unpack_from("!HHH", data, s.rdata_at)
-            rdata = (prio, weight, port, read_name(data, s.rdata_at + 6)[0])
-        elif s.rtype == T.TXT:
-            strings, pos = [], s.rdata_at
-            while pos < s.end:
-                strings.append(data[pos + 1 : pos + 1 + data[pos]])
-                pos += 1 + data[pos]
-            rdata = tuple(strings)
-        if rdata is not None:
-            out.append(RR(owner, s.rtype, s.ttl, rdata))
+        if s.section == section:
+            rdata = _rdata(data, s)
+            if rdata is not None:
+                out.append(RR(read_name(data, s.start)[0], s.rtype, s.ttl, rdata))
     return out
+
+
+def _rdata(data: bytes, s: Span) -> tuple[Any, ...] | None:
+    if s.rtype in (T.A, T.AAAA):
+        return (data[s.rdata_at : s.end],)
+    if s.rtype in (T.CNAME, T.PTR):
+        return (read_name(data, s.rdata_at)[0],)
+    if s.rtype == T.MX:
+        return (struct.unpack_from("!H", data, s.rdata_at)[0], read_name(data, s.rdata_at + 2)[0])
+    if s.rtype == T.SRV:
+        prio, weight, port = struct.unpack_from("!HHH", data, s.rdata_at)
+        return (prio, weight, port, read_name(data, s.rdata_at + 6)[0])
+    if s.rtype == T.TXT:
+        strings, pos = [], s.rdata_at
+        while pos < s.end:
+            strings.append(data[pos + 1 : pos + 1 + data[pos]])
+            pos += 1 + data[pos]
+        return tuple(strings)
+    if s.rtype == T.SOA:
+        mname, pos = read_name(data, s.rdata_at)
+        rname, pos = read_name(data, pos)
+        serial, *timers = struct.unpack_from("!IIIII", data, pos)
+        return (mname, rname, *timers, serial)  # a serial of its own: see wire.rr
+    return None

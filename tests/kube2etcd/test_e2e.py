@@ -143,8 +143,10 @@ def test_endpoint_ptrs_of_cluster_ip_services(env: Env) -> None:
     env.expect("3.10.0.10.in-addr.arpa.", "PTR", NX)  # not ready
     env.expect("1.10.96.10.in-addr.arpa.", "PTR", {web})  # the cluster IP's own PTR
     env.expect(web, "A", {"10.96.10.1"})
-    env.expect("10-0-10-1." + web, "A", NX)  # endpoint names of a ClusterIP service: PTR only
-    env.expect("web-0." + web, "A", NX)
+    # Endpoint names of a ClusterIP service resolve, as CoreDNS answers them (issue 10;
+    # they had a PTR only), while the service name keeps its cluster IP alone (above).
+    env.expect("10-0-10-1." + web, "A", {"10.0.10.1"})
+    env.expect("web-0." + web, "A", {"10.0.10.2"})
     env.expect("_http._tcp." + web, "SRV", {"80 " + web})
     env.expect("9.10.0.10.in-addr.arpa.", "PTR", {"manual.example."})
     assert bridge.metric("kube2etcd_foreign_keys_skipped_total") == 1

@@ -218,7 +218,8 @@ def test_prefix_and_domain_are_configurable() -> None:
 
 
 def test_cluster_ip_endpoint_ptrs() -> None:
-    """Endpoint IPs of a ClusterIP service get PTRs (as CoreDNS), but no A/AAAA names."""
+    """Endpoint IPs of a ClusterIP service get names and PTRs, as CoreDNS answers them
+    (issue 10: they used to get PTRs only); groups keep them out of the service's answer."""
     svc = Service("ns", "web", CLUSTER_IP, ("10.96.0.5",), ports=(HTTP,))
     sets = [
         EndpointSet("ns", "web-a", "web", (EndpointGroup((
@@ -241,15 +242,21 @@ def test_cluster_ip_endpoint_ptrs() -> None:
         f"/skydns/arpa/in-addr/10/0/0/2/{leaf}": (f"10-0-0-2.{name}", 0),
         f"/skydns/arpa/in-addr/10/0/0/3/{leaf}": (f"web-0.{name}", 0),
         ptr6: (f"fd00--2.{name}", 0),
-    }  # 10.0.0.4 is not ready: no PTR; no endpoint A records, no endpoint SRV targets
+        f"{SVC}/ns/web/10-0-0-2/{fnv32a('10.0.0.2')}": ("10.0.0.2", 0),
+        f"{SVC}/ns/web/web-0/{fnv32a('10.0.0.3')}": ("10.0.0.3", 0),
+        f"{SVC}/ns/web/fd00--2/{fnv32a('fd00::2')}": ("fd00::2", 0),
+    }  # 10.0.0.4 is not ready: no name, no PTR; no endpoint SRV targets
+    assert {r.group for k, r in recs.items() if k.startswith(f"{SVC}/")
+            and r.port == 0} == {"service", "endpoint"}
     published = Service("ns", "web", CLUSTER_IP, ("10.96.0.5",), ports=(HTTP,),
                         publish_not_ready=True)
     recs = service_records(ZONE, published, sets)
     assert recs[f"/skydns/arpa/in-addr/10/0/0/4/{leaf}"].host == f"10-0-0-4.{name}"
-    # No cluster IP yet: the endpoint PTRs alone.
+    # No cluster IP yet: the endpoint names and PTRs alone.
     pending = Service("ns", "web", CLUSTER_IP, (), ports=(HTTP,))
     assert set(hosts(service_records(ZONE, pending, sets)).values()) == {
-        (f"10-0-0-2.{name}", 0), (f"web-0.{name}", 0), (f"fd00--2.{name}", 0)}
+        (f"10-0-0-2.{name}", 0), (f"web-0.{name}", 0), (f"fd00--2.{name}", 0),
+        ("10.0.0.2", 0), ("10.0.0.3", 0), ("fd00::2", 0)}
 
 
 def test_cluster_ip_endpoint_ptr_shared_ip_and_own_cluster_ip() -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from skydns.record import decode_record, key_path, name_labels
 from skyserve.index import Index
 from skyserve.lookup import Authority, Result, Settings, Zone
 from skyserve.wire import constants as T
 from skyserve.wire.constants import NOERROR, NOTIMP, NXDOMAIN
-from skyserve.wire.rr import RR
+from tests.support.rrtext import show
 
 ZONES = ["skydns.test", "example.org", "10.in-addr.arpa"]
 
@@ -27,27 +25,6 @@ def ask(auth: Authority, name: str, qtype: int) -> Result:
     zone = auth.zone_of(labels)
     assert zone is not None
     return auth.answer(labels, qtype, zone)
-
-
-def show(rrs: list[RR]) -> list[str]:
-    """Records as short, sortable text: 'owner TYPE data'."""
-    out = []
-    for r in rrs:
-        owner = ".".join(r.owner)
-        if r.rtype in (T.A, T.AAAA):
-            data = str(ipaddress.ip_address(r.rdata[0]))
-        elif r.rtype in (T.CNAME, T.PTR, T.NS):
-            data = ".".join(r.rdata[0])
-        elif r.rtype == T.SRV:
-            data = f"{r.rdata[0]} {r.rdata[1]} {r.rdata[2]} {'.'.join(r.rdata[3])}"
-        elif r.rtype == T.MX:
-            data = f"{r.rdata[0]} {'.'.join(r.rdata[1])}"
-        elif r.rtype == T.TXT:
-            data = "|".join(s.decode() for s in r.rdata)
-        else:
-            data = "SOA"
-        out.append(f"{owner} {r.rtype} {data}")
-    return sorted(out)
 
 
 def answers(auth: Authority, name: str, qtype: int) -> list[str]:
@@ -177,7 +154,10 @@ def test_cname_loops_and_self_references_stop() -> None:
         }
     )
     res = ask(auth, "l1.skydns.test", T.A)
-    assert show(res.answer) == ["l1.skydns.test 5 l2.skydns.test"]
+    # Each CNAME of the loop once, as knot answers it (issue 10; it used to stop at one).
+    assert show(res.answer) == ["l1.skydns.test 5 l2.skydns.test",
+                                "l2.skydns.test 5 l1.skydns.test"]
+    assert res.rcode == NOERROR and not res.authority
     assert ask(auth, "self.skydns.test", T.A).answer == []
 
 
@@ -378,3 +358,82 @@ def test_dependencies_cover_what_was_read() -> None:
     res = ask(auth, "alias.skydns.test", T.A)
     assert ("test", "skydns", "alias") in res.deps
     assert ("test", "skydns", "a") in res.deps
+
+
+ALIASES = BASE | {
+    "/skydns/test/skydns/alias": '{"host":"a.skydns.test"}',
+    "/skydns/test/skydns/alias2": '{"host":"alias.skydns.test"}',
+    "/skydns/test/skydns/dangling": '{"host":"gone.skydns.test"}',
+    "/skydns/test/skydns/out": '{"host":"www.elsewhere.net"}',
+    "/skydns/test/skydns/w/*": '{"host":"a.skydns.test"}',
+    "/skydns/test/skydns/viawild": '{"host":"x.w.skydns.test"}',
+    "/skydns/test/skydns/mx/m": '{"host":"mail.elsewhere.net","mail":true}',
+    "/skydns/arpa/in-addr/10/0/0/7": '{"host":"a.skydns.test"}',
+}
+
+
+def test_cname_answers_every_type_the_name_does_not_define() -> None:
+    auth = authority(ALIASES)
+    for qtype in (T.MX, 257, 13, 35, 65280, T.NS, T.SOA, T.PTR):  # CAA HINFO NAPTR unknown
+        res = ask(auth, "alias.skydns.test", qtype)
+        assert res.rcode == NOERROR, qtype
+        assert answers(auth, "alias.skydns.test", qtype) == ["alias.skydns.test 5 a.skydns.test"]
+        # The chain ends at a.skydns.test, which has nothing of the type: its zone's SOA.
+        assert [r.rtype for r in res.authority] == [T.SOA], qtype
+
+
+def test_native_types_beat_the_cname() -> None:
+    auth = authority(ALIASES)
+    # SRV from a host record, MX from a mail record, PTR in a reverse zone.
+    assert data(auth, "alias.skydns.test", T.SRV) == ["10 100 0 a.skydns.test"]
+    assert data(auth, "mx.skydns.test", T.MX) == ["10 mail.elsewhere.net"]
+    assert data(auth, "7.0.0.10.in-addr.arpa", T.PTR) == ["a.skydns.test"]
+    # ANY at a CNAME name is the CNAME itself, not chased (RFC 1034 3.6.2, as knot).
+    assert answers(auth, "alias2.skydns.test", T.ANY) == ["alias2.skydns.test 5 alias.skydns.test"]
+
+
+def test_chain_through_wildcard_and_negative_answers_carry_the_last_soa() -> None:
+    auth = authority(ALIASES)
+    res = ask(auth, "viawild.skydns.test", T.A)
+    assert [r.rtype for r in res.answer] == [T.CNAME, T.CNAME, T.A, T.A]  # chain order
+    assert data(auth, "viawild.skydns.test", T.A) == [
+        "10.0.0.1", "10.0.0.2", "a.skydns.test", "x.w.skydns.test"]
+    nx = ask(auth, "dangling.skydns.test", T.TXT)
+    assert nx.rcode == NXDOMAIN and [r.rtype for r in nx.authority] == [T.SOA]
+    assert nx.authority[0].ttl == 30
+    full = ask(auth, "alias2.skydns.test", T.AAAA)
+    assert [r.rtype for r in full.answer] == [T.CNAME, T.CNAME, T.AAAA] and not full.authority
+    nodata = ask(auth, "alias2.skydns.test", T.TXT)
+    assert [r.rtype for r in nodata.answer] == [T.CNAME, T.CNAME]
+    assert [r.rtype for r in nodata.authority] == [T.SOA]
+
+
+def test_chain_leaving_our_zones_is_the_cnames_alone() -> None:
+    res = ask(authority(ALIASES), "out.skydns.test", T.MX)
+    assert res.rcode == NOERROR and not res.authority
+    assert show(res.answer) == ["out.skydns.test 5 www.elsewhere.net"]
+    assert res.external == ("www", "elsewhere", "net")
+
+
+def test_ptr_for_a_forward_name_is_nodata() -> None:
+    res = ask(authority(ALIASES), "a.skydns.test", T.PTR)
+    assert res.rcode == NOERROR and not res.answer and res.authority[0].rtype == T.SOA
+
+
+def test_mx_and_srv_at_the_apex_answer_the_records_below_it() -> None:
+    auth = authority({
+        "/skydns/org/example/mx": '{"host":"10.0.2.25","mail":true,"priority":10}',
+        "/skydns/org/example/app": '{"host":"2001:db8::10"}',
+        "/skydns/org/example/db/_tcp/_pg/x1": '{"host":"10.0.1.5","port":5432}',
+        "/skydns/org/example/dns/ns/ns1": '{"host":"10.2.0.1","mail":true}',
+    })
+    res = ask(auth, "example.org", T.MX)
+    assert show(res.answer) == ["example.org 15 10 mx.example.org"]
+    assert show(res.additional) == ["mx.example.org 1 10.0.2.25"]
+    assert ("org", "example") in res.deps  # any change in the zone may change it
+    # SkyDNS: every host record below is a service (never the bookkeeping under dns.).
+    assert data(auth, "example.org", T.SRV) == [
+        "10 33 0 app.example.org", "10 33 0 mx.example.org",
+        "10 33 5432 x1._pg._tcp.db.example.org"]
+    empty = ask(auth, "skydns.test", T.MX)
+    assert empty.rcode == NOERROR and not empty.answer and empty.authority[0].rtype == T.SOA

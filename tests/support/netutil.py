@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import random
 import socket
 import threading
@@ -10,7 +11,8 @@ import threading
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["free_port", "free_port_pair", "http_get", "http_status", "metric_families"]
+__all__ = ["free_loopback_53", "free_port", "free_port_pair", "http_get", "http_status",
+           "metric_families"]
 
 _HOST = "127.0.0.1"
 # Ports handed out by this process; never hand out the same port twice so two
@@ -121,3 +123,25 @@ def metric_families(port: int, timeout: float = 2.0) -> list[Metric]:
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
     return list(text_string_to_metric_families(body))
+
+
+def free_loopback_53(n: int, first: int = 100) -> list[str]:
+    """Up to ``n`` addresses in 127.0.0.<first>-250 whose port 53 is free for UDP and TCP
+    (for clients such as glibc whose configuration has no port); fewer if there are not."""
+    found: list[str] = []
+    for last in range(first, 251):
+        host = str(ipaddress.IPv4Address("127.0.0.0") + last)
+        if all(_bindable(host, 53, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)):
+            found.append(host)
+            if len(found) == n:
+                break
+    return found
+
+
+def _bindable(host: str, port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True

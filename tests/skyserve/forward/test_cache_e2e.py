@@ -196,6 +196,8 @@ def test_serve_stale_when_upstreams_fail(skyserve: Start, dns_upstream: Upstream
     assert ttls(stale) == [30]
     assert up.count("www.example.com") == 2  # it did try the upstream first
     assert proc.metric("coredns_cache_served_stale_total") == before + 1
+    stale = proc.query("www.example.com", use_edns=0, timeout=3)
+    assert [o.code for o in stale.options] == [3]  # type: ignore[attr-defined]  # RFC 8914
 
 
 def test_serve_stale_has_a_maximum_staleness(skyserve: Start, dns_upstream: Upstreams) -> None:

@@ -6,10 +6,8 @@ Every upstream is a ``DnsUpstream`` on 127.0.0.x; skyserve never reads /etc/reso
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from skyserve.app import App
 from tests.support.dns_upstream import SPOOFED, DnsUpstream
 from tests.support.dnsutil import key
 from tests.support.etcd_server import EtcdServer
-from tests.support.netutil import free_port
+from tests.support.netutil import free_loopback_53, free_port
 from tests.support.polling import wait_for
 from tests.support.skyserve_proc import SkyserveProcess
 
@@ -185,6 +183,20 @@ def test_servfail_only_when_every_upstream_failed(skyserve: Start,
         assert reply.rcode() == dns.rcode.SERVFAIL
         assert took < 0.3 * 3 + 0.6, f"{took:.2f}s"
         assert [u.count(name, transport="tcp" if tcp else "udp") for u in ups] == [1, 1, 1]
+    # RFC 8914: to an EDNS client, why: no upstream answered usefully in time.
+    reply = proc.query("fail-edns.example.com", use_edns=0, timeout=3.0)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert [o.code for o in reply.options] == [22]  # type: ignore[attr-defined]
+
+
+@pytest.mark.e2e
+def test_network_errors_are_told_apart(skyserve: Start) -> None:
+    """A TCP upstream that refuses the connection: EDE 23 Network Error (RFC 8914)."""
+    closed = free_port()
+    proc = skyserve(ZONES, [*FAST, "--upstream", f"127.0.0.1:{closed}"])
+    reply = proc.query("www.example.com", use_edns=0, tcp=True, timeout=3.0)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert [o.code for o in reply.options] == [23]  # type: ignore[attr-defined]
 
 
 @pytest.mark.e2e
@@ -457,7 +469,10 @@ def test_resolv_conf_skips_ourselves_but_keeps_other_loopback_servers(
     """A resolv.conf naming our own address and another loopback resolver (port 53)."""
     if os.geteuid() != 0:
         pytest.skip("needs port 53 on 127.0.0.x")
-    ours, other = _free_loopback_53(2)
+    found = free_loopback_53(2)
+    if len(found) < 2:
+        pytest.skip("no free port 53 on 127.0.0.100-250 (is something bound to a wildcard :53?)")
+    ours, other = found
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(f"# test\nnameserver {ours}\nnameserver {other}\noptions ndots:5\n")
     with DnsUpstream(53, host=other) as up:
@@ -492,25 +507,48 @@ def test_cname_out_of_our_zone_is_completed_upstream(
     assert up.count("alias.skydns.test") == 0
 
 
-# -- helpers -------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_cname_out_of_our_zone_relays_the_upstreams_denial(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start, dns_upstream: Upstreams
+) -> None:
+    """RFC 2308: the upstream's rcode and SOA come back after our CNAME, so the denial
+    can be cached; without an upstream the CNAME alone is the authoritative answer."""
+    up = dns_upstream()
+    up.soa_ttl, up.soa_minimum = 90, 45
+    up.add("www.example.com", "A", "192.0.2.10")
+    etcd.put(key(clean_prefix, "gone.skydns.test"), '{"host":"nothing.example.com"}')
+    etcd.put(key(clean_prefix, "nodata.skydns.test"), '{"host":"www.example.com"}')
+    proc = skyserve(ZONES, [*FAST, *upstream_args(up)])
+    for name, rcode in (("gone", dns.rcode.NXDOMAIN), ("nodata", dns.rcode.NOERROR)):
+        reply = proc.query(f"{name}.skydns.test", "TXT")
+        assert reply.rcode() == rcode
+        assert [r.rdtype for r in reply.answer] == [dns.rdatatype.CNAME]
+        [soa] = reply.authority
+        assert soa.rdtype == dns.rdatatype.SOA and soa.name.to_text() == "."  # as sent
+        assert 0 < soa.ttl <= 90 and soa[0].minimum == 45
+    alone = skyserve(ZONES, FAST).query("gone.skydns.test", "TXT")
+    assert alone.rcode() == dns.rcode.NOERROR and not alone.authority
+    assert [r.rdtype for r in alone.answer] == [dns.rdatatype.CNAME]
 
 
-def _free_loopback_53(n: int) -> list[str]:
-    """``n`` addresses in 127.0.0.100-250 whose port 53 is free for UDP and TCP."""
-    found: list[str] = []
-    for last in range(100, 251):
-        host = str(ipaddress.IPv4Address("127.0.0.0") + last)
-        if all(_bindable(host, 53, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)):
-            found.append(host)
-            if len(found) == n:
-                return found
-    pytest.skip("no free port 53 on 127.0.0.100-250 (is something bound to a wildcard :53?)")
-
-
-def _bindable(host: str, port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+@pytest.mark.e2e
+def test_srv_and_mx_targets_outside_our_zones_get_glue_upstream(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start, dns_upstream: Upstreams
+) -> None:
+    up = dns_upstream()
+    up.add("srv.example.com", "A", "192.0.2.20", ttl=200)
+    up.add("srv.example.com", "AAAA", "2001:db8::20", ttl=150)
+    up.add("mx.example.com", "A", "192.0.2.25", ttl=100)
+    etcd.put(key(clean_prefix, "x.svc.skydns.test"), '{"host":"srv.example.com","port":80}')
+    etcd.put(key(clean_prefix, "m.mail.skydns.test"), '{"host":"mx.example.com","mail":true}')
+    proc = skyserve(ZONES, [*FAST, *upstream_args(up)])
+    for name, rdtype, want in (("svc", "SRV", {("srv.example.com.", "A", "192.0.2.20", 200),
+                                               ("srv.example.com.", "AAAA", "2001:db8::20", 150)}),
+                               ("mail", "MX", {("mx.example.com.", "A", "192.0.2.25", 100)})):
+        reply = proc.query(f"{name}.skydns.test", rdtype)
+        assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+        got = {(r.name.to_text(), dns.rdatatype.to_text(r.rdtype), rd.to_text(), r.ttl)
+               for r in reply.additional for rd in r}
+        assert {g[:3] for g in got} == {w[:3] for w in want}
+        assert all(w[3] - 2 <= g[3] <= w[3] for g, w in zip(sorted(got), sorted(want),
+                                                             strict=True))  # upstream's TTLs

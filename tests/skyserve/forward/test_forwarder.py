@@ -16,7 +16,7 @@ from skyserve.forward.policy import ForwardSettings, Outcome
 from skyserve.stats import ForwardStats
 from skyserve.wire import constants as T
 from skyserve.wire.query import encode_name
-from skyserve.wire.response import answer_records
+from skyserve.wire.response import section_records
 from tests.support.dns_upstream import DnsUpstream
 
 
@@ -65,7 +65,7 @@ def forwarder(*ups: DnsUpstream, cache: ForwardCache | None = None,
 
 def addresses(outcome: Outcome) -> list[bytes]:
     assert outcome.response is not None
-    return [r.rdata[0] for r in answer_records(outcome.response) if r.rtype == T.A]
+    return [r.rdata[0] for r in section_records(outcome.response, 0) if r.rtype == T.A]
 
 
 def test_an_answer_comes_back_and_is_counted(upstreams: Callable[..., DnsUpstream]) -> None:

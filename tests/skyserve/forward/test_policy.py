@@ -64,8 +64,10 @@ def test_failures_start_one_health_check_at_max_fails() -> None:
 
 def test_giving_up_serves_stale_when_allowed_else_servfail() -> None:
     stale = Outcome(None, stale=True, cached=True)
-    assert policy.give_up(stale) is stale
-    assert policy.give_up(None) == Outcome(None, SERVFAIL)
+    assert policy.give_up(stale, True) is stale
+    # RFC 8914: 22 when no upstream answered in time, 23 when the network failed us.
+    assert policy.give_up(None, False) == Outcome(None, SERVFAIL, ede=22)
+    assert policy.give_up(None, True) == Outcome(None, SERVFAIL, ede=23)
 
 
 def test_the_longest_stub_domain_wins() -> None:
