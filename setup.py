@@ -34,6 +34,7 @@ setup(
             "mypy>=2,<3",
             "ruff>=0.17,<1",
             "types-protobuf",
+            "types-PyYAML",  # scripts/render-prometheusrule
             "matplotlib>=3.8,<4",  # scripts/dashboard-snapshot
         ],
     },

@@ -30,9 +30,11 @@ NOT_NAMES = re.compile(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"|'
                        r'\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)')
 NAME = re.compile(r"(?<![\w:.])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()")
 KEYWORDS = {"and", "or", "unless", "bool", "offset"}
-# What the data must hold before the checks start: what the failures have to produce.
-PRODUCED = ("coredns_proxy_healthcheck_failures_total", "kube2etcd_watch_restarts_total",
-            "kube2etcd_dns_programming_duration_seconds_bucket", "skyserve_invalid_records > 0")
+# What the data must hold before the checks start: what the failures and the first pass have
+# to produce (the other series exist from the start, watch restarts and lease results at 0).
+PRODUCED = ("coredns_proxy_healthcheck_failures_total", "skyserve_forward_upstream_failures_total",
+            "kube2etcd_dns_programming_duration_seconds_bucket", "skyserve_invalid_records > 0",
+            "kube2etcd_synced == 1", "skyserve_ready == 1")
 SCRAPES = 5
 
 
@@ -51,7 +53,6 @@ def drive(stack: Stack, timeout: float = 40.0) -> None:
     """Traffic until Prometheus holds a few scrapes of everything, failures included."""
     traffic = Traffic(stack)
     traffic.invalid_record()
-    traffic.bridge_watch_restart()
     deadline = time.monotonic() + timeout
     while True:
         traffic.step()

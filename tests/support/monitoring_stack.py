@@ -6,31 +6,48 @@ answers SERVFAIL, one that never answers) and one kube2etcd (--leader-elect, aga
 Kubernetes API) share an etcd; Prometheus scrapes both as the jobs "skyserve" and "kube2etcd"
 and evaluates manifests/monitoring/rules.yaml. `Traffic.step` sends one round of every kind of
 query the dashboard shows and makes one Kubernetes change, so every panel has data.
+
+`python -m tests.support.monitoring_stack` (cwd the repository, scripts/ on PYTHONPATH) runs
+the same stack for a program that must not import test code (scripts/dashboard-snapshot):
+it prints where it answers as one JSON line, then drives `Traffic` until stdin closes.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import dns.exception
 
 from kubefake import FakeKubeAPI, endpoint_slice, service
 from tests.support.bridge_proc import BridgeProcess
 from tests.support.dns_upstream import DnsUpstream
-from tests.support.etcd_server import EtcdServer
+from tests.support.etcd_server import EtcdServer, started
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.procutil import REPO_ROOT
 from tests.support.prometheus_proc import PrometheusProcess
 from tests.support.skyserve_proc import SkyserveProcess
 
-__all__ = ["MONITORING", "Stack", "Traffic", "running_stack"]
+__all__ = ["LOAD_MIX", "MONITORING", "Stack", "Traffic", "running_stack", "serve"]
 
 MONITORING = REPO_ROOT / "manifests" / "monitoring"
 ZONES = ("cluster.local.",)
 SVC = "svc.cluster.local."
+# What a load generator asks for: names of our zone, a forwarded name (cached after the first
+# query) and an NXDOMAIN, as "name type".
+LOAD_MIX = (f"web.default.{SVC} A", f"_http._tcp.web.default.{SVC} SRV", "www.up.test. A",
+            f"missing.default.{SVC} A")
 
 
 @dataclass
@@ -118,3 +135,41 @@ class Traffic:
         """Cut the API server's connections once: the bridge restarts its watches."""
         self.stack.kube.set_down(True)
         self.stack.kube.set_down(False)
+
+
+def serve(max_seconds: float) -> None:
+    """Run the stack for another program: one JSON line on stdout with skyserve's DNS port,
+    Prometheus's port and LOAD_MIX, then a round of Traffic a second (a watch cut a minute)
+    until stdin closes, SIGTERM arrives or `max_seconds` pass; then stop everything."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    with tempfile.TemporaryDirectory(prefix="monitoring-stack-") as tmp:
+        for etcd in started(EtcdServer("monitoring")):
+            with running_stack(etcd, "/skydns", Path(tmp)) as stack:
+                print(json.dumps({"dns_port": stack.sky.dns_port,
+                                  "prometheus_port": stack.prometheus.port,
+                                  "queries": list(LOAD_MIX)}), flush=True)
+                traffic = Traffic(stack)
+                traffic.invalid_record()
+                deadline = time.monotonic() + max_seconds
+                while time.monotonic() < deadline and not _stdin_closed(within=1.0):
+                    traffic.step()
+                    if traffic.round % 60 == 30:
+                        traffic.bridge_watch_restart()
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds the context managers, which stop the processes
+
+
+def _stdin_closed(within: float) -> bool:
+    """Whether stdin reached EOF (the parent went away or is done) within `within` seconds."""
+    fd = sys.stdin.fileno()
+    readable, _, _ = select.select([fd], [], [], within)
+    return bool(readable) and os.read(fd, 4096) == b""
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The monitoring stack, for a program.")
+    parser.add_argument("--max-seconds", type=float, default=3600.0,
+                        help="stop after this long even if stdin stays open")
+    serve(parser.parse_args().max_seconds)
