@@ -45,6 +45,8 @@ from .querylog import QueryLog
 from .stats import Stats
 from .tally import duration_bucket
 from .transport import TcpServer, UdpServer
+from .xfr.notify import Notifier
+from .xfr.primary import Primary
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,11 @@ class App:
         self.argv, self.env = list(argv), dict(env)
         self.server_label = f"dns://{config.dns_addr}"
         self.stats = Stats()
+        transfers = config.transfers
+        # The primary keeps its journal across reloads (its options need a restart).
+        self.primary = Primary(transfers, config.zones, self.stats.xfr) \
+            if transfers.enabled else None
+        self.notifier: Notifier | None = None
         self.pipeline = self._build_pipeline(config)
         self.stopping = False
         self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port),
@@ -133,8 +140,8 @@ class App:
         return Pipeline(
             Settings(config.zones, config.lookup, max_udp=config.max_udp_size,
                      cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
-                     shuffle=config.shuffle),
-            stats=self.stats, forwarder=forwarder, querylog=querylog)
+                     shuffle=config.shuffle, serial_offset=config.serial_offset),
+            stats=self.stats, forwarder=forwarder, querylog=querylog, primary=self.primary)
 
     def snapshot(self) -> metrics.Snapshot:
         return metrics.snapshot(self.stats, self.server_label, list(self.config.zone))
@@ -172,6 +179,8 @@ class App:
         self.mirror = Mirror(self.config.etcd, self.config.etcd_prefix, self.sink,
                              state=self.stats.etcd,
                              probe_interval=self.config.etcd_probe_interval)
+        if self.primary is not None:
+            self.notifier = Notifier(self.primary)
         self.udp.start(loop)
         await self.tcp.start()
         for server in self.http:
@@ -246,6 +255,8 @@ class App:
         await self.tcp.close()
         if forwarder is not None:
             forwarder.close()
+        if self.notifier is not None:
+            self.notifier.close()
         for task in list(self._tasks):
             task.cancel()
         if self.mirror is not None:

@@ -22,6 +22,7 @@ from .forward.cache import CacheSettings
 from .forward.policy import POLICIES, ForwardSettings
 from .lookup import Settings, Zone
 from .querylog import CLASSES
+from .xfr import settings as xfr
 
 ENV_PREFIX = "SKYSERVE_"
 
@@ -95,12 +96,15 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("log-queries", o.choice(*CLASSES), [], "log queries of these classes: all, denial, "
              "error, success (repeatable)", repeat=True),
     o.Option("log-format", o.choice("text", "json"), "text", "query log format"),
+    # zone transfers (hidden primary)
+    *xfr.OPTIONS,
 )
 
 # Changing these needs a restart; a reload that changes them is refused.
 RESTART_ONLY = ("dns_addr", "health_addr", "ready_addr", "metrics_addr", "workers",
                 "etcd_endpoints", "etcd_prefix", "etcd_ca", "etcd_cert", "etcd_key",
-                "etcd_username", "etcd_password", "etcd_timeout", "etcd_probe_interval")
+                "etcd_username", "etcd_password", "etcd_timeout", "etcd_probe_interval",
+                "transfer", "transfer_key", "notify", "tsig_key", "serial_offset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,11 @@ class Config(ServiceConfig):
     shuffle: bool
     log_queries: tuple[str, ...]
     log_format: str
+    transfer: tuple[tuple[str, tuple[str, ...]], ...]
+    transfer_key: tuple[tuple[str, tuple[str, ...]], ...]
+    notify: tuple[tuple[str, tuple[str, ...]], ...]
+    tsig_key: tuple[str, ...]
+    serial_offset: int
 
     @property
     def zones(self) -> list[Zone]:
@@ -145,6 +154,12 @@ class Config(ServiceConfig):
     def fallthrough_zones(self) -> frozenset[Zone]:
         return frozenset(z for z, name in zip(self.zones, self.zone, strict=True)
                          if name in self.fallthrough)
+
+    @property
+    def transfers(self) -> xfr.Transfers:
+        return xfr.build(self.zone, {"transfer": self.transfer, "transfer_key": self.transfer_key,
+                                     "notify": self.notify, "tsig_key": self.tsig_key,
+                                     "serial_offset": self.serial_offset})
 
     @property
     def lookup(self) -> Settings:
@@ -214,8 +229,10 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     for zone in values["fallthrough"]:
         if zone not in values["zone"]:
             raise o.ConfigError(f"--fallthrough: {zone} is not one of the --zone zones")
-    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough"):
+    for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough", "transfer",
+                 "transfer_key", "notify", "tsig_key"):
         values[name] = tuple(values[name])
+    xfr.build(values["zone"], values)
     zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]
     for domain, _ in values["stub"]:
         labels = tuple(domain.rstrip(".").split(".")) if domain != "." else ()

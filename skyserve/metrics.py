@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .stats import ForwardStats, Stats
 from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat, size_bucket
+from .xfr import metrics as xfr
 
 Snapshot = dict[str, Any]
 
@@ -66,6 +67,7 @@ def snapshot(stats: Stats, server: str, zones: list[str]) -> Snapshot:
             "last_update": etcd.last_update,
             "connected": etcd.connected,
         },
+        "xfr": xfr.snapshot(stats.xfr),
     }
 
 
@@ -85,7 +87,7 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
     first = snapshots[0]
     out: Snapshot = {"server": first["server"], "zones": first["zones"], "tally": [],
                      "panics": 0, "cache": None, "forward": None, "etcd": dict(first["etcd"]),
-                     "health": first["health"]}
+                     "health": first["health"], "xfr": first["xfr"]}
     for snap in snapshots:
         out["tally"].extend(snap["tally"])
         out["panics"] += snap["panics"]
@@ -104,6 +106,8 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
         etcd["invalid"] = max(etcd["invalid"], snap["etcd"]["invalid"])
         etcd["watch_restarts"] += snap["etcd"]["watch_restarts"] if snap is not first else 0
         etcd["connected"] = etcd["connected"] and snap["etcd"]["connected"]
+        if snap is not first:
+            out["xfr"] = xfr.merge(out["xfr"], snap["xfr"])
     return out
 
 
@@ -137,6 +141,7 @@ def families(snap: Snapshot, deprecated_forward: bool = True) -> Iterator[Metric
     if snap["forward"] is not None:
         yield from _forward(snap["forward"], deprecated_forward)
     yield from _etcd(snap["etcd"])
+    yield from xfr.families(snap["xfr"])
 
 
 def _dns(tally: list[list[Any]], server: str) -> Iterator[Metric]:

@@ -66,6 +66,17 @@ class HealthStats:
 
 
 @dataclass(slots=True)
+class XfrStats:
+    """Zone transfers (``xfr``): transfers served and NOTIFYs, and what a zone leaves out."""
+
+    transfers: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # zone, type, result
+    notifies: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # zone, to, outcome
+    conflicts: dict[str, int] = field(default_factory=dict)  # zone -> CNAME-beside-data names
+    skipped: dict[str, int] = field(default_factory=dict)  # zone -> names not expressible
+    serial_behind: int = 0  # secondaries whose serial was newer than ours
+
+
+@dataclass(slots=True)
 class Stats:
     tally: Tally = field(default_factory=Tally)  # every reply, by its Stat
     queries: Counter[str] = field(default_factory=Counter)  # dropped, formerr
@@ -76,5 +87,6 @@ class Stats:
     cache: CacheStats = field(default_factory=CacheStats)
     health: HealthStats = field(default_factory=HealthStats)
     etcd: EtcdState = field(default_factory=EtcdState)
+    xfr: XfrStats = field(default_factory=XfrStats)
     forwarding: bool = False  # whether the forward and cache plugins are enabled
     caching: bool = False

@@ -13,6 +13,8 @@ by calling the next stage. In order:
    (Stages that need every query, such as ACLs, rate limiting or cookies, go here,
    between ``parse`` and the data stages; when one is configured it must come before the
    answer cache too, and ``chain`` then asks the cache after it.)
+   ``transfer`` — only with ``--transfer``: AXFR and IXFR of our zones from the hidden
+   primary (``xfr``), over TCP in several messages; other queries go on.
 3. ``loopcheck`` — only while forwarding: our own loop-detection probe coming back is
    REFUSED and marks its upstream as looping.
 4. ``zones`` — our zones: SERVFAIL until the first etcd load, then authoritative answers

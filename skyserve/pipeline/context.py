@@ -26,6 +26,7 @@ class Settings:
     cache_entries: int = 100_000  # rendered answers kept
     fallthrough: frozenset[Zone] = frozenset()  # zones whose NXDOMAINs are forwarded
     shuffle: bool = True  # rotate multi-record answers
+    serial_offset: int = 0  # added to the etcd revision to make the SOA serial
 
 
 class Shared:

@@ -10,7 +10,8 @@ CNAME  (target labels,)      likewise NS and PTR
 MX     (preference, exchange labels)
 SRV    (priority, weight, port, target labels)
 TXT    (character-string bytes, ...)
-SOA    (mname, rname, refresh, retry, expire, minimum); the serial is added on the wire
+SOA    (mname, rname, refresh, retry, expire, minimum); the serial is added on the wire,
+       unless given after rname (zone transfers)
 =====  ==========================================================
 """
 
