@@ -9,6 +9,8 @@ Contract: takes every AXFR and IXFR query; passes everything else on. In order:
   ``--transfer-key`` keys when it names some: REFUSED (EDE 18 Prohibited);
 * before the first etcd load: SERVFAIL (EDE 14); AXFR over UDP: REFUSED (EDE 21); IXFR
   over UDP: the current SOA alone, so the client asks again over TCP (RFC 1995 section 2);
+* a signed SOA query (a secondary checking our serial) is verified and its answer
+  signed, since a secondary with a key for us expects that;
 * over TCP: the transfer, sent later as several messages through ``Request.send`` (the
   one place a stage sends more than one reply), all signed when the request was.
 
@@ -46,6 +48,8 @@ class Transfer:
 
     def handle(self, req: Request) -> bytes | None:
         query = req.query
+        if query.qtype == T.SOA and _has_additional(req.data):
+            return self._soa(req)
         if query.qtype not in (T.AXFR, T.IXFR):
             return self.next(req)
         transfers = self.primary.transfers
@@ -90,6 +94,23 @@ class Transfer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return None
+
+    def _soa(self, req: Request) -> bytes | None:
+        """A signed SOA query (a secondary's refresh): verified, answered, signed."""
+        try:
+            signed = tsig.verify(req.data, self.primary.transfers.keys)
+        except (IndexError, ValueError, struct.error):
+            return failure_reply(req.data, FORMERR)
+        if signed is None:
+            return self.next(req)
+        if signed.key is None:
+            return tsig.unsigned_error(M.error(req.query, tsig.NOTAUTH, None, "", None,
+                                               self._ra), signed)
+        signer = tsig.Signer(signed.key, signed)
+        if signed.error == tsig.BADTIME:
+            return M.error(req.query, tsig.NOTAUTH, None, "", signer, self._ra)
+        reply = self.next(req)
+        return signer.sign(reply) if reply is not None else None
 
     @property
     def _ra(self) -> bool:
@@ -138,6 +159,10 @@ class Transfer:
             self.shared.stats.panics += 1
             log.exception("zone transfer of %s failed", zone)
             send(M.error(query, SERVFAIL, None, "", signer, self._ra), req.peer)
+
+
+def _has_additional(data: bytes) -> bool:
+    return len(data) >= 12 and (data[10] | data[11]) != 0
 
 
 def _address(peer: Any) -> str:
