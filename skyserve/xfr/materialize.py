@@ -12,8 +12,10 @@ answers *at that name* (a CNAME's chased targets belong to other owners). Owners
   parent that does not exist (read through such a name, then renamed ``*.<parent>``).
 
 Not expressible, so left out and counted (``skipped``): names with an ``any`` label or a
-``*`` label other than the first, which skyserve treats as query-time patterns; and names
-of a more specific zone we also serve. See docs/transfers.md for the whole mapping.
+``*`` label other than the first, which skyserve treats as query-time patterns; RRsets too
+large for any DNS message (a directory union of thousands of records: skyserve answers
+those with TC and no records, even over TCP); and names of a more specific zone we serve.
+See docs/transfers.md for the whole mapping.
 
 A zone may not hold a CNAME beside other data, which skyserve can answer (one alias record
 makes CNAME, SRV, PTR and MX). One rule decides, per owner:
@@ -42,6 +44,7 @@ RRsets = tuple[tuple[RR, ...], ...]
 ALIAS_TYPES = frozenset((T.SRV, T.MX, T.PTR))
 REVERSE = (("in-addr", "arpa"), ("ip6", "arpa"))
 PROBE = "\x00skyserve-wildcard"  # a label no query can reach the index with
+MAX_RRSET = 65535 - 512  # wire bytes: no message (and no BIND rdataslab) holds a larger one
 
 
 class ZoneData:
@@ -108,6 +111,7 @@ class ZoneData:
     def _owner(self, authority: Authority, path: Labels) -> RRsets:
         zone, name = self.zone, tuple(reversed(path))
         apex = path == zone.path
+        self.skipped.discard(path)
         if not apex and authority.index.find(path) is None:
             self.conflicts.discard(path)
             return ()
@@ -122,7 +126,13 @@ class ZoneData:
             if found:
                 by_type[qtype] = found
         self._one_cname(path, name, by_type, records, apex)
-        return tuple(tuple(s) for s in rrsets([rr for t in sorted(by_type) for rr in by_type[t]]))
+        sets = rrsets([rr for t in sorted(by_type) for rr in by_type[t]])
+        fitting = tuple(tuple(s) for s in sets if _size(s) <= MAX_RRSET)
+        if len(fitting) < len(sets):
+            self.skipped.add(path)
+            log.warning("zone transfer of %s: an RRset at %s is too large for any DNS message; "
+                        "left out", self.zone.text, ".".join(name) + ".")
+        return fitting
 
     def _one_cname(self, path: Labels, name: Labels, by_type: dict[int, list[RR]],
                    records: list[Record], apex: bool) -> None:
@@ -169,6 +179,17 @@ class ZoneData:
 
     def _inner(self, path: Labels) -> bool:
         return any(path[: len(z)] == z for z in self.inner)
+
+
+def _size(rrset: list[RR]) -> int:
+    """An upper bound of the RRset's wire size (owners compressed, rdata names not)."""
+    total = 0
+    for rr in rrset:
+        names = [p for p in rr.rdata if isinstance(p, tuple)]
+        fixed = sum(len(p) if isinstance(p, bytes) else 2 for p in rr.rdata
+                    if not isinstance(p, tuple))
+        total += 12 + fixed + sum(len(".".join(n)) + 2 for n in names)
+    return total
 
 
 def relevant(records: list[Record]) -> set[int]:

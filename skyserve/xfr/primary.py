@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -61,6 +62,7 @@ class Primary:
                        if z.text in transfers.zones}
         self.source: Source | None = None
         self.on_change: Callable[[ZoneState], None] = lambda state: None  # the notifier's
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def state(self, zone: Zone) -> ZoneState | None:
         return self.states.get(zone.text)
@@ -82,6 +84,9 @@ class Primary:
         for state in self.states.values():
             state.data.full = state.fresh = True
             self.on_change(state)
+            # Build it now, not on the first request: a big zone takes seconds.
+            self._tasks.add(task := asyncio.ensure_future(self.current(state)))
+            task.add_done_callback(self._tasks.discard)
 
     def changed(self, changes: list[Change], revision: int) -> None:
         for state in self.states.values():
@@ -101,6 +106,7 @@ class Primary:
 
     async def _pass(self, state: ZoneState) -> None:
         assert self.source is not None
+        started = time.monotonic()
         before: dict[Labels, RRsets] = {}
         while True:
             for path, old, _ in state.data.step(self.source.authority, SLICE):
@@ -125,6 +131,9 @@ class Primary:
         state.first_change = None
         self.stats.conflicts[state.zone.text] = len(state.data.conflicts)
         self.stats.skipped[state.zone.text] = len(state.data.skipped)
+        log.info("zone %s materialized for transfers at revision %d: %d owners changed, "
+                 "%d records in the zone, %.2fs", state.zone.text, revision, len(before),
+                 state.data.records(), time.monotonic() - started)
 
     # -- what a transfer sends ---------------------------------------------------------
 
