@@ -49,6 +49,8 @@ from .querylog import QueryLog
 from .stats import Stats
 from .tally import duration_bucket
 from .transport import TcpServer, UdpServer
+from .xfr.notify import Notifier
+from .xfr.primary import Primary
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,11 @@ class App:
         self.argv, self.env = list(argv), dict(env)
         self.server_label = f"dns://{config.dns_addr}"
         self.stats = Stats()
+        transfers = config.transfers
+        # The primary keeps its journal across reloads (its options need a restart).
+        self.primary = Primary(transfers, config.zones, self.stats.xfr) \
+            if transfers.enabled else None
+        self.notifier: Notifier | None = None
         self.pipeline = self._build_pipeline(config)
         self.stopping = False
         self.interrupted = False  # SIGINT: stop without the lameduck
@@ -157,8 +164,9 @@ class App:
                      cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
                      shuffle=config.shuffle, nsid=config.nsid.encode(), rrl=config.rrl,
                      cookies=config.cookie_jar(), acl=config.acl, minimal_any=config.minimal_any,
-                     tcp_keepalive=config.tcp_idle_timeout if config.tcp_keepalive else 0.0),
-            stats=self.stats, forwarder=forwarder, querylog=querylog)
+                     tcp_keepalive=config.tcp_idle_timeout if config.tcp_keepalive else 0.0,
+                     serial_offset=config.serial_offset),
+            stats=self.stats, forwarder=forwarder, querylog=querylog, primary=self.primary)
 
     def snapshot(self) -> metrics.Snapshot:
         self.stats.ready = self.ready()[0] == 200
@@ -197,6 +205,8 @@ class App:
         self.mirror = Mirror(self.config.etcd, self.config.etcd_prefix, self.sink,
                              state=self.stats.etcd,
                              probe_interval=self.config.etcd_probe_interval)
+        if self.primary is not None:
+            self.notifier = Notifier(self.primary)
         self.udp.start(loop)
         await self.tcp.start()
         for server in self.http:
@@ -280,6 +290,8 @@ class App:
         await self.tcp.close()
         if forwarder is not None:
             forwarder.close()
+        if self.notifier is not None:
+            self.notifier.close()
         for task in list(self._tasks):
             task.cancel()
         if self.mirror is not None:

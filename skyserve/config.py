@@ -26,6 +26,7 @@ from .lookup import Settings, Zone
 from .querylog import CLASSES
 from .ratelimit import RrlSettings
 from .transport import TcpLimits
+from .xfr import settings as xfr
 
 ENV_PREFIX = "SKYSERVE_"
 
@@ -147,12 +148,15 @@ OPTIONS: tuple[o.Option, ...] = (
              "TCP connections per client address (0: any)"),
     o.Option("tcp-keepalive", o.boolean, False,
              "tell TCP clients that ask the idle timeout (EDNS keepalive, RFC 7828)"),
+    # zone transfers (hidden primary)
+    *xfr.OPTIONS,
 )
 
 # Changing these needs a restart; a reload that changes them is refused.
 RESTART_ONLY = ("dns_addr", "health_addr", "ready_addr", "metrics_addr", "workers",
                 "etcd_endpoints", "etcd_prefix", "etcd_ca", "etcd_cert", "etcd_key",
-                "etcd_username", "etcd_password", "etcd_timeout", "etcd_probe_interval")
+                "etcd_username", "etcd_password", "etcd_timeout", "etcd_probe_interval",
+                "transfer", "transfer_key", "notify", "tsig_key", "serial_offset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +209,11 @@ class Config(ServiceConfig):
     tcp_max_connections: int
     tcp_max_per_client: int
     tcp_keepalive: bool
+    transfer: tuple[tuple[str, tuple[str, ...]], ...]
+    transfer_key: tuple[tuple[str, tuple[str, ...]], ...]
+    notify: tuple[tuple[str, tuple[str, ...]], ...]
+    tsig_key: tuple[str, ...]
+    serial_offset: int
 
     @property
     def zones(self) -> list[Zone]:
@@ -215,6 +224,12 @@ class Config(ServiceConfig):
     def fallthrough_zones(self) -> frozenset[Zone]:
         return frozenset(z for z, name in zip(self.zones, self.zone, strict=True)
                          if name in self.fallthrough)
+
+    @property
+    def transfers(self) -> xfr.Transfers:
+        return xfr.build(self.zone, {"transfer": self.transfer, "transfer_key": self.transfer_key,
+                                     "notify": self.notify, "tsig_key": self.tsig_key,
+                                     "serial_offset": self.serial_offset})
 
     @property
     def lookup(self) -> Settings:
@@ -323,8 +338,9 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if values["cookie_require"] and not values["cookie_secret"]:
         raise o.ConfigError("--cookie-require: needs --cookie-secret")
     for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough", "acl",
-                 "cluster_zone"):
+                 "cluster_zone", "transfer", "transfer_key", "notify", "tsig_key"):
         values[name] = tuple(values[name])
+    xfr.build(values["zone"], values)
     zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]
     for domain, _ in values["stub"]:
         labels = tuple(domain.rstrip(".").split(".")) if domain != "." else ()

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from . import __version__, guardmetrics
 from .stats import ForwardStats, Stats
 from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat, size_bucket
+from .xfr import metrics as xfr
 
 Snapshot = dict[str, Any]
 
@@ -69,6 +70,7 @@ def snapshot(stats: Stats, server: str, zones: list[str]) -> Snapshot:
             "last_update": etcd.last_update,
             "connected": etcd.connected,
         },
+        "xfr": xfr.snapshot(stats.xfr),
     }
 
 
@@ -89,7 +91,7 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
     out: Snapshot = {"server": first["server"], "zones": first["zones"], "tally": [],
                      "panics": 0, "ready": all(s["ready"] for s in snapshots), "cache": None,
                      "forward": None, "etcd": dict(first["etcd"]), "health": first["health"],
-                     "guard": None}
+                     "guard": None, "xfr": first["xfr"]}
     for snap in snapshots:
         out["tally"].extend(snap["tally"])
         out["panics"] += snap["panics"]
@@ -109,6 +111,8 @@ def merge(snapshots: list[Snapshot]) -> Snapshot:
         etcd["invalid"] = max(etcd["invalid"], snap["etcd"]["invalid"])
         etcd["watch_restarts"] += snap["etcd"]["watch_restarts"] if snap is not first else 0
         etcd["connected"] = etcd["connected"] and snap["etcd"]["connected"]
+        if snap is not first:
+            out["xfr"] = xfr.merge(out["xfr"], snap["xfr"])
     return out
 
 
@@ -146,6 +150,7 @@ def families(snap: Snapshot, deprecated_forward: bool = True) -> Iterator[Metric
         yield from _forward(snap["forward"], deprecated_forward)
     yield from _etcd(snap["etcd"])
     yield from guardmetrics.families(snap["guard"], server)
+    yield from xfr.families(snap["xfr"])
 
 
 def _dns(tally: list[list[Any]], server: str) -> Iterator[Metric]:

@@ -82,6 +82,17 @@ class GuardStats:
 
 
 @dataclass(slots=True)
+class XfrStats:
+    """Zone transfers (``xfr``): transfers served and NOTIFYs, and what a zone leaves out."""
+
+    transfers: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # zone, type, result
+    notifies: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # zone, to, outcome
+    conflicts: dict[str, int] = field(default_factory=dict)  # zone -> CNAME-beside-data names
+    skipped: dict[str, int] = field(default_factory=dict)  # zone -> names not expressible
+    serial_behind: int = 0  # secondaries whose serial was newer than ours
+
+
+@dataclass(slots=True)
 class Stats:
     tally: Tally = field(default_factory=Tally)  # every reply, by its Stat
     queries: Counter[str] = field(default_factory=Counter)  # dropped, formerr
@@ -94,5 +105,6 @@ class Stats:
     etcd: EtcdState = field(default_factory=EtcdState)
     ready: bool = False  # /ready answers 200 (written by the app before each scrape)
     guard: GuardStats = field(default_factory=GuardStats)
+    xfr: XfrStats = field(default_factory=XfrStats)
     forwarding: bool = False  # whether the forward and cache plugins are enabled
     caching: bool = False

@@ -16,6 +16,9 @@ by calling the next stage. In order:
    ``keepalive`` (RFC 7828), ``rrl`` (response rate limiting: a filter on the reply
    coming back, deferred ones included through ``Request.filter_later``), ``acl``
    (per-zone allow/block/drop). With none configured the chain is exactly 1-5.
+   ``transfer`` — only with ``--transfer``: AXFR and IXFR of our zones from the hidden
+   primary (``xfr``), over TCP in several messages (after the guards, so ACLs apply to
+   transfers too); other queries go on.
 3. ``loopcheck`` — only while forwarding: our own loop-detection probe coming back is
    REFUSED and marks its upstream as looping.
 4. ``zones`` — our zones: SERVFAIL until the first etcd load, then authoritative answers

@@ -19,6 +19,7 @@ from ..querylog import QueryLog
 from ..stats import Stats
 from ..wire.constants import SERVFAIL
 from ..wire.query import failure_reply
+from ..xfr.primary import Primary
 from .acl import AccessControl
 from .answers import AnswerCache
 from .context import Settings, Shared
@@ -29,6 +30,7 @@ from .loopcheck import LoopCheck
 from .parse import Parse
 from .request import Build, Handler, Request, Send
 from .rrl import RateLimit
+from .transfer import Transfer
 from .zones import Zones
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ log = logging.getLogger(__name__)
 
 class Pipeline:
     def __init__(self, settings: Settings, *, stats: Stats | None = None,
-                 forwarder: Forwarder | None = None, querylog: QueryLog | None = None) -> None:
+                 forwarder: Forwarder | None = None, querylog: QueryLog | None = None,
+                 primary: Primary | None = None) -> None:
         self.stats = stats if stats is not None else Stats()
         self.stats.forwarding = forwarder is not None
         self.stats.caching = forwarder is not None and forwarder.cache is not None
@@ -52,6 +55,10 @@ class Pipeline:
         after_parse: Handler = self.zones.handle
         if forwarder is not None:
             after_parse = LoopCheck(self.shared, after_parse).handle
+        self.primary = primary
+        if primary is not None:
+            primary.serve_from(self.zones)
+            after_parse = Transfer(self.shared, primary, after_parse).handle
         if settings.guarded:  # the cache is asked after the guards, as a stage
             self._hit = _miss
             after_parse = self._guards(settings, after_parse)
@@ -122,9 +129,13 @@ class Pipeline:
 
     def load(self, index: Index, revision: int) -> None:
         self.zones.load(index, revision)
+        if self.primary is not None:
+            self.primary.loaded(revision)
 
     def apply(self, changes: list[Change], revision: int) -> None:
         self.zones.apply(changes, revision)
+        if self.primary is not None:
+            self.primary.changed(changes, revision)
 
     def adopt(self, previous: Pipeline) -> None:
         """A reload: serve the previous pipeline's data (its counters are the same Stats)."""

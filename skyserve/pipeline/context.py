@@ -30,6 +30,7 @@ class Settings:
     cache_entries: int = 100_000  # rendered answers kept
     fallthrough: frozenset[Zone] = frozenset()  # zones whose NXDOMAINs are forwarded
     shuffle: bool = True  # rotate multi-record answers
+    serial_offset: int = 0  # added to the etcd revision to make the SOA serial
     nsid: bytes = b""  # our NSID (RFC 5001), sent to queries that ask for it; b"": none
     # The internet-facing defences; each off unless set (the cluster pod sets none).
     rrl: RrlSettings | None = None  # response rate limiting

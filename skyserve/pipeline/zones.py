@@ -181,7 +181,7 @@ class Zones:
 
     def _served(self, revision: int) -> None:
         self.revision = revision
-        self.shared.answers.set_revision(revision)
+        self.shared.answers.set_revision(revision + self.shared.settings.serial_offset)
         index, etcd = self.authority.index, self.shared.stats.etcd
         etcd.revision, etcd.records, etcd.invalid = revision, len(index), len(index.invalid)
 

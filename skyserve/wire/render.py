@@ -13,7 +13,7 @@ from typing import Any
 from skydns.record import Labels
 
 from . import constants as T
-from .constants import AA, CD, HEADER, OPCODE, OPT_SIZE, QR, RA, RD, RR_FIXED, SOA_TIMERS, TC
+from .constants import AA, CD, HEADER, OPCODE, OPT_SIZE, QR, RA, RD, RR_FIXED, SOA_TIMERS, TC, TTL
 from .query import Query
 from .rr import RR
 
@@ -129,8 +129,8 @@ class _Writer:
             mname, rname, *timers = rdata
             self.name(mname)
             self.name(rname)
-            if len(timers) == 5:  # an upstream's SOA, with its own serial
-                self.buf += struct.pack("!I", timers.pop())
+            if len(timers) == 5:  # the serial given (zone transfers): written as it is
+                self.buf += TTL.pack(timers.pop(0))
             else:
                 self.serial_at = len(self.buf)
                 self.buf += b"\x00\x00\x00\x00"

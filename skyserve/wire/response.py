@@ -221,5 +221,5 @@ def _rdata(data: bytes, s: Span) -> tuple[Any, ...] | None:
         mname, pos = read_name(data, s.rdata_at)
         rname, pos = read_name(data, pos)
         serial, *timers = struct.unpack_from("!IIIII", data, pos)
-        return (mname, rname, *timers, serial)  # a serial of its own: see wire.rr
+        return (mname, rname, serial, *timers)  # a serial of its own: see wire.rr
     return None

@@ -11,7 +11,7 @@ MX     (preference, exchange labels)
 SRV    (priority, weight, port, target labels)
 TXT    (character-string bytes, ...)
 SOA    (mname, rname, refresh, retry, expire, minimum); the serial (the etcd revision)
-       is added on the wire. An upstream's SOA carries its own serial as a 7th element.
+       is added on the wire, unless given after rname (an upstream's SOA, zone transfers)
 =====  ==========================================================
 """
 
