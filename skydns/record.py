@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +49,9 @@ class Record:
     ttl: int = 0
     targetstrip: int = 0
     group: str = ""
-    # Derived from host at decode time so the query path never parses addresses.
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = field(
-        default=None, compare=False
-    )
+    # The host as a packed address (4 bytes: IPv4, 16: IPv6), derived at decode time so the
+    # query path never parses addresses; bytes, not an ipaddress object, for memory's sake.
+    address: bytes | None = field(default=None, compare=False)
 
     @property
     def target(self) -> Labels:
@@ -139,23 +139,29 @@ def owner_of(value: bytes | str, field: str) -> str | None:
     return owner if isinstance(owner, str) else None
 
 
-def parse_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The host as an IP address, or None when it is a name. IPv4-mapped IPv6 is IPv4."""
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def parse_address(host: str) -> bytes | None:
+    """The host as a packed IP address, or None when it is not one. IPv4-mapped IPv6 is
+    IPv4. (The C parser: as strict as ``ipaddress`` - no leading zeros, four parts - and
+    several times faster, which a load of a million records notices.)"""
     if not host or not (host[0].isdigit() or ":" in host):
         return None
     try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
+        if ":" not in host:
+            return socket.inet_pton(socket.AF_INET, host)
+        packed = socket.inet_pton(socket.AF_INET6, host)
+    except OSError:
         return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
+    return packed[12:] if packed[:12] == _V4_MAPPED else packed
 
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+def is_ipv4(address: bytes) -> bool:
+    return len(address) == 4
 
 
-def check_host(host: str, *, what: str = "host") -> Address | None:
+def check_host(host: str, *, what: str = "host") -> bytes | None:
     """A record's host: its address, or None when it is a valid host name; else RecordError.
 
     Something that looks like an address but is not one (``10.0.0.300``, ``2001:db8::g``)

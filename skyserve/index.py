@@ -28,12 +28,20 @@ class Change:
     invalid: str | None = None  # the reason a value was rejected
 
 
+# Most nodes are leaves: an empty dict is 64 bytes, so leaves share this one until they get
+# a child; only ``Index`` adds children, and it gives the node its own dict first. It must
+# stay empty.
+_NO_CHILDREN: dict[str, Node] = {}
+
+
 class Node:
     __slots__ = ("children", "count", "values")
 
     def __init__(self) -> None:
-        self.children: dict[str, Node] = {}
-        self.values: dict[str, Record] = {}  # full etcd key -> record
+        self.children: dict[str, Node] = _NO_CHILDREN
+        # The records whose keys end here: nearly always one (keys are unique; only keys
+        # that differ in case or in empty components meet), so a tuple, a third of a dict.
+        self.values: tuple[Record, ...] = ()
         self.count = 0  # records in this subtree, including self.values
 
 
@@ -63,11 +71,14 @@ class Index:
         for part in path:
             child = node.children.get(part)
             if child is None:
+                if node.children is _NO_CHILDREN:
+                    node.children = {}
                 child = node.children[part] = Node()
             nodes.append(child)
             node = child
-        added = record.key not in node.values
-        node.values[record.key] = record
+        kept = tuple(r for r in node.values if r.key != record.key)
+        added = len(kept) == len(node.values)
+        node.values = (*kept, record)
         if added:
             for n in nodes:
                 n.count += 1
@@ -87,8 +98,10 @@ class Index:
                 return False
             nodes.append(child)
             node = child
-        if node.values.pop(key, None) is None:
+        kept = tuple(r for r in node.values if r.key != key)
+        if len(kept) == len(node.values):
             return False
+        node.values = kept
         for n in nodes:
             n.count -= 1
         # Prune from the leaf up so that an emptied branch stops existing for DNS.
@@ -136,7 +149,7 @@ def subtree(node: Node) -> list[Record]:
     stack = [node]
     while stack:
         n = stack.pop()
-        out.extend(n.values.values())
+        out.extend(n.values)
         stack.extend(n.children.values())
     out.sort(key=_by_key)
     return out

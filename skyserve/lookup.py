@@ -27,7 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from skydns.record import DEFAULT_PREFIX, Labels, Record, key_to_name, labels_text
+from skydns.record import (
+    DEFAULT_PREFIX,
+    Labels,
+    Record,
+    is_ipv4,
+    key_to_name,
+    labels_text,
+)
 
 from .index import WILDCARD_LABELS, Index, Node, subtree
 from .wire import constants as T
@@ -222,11 +229,11 @@ class Authority:
         none of that type and a CNAME of the name, if it makes one, answers instead."""
         ttl = self._ttl
         if qtype in (T.A, T.AAAA, T.ANY):
-            addrs = [r for r in records if r.address is not None]
-            for r in addrs:
-                rtype = T.A if r.address.version == 4 else T.AAAA  # type: ignore[union-attr]
+            addrs = [(r, r.address) for r in records if r.address is not None]
+            for r, address in addrs:
+                rtype = T.A if is_ipv4(address) else T.AAAA
                 if qtype in (rtype, T.ANY):
-                    res.answer.append(RR(name, rtype, ttl(r), (r.address.packed,)))  # type: ignore[union-attr]
+                    res.answer.append(RR(name, rtype, ttl(r), (address,)))
             if qtype != T.ANY:
                 return bool(addrs)
             txt = self._txt(name, records)
@@ -264,8 +271,8 @@ class Authority:
         if record.address is None:
             return _strip(record.target, record.targetstrip), []
         owner = _strip(key_to_name(record.key, self.settings.prefix) or (), record.targetstrip)
-        rtype = T.A if record.address.version == 4 else T.AAAA
-        return owner, [RR(owner, rtype, self._ttl(record), (record.address.packed,))]
+        rtype = T.A if is_ipv4(record.address) else T.AAAA
+        return owner, [RR(owner, rtype, self._ttl(record), (record.address,))]
 
     def _srv(self, name: Labels, records: list[Record], zone: Zone, res: Result) -> bool:
         usable = [r for r in records if r.host and r.port != -1]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 
-from skydns.record import Labels, Record
+from skydns.record import Labels, Record, is_ipv4
 
 from ..index import WILDCARD_LABELS
 from ..lookup import Authority, Result, Zone
@@ -202,7 +202,7 @@ def relevant(records: list[Record]) -> set[int]:
     types: set[int] = set()
     for r in records:
         if r.address is not None:
-            types.add(T.A if r.address.version == 4 else T.AAAA)
+            types.add(T.A if is_ipv4(r.address) else T.AAAA)
         elif r.host:
             types.update((T.CNAME, T.PTR))
         if r.text:

@@ -40,7 +40,7 @@ def records() -> Index:
         path = tuple(key.split("/"))
         host = value.get("host")
         index.put(path, Record("/skydns/" + key, host=host or "", text=value.get("text", ""),
-                               address=ipaddress.ip_address(host) if host else None))
+                               address=ipaddress.ip_address(host).packed if host else None))
     return index
 
 

@@ -38,9 +38,9 @@ def pipeline() -> Pipeline:
     path = key_path(BROKEN)
     assert path is not None
     index.put(path, Record(BROKEN, host="10.0.0.1", ttl=-1,
-                           address=ipaddress.ip_address("10.0.0.1")))
+                           address=ipaddress.ip_address("10.0.0.1").packed))
     index.put(("test", "skydns", "fine"), Record("/skydns/test/skydns/fine", host="10.0.0.2",
-                                                 address=ipaddress.ip_address("10.0.0.2")))
+                                                 address=ipaddress.ip_address("10.0.0.2").packed))
     p = Pipeline(Settings([ZONE]))
     p.load(index, 7)
     return p

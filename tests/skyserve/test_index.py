@@ -1,0 +1,42 @@
+"""The in-memory index on its own: puts, deletes, pruning, and the shared empty dict."""
+
+from __future__ import annotations
+
+from skydns.record import decode_record, key_path
+from skyserve import index as index_module
+from skyserve.index import Change, Index
+
+
+def change(key: str, value: str | None = None) -> Change:
+    path = key_path(key)
+    assert path is not None
+    return Change(path, key, record=decode_record(key, value) if value else None)
+
+
+def test_puts_deletes_and_pruning_keep_counts_and_the_shared_empties_empty() -> None:
+    idx = Index()
+    keys = [f"/skydns/test/a/b{i}/x" for i in range(3)] + ["/skydns/test/a"]
+    for i, key in enumerate(keys):
+        idx.apply(change(key, f'{{"host":"10.0.0.{i + 1}"}}'))
+    assert len(idx) == 4
+    node = idx.find(("test", "a"))
+    assert node is not None and node.count == 4 and len(node.values) == 1
+    for key in keys[:3]:
+        idx.apply(change(key))
+    assert len(idx) == 1 and idx.find(("test", "a", "b0")) is None  # pruned
+    idx.apply(change("/skydns/test/a"))
+    assert len(idx) == 0 and idx.find(("test",)) is None
+    assert index_module._NO_CHILDREN == {}
+
+
+def test_a_new_leaf_shares_the_empty_dicts_until_it_holds_something() -> None:
+    idx = Index()
+    idx.apply(change("/skydns/test/leaf", '{"host":"10.0.0.1"}'))
+    leaf = idx.find(("test", "leaf"))
+    inner = idx.find(("test",))
+    assert leaf is not None and inner is not None
+    assert leaf.children is index_module._NO_CHILDREN  # a leaf owns no children dict
+    assert inner.values == () and [r.host for r in leaf.values] == ["10.0.0.1"]
+    idx.apply(change("/skydns/test/leaf", '{"host":"10.0.0.2"}'))  # replaced, not added
+    assert [r.host for r in leaf.values] == ["10.0.0.2"] and len(idx) == 1
+    assert index_module._NO_CHILDREN == {}
