@@ -122,8 +122,9 @@ class ZoneData:
             return ()
         by_type: dict[int, list[RR]] = {}
         for qtype in sorted(relevant(records) | ({T.NS} if apex else set())):
+            # Only the type asked: a CNAME now answers every type, and it is asked for too.
             found = [rr._replace(owner=name) for rr in authority.answer(asked, qtype, zone).answer
-                     if rr.owner == asked]
+                     if rr.owner == asked and rr.rtype == qtype]
             if found:
                 by_type[qtype] = found
         self._one_cname(path, name, by_type, records, apex)
