@@ -156,7 +156,7 @@ class App:
             Settings(config.zones, config.lookup, max_udp=config.max_udp_size,
                      cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
                      shuffle=config.shuffle, rrl=config.rrl, cookies=config.cookie_jar(),
-                     acl=config.acl, minimal_any=config.minimal_any,
+                     acl=config.acl, minimal_any=config.minimal_any, dnssec=config.signer(),
                      tcp_keepalive=config.tcp_idle_timeout if config.tcp_keepalive else 0.0),
             stats=self.stats, forwarder=forwarder, querylog=querylog)
 

@@ -11,6 +11,7 @@ MX     (preference, exchange labels)
 SRV    (priority, weight, port, target labels)
 TXT    (character-string bytes, ...)
 SOA    (mname, rname, refresh, retry, expire, minimum); the serial is added on the wire
+DNSKEY (RDATA bytes,)        likewise DS, RRSIG and NSEC (``constants.OPAQUE``)
 =====  ==========================================================
 """
 
