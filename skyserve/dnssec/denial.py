@@ -10,8 +10,11 @@ that name's immediate successor (``\\000.<name>``), so it covers no other name:
   section 3 prescribes (validators of today accept it as NODATA; NXNAME tells which).
 
 A positive answer expanded from a wildcard needs proof that the name asked for does not
-exist (RFC 4035 section 5.3.4): an NSEC from the immediate predecessor of the "next
-closer" name to its immediate successor (RFC 4471), which covers that name only.
+exist (RFC 4035 section 5.3.4): an NSEC from just before the "next closer" name to just
+after it and its descendants (RFC 4471), which covers that name and nothing that exists.
+Its next name is a sibling (``<label>\\000``), never a descendant: validators read the
+closest encloser off the NSEC's names (unbound does), and a descendant would make the
+name denied its own encloser.
 """
 
 from __future__ import annotations
@@ -55,7 +58,16 @@ def nxname(name: Labels, ttl: int) -> RR:
 
 def covering(name: Labels, ttl: int) -> RR:
     """An NSEC that covers ``name`` (which does not exist) and nothing else."""
-    return nsec(predecessor(name), ("\0", *name), set(), ttl)
+    return nsec(predecessor(name), successor(name), set(), ttl)
+
+
+def successor(name: Labels) -> Labels:
+    """The first name after ``name`` and all its descendants: its label with ``\\000``
+    appended (a full-length label has no such sibling: then ``\\000.<name>``)."""
+    label, parent = name[0], name[1:]
+    if len(label) < MAX_LABEL:
+        return (label + "\0", *parent)
+    return ("\0", *name)
 
 
 def predecessor(name: Labels) -> Labels:
