@@ -4,6 +4,7 @@ signing, and signed answers valid (dnspython's validator) and cached exactly."""
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import dns.dnssec
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from skydns.record import decode_record, key_path, name_labels
 from skyserve.dnssec.keys import KeyFileError, _public_bytes, read_key
+from skyserve.dnssec.sign import window
 from skyserve.dnssec.signer import Signer
 from skyserve.index import Change, Index
 from skyserve.lookup import Settings, Zone
@@ -112,3 +114,21 @@ def test_signed_answers_validate_and_the_cache_drops_them_on_change(tmp_path: Pa
     after = ask("nope.skydns.test.", "A")  # elsewhere, but the signed SOA serial moved on
     assert [r[0].serial for r in before.authority if r.rdtype == 6] == [42]
     assert [r[0].serial for r in after.authority if r.rdtype == 6] == [43]
+
+
+def test_windows_are_weekly_and_signatures_renewed_a_week_before_expiry() -> None:
+    week = 7 * 86400
+    for now in (1_796_000_000.0, 1_796_000_000.0 + 3 * 86400, 1_796_000_000.0 + week):
+        win = window(now)
+        assert win.inception < now < win.resign_at <= win.expiration - week
+        assert win.resign_at - now <= week  # renewed within the week it was made
+        assert window(win.resign_at - 1) == win != window(win.resign_at)  # same all week
+
+
+def test_a_cached_signed_answer_expires_when_its_window_ends(tmp_path: Path) -> None:
+    e = engine(Signer({ZONE: [read_key(write_key(tmp_path), ZONE.labels)]}))
+    wire = dns.message.make_query("a.skydns.test.", "A", want_dnssec=True).to_wire()
+    e.handle(wire, False)
+    entry = e.shared.answers._cache[(False, wire[2:])]
+    left = window(time.time()).resign_at - time.time()
+    assert abs(entry.expires - time.monotonic() - left) < 5

@@ -3,6 +3,7 @@ through the DS that ``skyserve dnssec ds`` prints, 0x20 on (use-caps-for-id)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -144,3 +145,20 @@ def test_a_zone_signed_with_another_key_is_bogus(
     finally:
         resolver.stop()
 
+
+
+def test_delv_fully_validates(signed: tuple[SkyserveProcess, Unbound], keys: list[str],
+                              tmp_path: Path) -> None:
+    """BIND's own validator, asking skyserve directly from the zone's DS."""
+    proc, _ = signed
+    owner, _in, _ds, tag, algorithm, digest_type, digest = ds_of(ZONE, *keys).split()
+    anchors = tmp_path / "anchors.conf"
+    anchors.write_text(f'trust-anchors {{ {owner} static-ds {tag} {algorithm} '
+                       f'{digest_type} "{digest}"; }};\n')
+    for name, rdtype in (("x1.web.skydns.test", "A"), ("alias2.skydns.test", "A"),
+                         ("anything.wild.skydns.test", "A"), ("nothing.skydns.test", "A"),
+                         ("x1.web.skydns.test", "MX")):
+        out = subprocess.run(["delv", "@127.0.0.1", "-p", str(proc.dns_port), "-a",
+                              str(anchors), f"+root={ZONE}", name, rdtype],
+                             capture_output=True, text=True, timeout=30)
+        assert "fully validated" in out.stdout, (name, rdtype, out.stdout, out.stderr)
