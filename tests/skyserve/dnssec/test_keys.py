@@ -14,7 +14,9 @@ import dns.rdatatype
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from skydns.options import ConfigError
 from skydns.record import decode_record, key_path, name_labels
+from skyserve import config as cfg
 from skyserve.dnssec.keys import KeyFileError, _public_bytes, read_key
 from skyserve.dnssec.sign import window
 from skyserve.dnssec.signer import Signer
@@ -132,3 +134,20 @@ def test_a_cached_signed_answer_expires_when_its_window_ends(tmp_path: Path) -> 
     entry = e.shared.answers._cache[(False, wire[2:])]
     left = window(time.time()).resign_at - time.time()
     assert abs(entry.expires - time.monotonic() - left) < 5
+
+
+def test_the_dnssec_option_reads_its_keys_at_start_up(tmp_path: Path) -> None:
+    base = write_key(tmp_path)
+    config = cfg.load(["--zone", "skydns.test.", "--dnssec", f"skydns.test.={base}"], {})
+    signer = config.signer()
+    assert signer is not None and signer.signs(ZONE)
+    env = {"SKYSERVE_DNSSEC": f"skydns.test.={base}.key"}
+    loaded = cfg.load(["--zone", "skydns.test."], env).dnssec
+    assert loaded == (("skydns.test.", (f"{base}.key",)),)
+    with pytest.raises(ConfigError, match=r"--dnssec.*no such key file"):
+        cfg.load(["--zone", "skydns.test.", "--dnssec", f"skydns.test.={tmp_path}/K"], {})
+    with pytest.raises(ConfigError, match=r"not for the zone other\.test\."):
+        cfg.load(["--zone", "skydns.test.", "--dnssec", f"other.test.={base}"], {})
+    other = write_key(tmp_path, zone="other.test.")
+    with pytest.raises(ConfigError, match=r"--dnssec: other\.test\. is not one of"):
+        cfg.load(["--zone", "skydns.test.", "--dnssec", f"other.test.={other}"], {})
