@@ -3,7 +3,8 @@
 One zone (``amp.test.``), as SkyDNS records in etcd and as a zone file: ANY on a name with
 A, AAAA, TXT and MX records, a large TXT RRset, DNSKEY (no DNSSEC in either: NODATA).
 Started side by side on loopback: skyserve without RRL, with ``--rrl-rate R --rrl-slip S``
-and with ``--minimal-any``; knot without RRL and with mod-rrl (rate-limit R, slip S).
+(also with ``--rrl-window 4``, the burst knot allows) and with ``--minimal-any``; knot
+without RRL and with mod-rrl (rate-limit R, slip S).
 Each is flooded in turn from many addresses of one /24 (127.66.N.x, a fresh /24 per run so
 no run inherits another's buckets) at a fixed rate, round robin over the three kinds, while
 a legitimate client in another /24 (127.77.N.1) asks the same at a low rate. Reported per
@@ -75,7 +76,11 @@ def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, S
            f"    slip: {args.rrl_slip}\ntemplate:\n  - id: default\n"
            "    global-module: mod-rrl/flood\n")
     servers = {}
-    for label, extra in (("skyserve", ()), (f"skyserve RRL {args.rrl_rate}/{args.rrl_slip}", rrl),
+    rrl_label = f"RRL {args.rrl_rate}/{args.rrl_slip}"
+    # knot's buckets hold 4 s of credit (RRL_CAPACITY in its rrl.c), skyserve's --rrl-window
+    # (1 s by default): the same window shows the same first second
+    for label, extra in (("skyserve", ()), (f"skyserve {rrl_label}", rrl),
+                         (f"skyserve {rrl_label} w4", (*rrl, "--rrl-window", "4")),
                          ("skyserve minimal-any", ("--minimal-any", "true"))):
         servers[label] = start_skyserve(procs, work, args.python, etcd, label.replace(" ", "-")
                                         .replace("/", "-"), ampzone.ZONE, extra=size + extra)
