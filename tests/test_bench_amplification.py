@@ -54,6 +54,8 @@ def test_bytes_and_reply_classes_are_counted_per_kind() -> None:
     assert any_["amplification"] == pytest.approx(300 / any_["query_bytes"])
     assert (txt["full_pct"], txt["tc_pct"], txt["none_pct"]) == (0, 100, 0)
     assert txt["amplification"] == pytest.approx(12 / txt["query_bytes"])
+    assert txt["beyond_amplification"] == txt["amplification"]
+    assert any_["beyond_amplification"] == 0
     assert (key["full_pct"], key["none_pct"], key["amplification"]) == (0, 100, 0)
     assert any_["full_per_s"] == pytest.approx(any_["sent"] / 0.5)
     assert any_["steady_full_per_s"] == pytest.approx(any_["sent"] / 2 / 0.25, rel=0.1)

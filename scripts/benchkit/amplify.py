@@ -149,16 +149,17 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
           f"{args.seconds:g} s, round robin over {', '.join(k.label for k in KINDS)}; "
           f"EDNS 4096 advertised, servers' UDP limit {args.udp_size} B; "
           f"medians of {args.rounds} runs; steady: full answers/s to queries sent after "
-          f"the first {args.warm:g} s")
+          f"the first {args.warm:g} s; beyond: reply bytes / query bytes over the queries "
+          "not answered fully")
     print(f"\n{'server':<24}{'kind':<8}{'query B':>8}{'reply B':>8}{'amplif.':>9}"
-          f"{'full %':>8}{'TC %':>7}{'none %':>8}{'full/s':>8}{'steady':>8}")
-    print("-" * 96)
+          f"{'full %':>8}{'TC %':>7}{'none %':>8}{'full/s':>8}{'steady':>8}{'beyond':>8}")
+    print("-" * 104)
     for name, c in res["configs"].items():
         for kind, m in c["median"]["attack"].items():
             print(f"{name:<24}{kind:<8}{m['query_bytes']:>8.0f}{c['probe'][kind]['bytes']:>8}"
                   f"{m['amplification']:>9.2f}{m['full_pct']:>8.1f}{m['tc_pct']:>7.1f}"
                   f"{m['none_pct']:>8.1f}{m['full_per_s']:>8.1f}"
-                  f"{m['steady_full_per_s']:>8.1f}")
+                  f"{m['steady_full_per_s']:>8.1f}{m['beyond_amplification']:>8.2f}")
     print(f"\nlegitimate client, another /24, {args.legit_rate:g} q/s over the same kinds "
           "(answered fully %, all kinds):")
     for name, c in res["configs"].items():

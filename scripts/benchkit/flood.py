@@ -62,6 +62,10 @@ class Tally:
         return {"sent": self.sent, "query_bytes": self.sent_bytes / sent,
                 "full_bytes": self.full_bytes / max(1, self.full),
                 "amplification": self.recv_bytes / max(1, self.sent_bytes),
+                # reply bytes per query byte over the queries not answered fully: what a
+                # limiter sends beyond its limit (1 when every one gets a query-sized TC)
+                "beyond_amplification": (self.recv_bytes - self.full_bytes)
+                / max(1, (self.sent - self.full) * self.sent_bytes / sent),
                 "full_pct": 100 * self.full / sent, "tc_pct": 100 * self.truncated / sent,
                 "none_pct": 100 * (self.sent - self.full - self.truncated) / sent,
                 "full_per_s": self.full / seconds,
