@@ -26,16 +26,21 @@ def start_etcd(procs: Procs, work: Path) -> int:
     return port
 
 def start_knot(procs: Procs, work: Path, zone_file: Path, zone: str = ZONE,
-               name: str = "knot", stats: bool = False) -> Server:
-    """knotd with one UDP worker; with ``stats``, a control socket and mod-stats counters."""
+               name: str = "knot", stats: bool = False, modules: str = "",
+               udp_payload: int = 1232) -> Server:
+    """knotd with one UDP worker; with ``stats``, a control socket and mod-stats counters;
+    ``modules``: other module sections and the template that loads them (e.g. mod-rrl)."""
     port, d = free_port(), work / name
     (d / "db").mkdir(parents=True)  # knot warns about a missing storage dir otherwise
-    extra = (f"control:\n  listen: {d}/knot.sock\n"
-             "mod-stats:\n  - id: count\n    request-protocol: on\n"
-             "template:\n  - id: default\n    global-module: mod-stats/count\n") if stats else ""
+    extra = modules
+    if stats:
+        extra = (f"control:\n  listen: {d}/knot.sock\n"
+                 "mod-stats:\n  - id: count\n    request-protocol: on\n"
+                 "template:\n  - id: default\n    global-module: mod-stats/count\n")
     (d / "knot.conf").write_text(
         f"server:\n  rundir: {d}\n  pidfile: {d}/knot.pid\n  listen: 127.0.0.1@{port}\n"
         "  udp-workers: 1\n  tcp-workers: 1\n  background-workers: 1\n"
+        f"  udp-max-payload: {udp_payload}\n"
         f"database:\n  storage: {d}/db\nlog:\n  - target: stderr\n    any: warning\n"
         f"{extra}zone:\n  - domain: {zone}\n    file: {zone_file}\n    journal-content: none\n")
     return procs.start(name, ["knotd", "-c", str(d / "knot.conf")], d / "knot.log", port)
