@@ -14,6 +14,7 @@ import json
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import dns.exception
@@ -194,6 +195,10 @@ def test_source_outside_the_prefixes_is_refused(etcd: EtcdServer, clean_prefix: 
 
 def test_a_large_zone_in_many_messages(etcd: EtcdServer, clean_prefix: str,
                                        skyserve: StartSkyserve, tmp_path: object) -> None:
+    etcd.put(key(clean_prefix, "dns/ns/ns1"), '{"host":"127.0.0.1"}')
+    # An idle timeout shorter than building the zone takes: a connection waiting for its
+    # transfer is not idle, so it must not be closed meanwhile.
+    proc = skyserve([ZONE], [*primary_args(), "--tcp-idle-timeout", "0.5"], ready_timeout=60)
     client = etcd.client()
     records = [(key(clean_prefix, f"big/g{i // 1000}/h{i}"),
                 json.dumps({"host": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"}))
@@ -201,9 +206,12 @@ def test_a_large_zone_in_many_messages(etcd: EtcdServer, clean_prefix: str,
     for i in range(0, len(records), 128):
         client.transaction(compare=[], success=[client.transactions.put(k, v)
                                                 for k, v in records[i:i + 128]], failure=[])
-    etcd.put(key(clean_prefix, "dns/ns/ns1"), '{"host":"127.0.0.1"}')
-    proc = skyserve([ZONE], primary_args(), ready_timeout=60)
-    # The zone is built right after the load; a transfer asked for meanwhile waits for it.
+    last = f"h{RECORDS_BIG - 1}.g{(RECORDS_BIG - 1) // 1000}.big.{ZONE}"
+    for _ in range(200):  # the watch has delivered them all: the zone is only marked dirty
+        if proc.query(last).answer:
+            break
+        time.sleep(0.05)
+    # The transfer builds the zone (owners marked dirty by the watch) before sending it.
     messages = axfr(proc.dns_port, timeout=60)  # each message's TSIG chained and verified
     assert len(messages) > 50 and all(m.had_tsig for m in messages)
     path = f"{tmp_path}/big.zone"
