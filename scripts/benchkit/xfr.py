@@ -35,7 +35,9 @@ BUILT = re.compile(r"materialized for transfers at revision \d+: (\d+) owners ch
 
 
 def kdig(port: int, *query: str, timeout: float = 300) -> tuple[float, str]:
-    cmd = ["kdig", "@127.0.0.1", "-p", str(port), "-y", KDIG_KEY, "+tcp", *query]
+    # +time: kdig's wait for each message; the first one waits for the zone to be built.
+    cmd = ["kdig", "@127.0.0.1", "-p", str(port), "-y", KDIG_KEY, "+tcp",
+           f"+time={int(timeout)}", *query]
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     took = time.monotonic() - t0
