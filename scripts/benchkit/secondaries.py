@@ -51,8 +51,11 @@ zone:
     return ["knotd", "-c", str(d / "knot.conf")]
 
 
-def _nsd(d: Path, port: int, zone: str, primary: int) -> list[str]:
+def _nsd(d: Path, port: int, zone: str, primary: int, reload_timeout: int = 1) -> list[str]:
+    # NSD reloads after a transfer, then waits ``reload_timeout`` s before it reloads again
+    # (its default, 1 s: a change right after another waits about that long).
     conf = f"""server:
+    xfrd-reload-timeout: {reload_timeout}
     ip-address: 127.0.0.1@{port}
     port: {port}
     username: ""
@@ -118,8 +121,9 @@ def ports(kinds: list[str]) -> dict[str, int]:
 
 
 def start_secondary(procs: Procs, work: Path, kind: str, port: int, zone: str,
-                    primary: int) -> Server:
+                    primary: int, nsd_reload_timeout: int = 1) -> Server:
     d = work / kind
     d.mkdir()
-    cmd = KINDS[kind](d, port, zone, primary)
+    cmd = (_nsd(d, port, zone, primary, nsd_reload_timeout) if kind == "nsd"
+           else KINDS[kind](d, port, zone, primary))
     return procs.start(kind, cmd, d / f"{kind}.log", port)

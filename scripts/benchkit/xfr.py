@@ -149,7 +149,8 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
     res["axfr_small"] = axfr_runs(sky, args.small, args.repeat)
     res["ixfr"] = ixfr_run(sky, etcd_port, 10)
     if args.secondaries and args.changes:
-        secs = {k: start_secondary(procs, work, k, p, ZONE, sky.port) for k, p in notify.items()}
+        secs = {k: start_secondary(procs, work, k, p, ZONE, sky.port, args.nsd_reload_timeout)
+                for k, p in notify.items()}
         for s in secs.values():  # the first AXFR each secondary makes
             wait_answer(s, f"h{args.small - 1}.{ZONE}", ip_for(args.small - 1), 60)
         res["propagation"] = propagation(secs, etcd_port, 10, args)
@@ -208,6 +209,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--changes", type=int, default=200, help="changes for propagation")
     ap.add_argument("--change-timeout", type=float, default=30.0)
     ap.add_argument("--secondaries", nargs="*", default=sorted(KINDS), choices=sorted(KINDS))
+    ap.add_argument("--nsd-reload-timeout", type=int, default=1,
+                    help="NSD's xfrd-reload-timeout (its default: 1 s between reloads)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for skyserve")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
