@@ -22,6 +22,8 @@ setup(
         "prometheus-client>=0.26,<1",
         # SipHash-2-4 for RFC 9018 DNS server cookies (a C extension: hashlib's interface)
         "siphash24>=1.9,<2",
+        # ECDSA P-256 and Ed25519 signatures for online DNSSEC (skyserve.dnssec)
+        "cryptography>=46,<51",
     ],
     extras_require={
         "test": [

@@ -165,7 +165,7 @@ class App:
                      shuffle=config.shuffle, nsid=config.nsid.encode(), rrl=config.rrl,
                      cookies=config.cookie_jar(), acl=config.acl, minimal_any=config.minimal_any,
                      tcp_keepalive=config.tcp_idle_timeout if config.tcp_keepalive else 0.0,
-                     serial_offset=config.serial_offset),
+                     serial_offset=config.serial_offset, dnssec=config.signer()),
             stats=self.stats, forwarder=forwarder, querylog=querylog, primary=self.primary)
 
     def snapshot(self) -> metrics.Snapshot:

@@ -1,7 +1,7 @@
 """``skyserve`` command line: ``main(argv) -> int``.
 
 ``skyserve [OPTIONS]`` runs the server; ``skyserve register|unregister|records`` manage
-records in etcd (see ``register``).
+records in etcd (see ``register``); ``skyserve dnssec ds`` prints a zone key's DS record.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .register import main as register_main
 
         return register_main(args[0], args[1:], os.environ)
+    if args and args[0] == "dnssec":
+        from .dnssec.command import main as dnssec_main
+
+        return dnssec_main(args[1:])
     try:
         config = cfg.load(args, os.environ)
     except ConfigError as exc:

@@ -20,6 +20,8 @@ from skydns.service import (
 
 from .access import Rule, parse_rule
 from .cookiejar import Jar, read_secrets
+from .dnssec.keys import KeyFileError, ZoneKey, read_key
+from .dnssec.signer import Signer
 from .forward.cache import CacheSettings
 from .forward.policy import POLICIES, ForwardSettings
 from .lookup import Settings, Zone
@@ -57,6 +59,25 @@ def nsid(raw: Any) -> str:
     if len(value.encode()) > 512:  # an EDNS option must leave room for the reply
         raise ValueError(f"at most 512 bytes, got {len(value.encode())}")
     return value
+
+
+def dnssec_keys(raw: Any) -> tuple[str, tuple[str, ...]]:
+    """ZONE=KEYFILE[,KEYFILE]: a zone and its key files, read now so a bad one fails early."""
+    domain, sep, files = o.text(raw).partition("=")
+    paths = tuple(p.strip() for p in files.split(",") if p.strip())
+    if not sep or not paths:
+        raise ValueError(f"expected ZONE=KEYFILE[,KEYFILE], got {raw!r}")
+    zone = zone_name(domain)
+    read_keys(zone, paths)
+    return zone, paths
+
+
+def read_keys(zone: str, paths: tuple[str, ...]) -> list[ZoneKey]:
+    labels = tuple(zone.rstrip(".").split(".")) if zone != "." else ()
+    try:
+        return [read_key(path, labels) for path in paths]
+    except KeyFileError as exc:
+        raise ValueError(str(exc)) from None
 
 
 OPTIONS: tuple[o.Option, ...] = (
@@ -150,6 +171,10 @@ OPTIONS: tuple[o.Option, ...] = (
              "tell TCP clients that ask the idle timeout (EDNS keepalive, RFC 7828)"),
     # zone transfers (hidden primary)
     *xfr.OPTIONS,
+    o.Option("dnssec", dnssec_keys, [], "ZONE=KEYFILE[,KEYFILE]: sign DO=1 answers in ZONE "
+             "online with these dnssec-keygen keys (.key, .private or base name; a CSK, or "
+             "a KSK and a ZSK; repeatable, ';' separates several in one value)",
+             repeat=True, separator=";"),
 )
 
 # Changing these needs a restart; a reload that changes them is refused.
@@ -214,6 +239,7 @@ class Config(ServiceConfig):
     notify: tuple[tuple[str, tuple[str, ...]], ...]
     tsig_key: tuple[str, ...]
     serial_offset: int
+    dnssec: tuple[tuple[str, tuple[str, ...]], ...]
 
     @property
     def zones(self) -> list[Zone]:
@@ -256,6 +282,13 @@ class Config(ServiceConfig):
         if not self.cookie_secret:
             return None
         return Jar(read_secrets(self.cookie_secret), self.cookie_require)
+
+    def signer(self) -> Signer | None:
+        """The zone keys, read from their files now (a reload reads replaced ones)."""
+        if not self.dnssec:
+            return None
+        by_name = dict(zip(self.zone, self.zones, strict=True))
+        return Signer({by_name[zone]: read_keys(zone, paths) for zone, paths in self.dnssec})
 
     @property
     def tcp_limits(self) -> TcpLimits:
@@ -312,7 +345,9 @@ commands (each takes --help and the --etcd-* options above):
   skyserve unregister NAME [--id ID | --host HOST [--port N]]
                         remove the records register wrote for NAME, and no others
   skyserve records [ZONE]
-                        list the records in etcd, flagging invalid values"""
+                        list the records in etcd, flagging invalid values
+  skyserve dnssec ds ZONE --key KEYFILE
+                        print the DS record for the parent of a --dnssec zone"""
 
 
 def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
@@ -337,8 +372,11 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         raise o.ConfigError("--tcp-idle-timeout: must be more than 0 seconds")
     if values["cookie_require"] and not values["cookie_secret"]:
         raise o.ConfigError("--cookie-require: needs --cookie-secret")
+    for zone, _ in values["dnssec"]:
+        if zone not in values["zone"]:
+            raise o.ConfigError(f"--dnssec: {zone} is not one of the --zone zones")
     for name in ("etcd_endpoints", "upstream", "stub", "log_queries", "fallthrough", "acl",
-                 "cluster_zone", "transfer", "transfer_key", "notify", "tsig_key"):
+                 "cluster_zone", "transfer", "transfer_key", "notify", "tsig_key", "dnssec"):
         values[name] = tuple(values[name])
     xfr.build(values["zone"], values)
     zones = [tuple(z.rstrip(".").split(".")) if z != "." else () for z in values["zone"]]

@@ -77,9 +77,9 @@ class AnswerCache:
         return self._turn
 
     def serve_ours(self, req: Request, variants: list[Rendered], stat_id: int,
-                   deps: set[Labels] | None) -> bytes:
+                   deps: set[Labels] | None, expires: float = 0.0) -> bytes:
         """The first rendering of one of our answers, with the current serial; kept (with
-        the paths it depends on) unless ``deps`` is None."""
+        the paths it depends on, until ``expires`` if set) unless ``deps`` is None."""
         first = variants[0].wire
         at = variants[0].serial_at
         if deps is not None:
@@ -88,7 +88,7 @@ class AnswerCache:
                 tail: bytes | None = first[at + 4 :]
             else:
                 heads, tail = tuple(v.wire[2:] for v in variants), None
-            entry = CachedAnswer(heads, tail, 0.0, self._hit_stat(stat_id))
+            entry = CachedAnswer(heads, tail, expires, self._hit_stat(stat_id))
             self._store((req.tcp, req.data[2:]), entry, deps)
         return first if at < 0 else first[:at] + self._serial + first[at + 4 :]
 

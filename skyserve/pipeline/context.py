@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..access import Rule
 from ..cookiejar import Jar
+from ..dnssec.signer import Signer
 from ..forward.forwarder import Forwarder
 from ..lookup import Settings as LookupSettings
 from ..lookup import Zone
@@ -38,6 +39,7 @@ class Settings:
     acl: tuple[Rule, ...] = ()  # per-zone allow/block/drop by source prefix
     minimal_any: bool = False  # one RRset for ANY over UDP (RFC 8482)
     tcp_keepalive: float = 0.0  # idle timeout offered to TCP clients that ask (RFC 7828)
+    dnssec: Signer | None = None  # the keys of the zones signed online (DO=1 answers)
 
     @property
     def guarded(self) -> bool:

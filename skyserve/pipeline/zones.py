@@ -12,13 +12,17 @@ index paths they were read from.
 
 This stage also owns the data: ``load`` swaps in a whole snapshot, ``apply`` applies watch
 events, each dropping exactly the cached answers they may change.
-(DNSSEC signing of what is rendered here would go between ``lookup`` and the render.)
+DO=1 answers in a zone given ``--dnssec`` keys are signed between ``lookup`` and the render
+(``dnssec.signer``); everything else is rendered exactly as without DNSSEC.
 """
 
 from __future__ import annotations
 
+import time
+
 from skydns.record import Labels
 
+from ..dnssec.signer import Signed
 from ..forward.cache import STALE_TTL
 from ..forward.policy import Outcome
 from ..index import Change, Index
@@ -81,18 +85,21 @@ class Zones:
         if glue and req.can_defer:
             self._fetch_glue(req, result, glue)
             return None
-        variants = self._render_rotations(req, result)
-        stat_id = req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd",
-                            len(variants[0].wire))
         keep = result.deps if result.rcode in (NOERROR, NXDOMAIN) else None
-        return self.shared.answers.serve_ours(req, variants, stat_id, keep)
-
-    def _render_rotations(self, req: Request, result: Result) -> list[Rendered]:
-        answer = rrsets(result.answer)
-        sections = (answer, rrsets(result.authority), rrsets(result.additional))
+        signed = self._signed(req, result)
+        if signed is not None:
+            return self._serve_signed(req, result, signed, keep)
         ede = ede_option(EDE_OTHER, "zone transfers are not served") if result.rcode == NOTIMP \
             else b""
-        first = self.shared.render(req, result.rcode, sections, ede=ede)
+        variants = self._render_rotations(req, result.rcode, plain(result), ede)
+        stat_id = req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd",
+                            len(variants[0].wire))
+        return self.shared.answers.serve_ours(req, variants, stat_id, keep)
+
+    def _render_rotations(self, req: Request, rcode: int, sections: Sections,
+                          ede: bytes = b"") -> list[Rendered]:
+        answer = sections[0]
+        first = self.shared.render(req, rcode, sections, ede=ede)
         turns = max((len(s) for s in answer if s[0].rtype in ROTATE), default=1)
         if not self.shared.settings.shuffle or turns < 2 or first.serial_at >= 0:
             return [first]
@@ -101,8 +108,45 @@ class Zones:
             rotated = [s[k % len(s):] + s[: k % len(s)] if s[0].rtype in ROTATE else s
                        for s in answer]
             rotated_sections: Sections = (rotated, *sections[1:])
-            out.append(self.shared.render(req, result.rcode, rotated_sections))
+            out.append(self.shared.render(req, rcode, rotated_sections))
         return out
+
+    # -- DNSSEC ----------------------------------------------------------------------
+
+    def _serial(self) -> int:
+        return (self.revision + self.shared.settings.serial_offset) & 0xFFFFFFFF
+
+    def _signed(self, req: Request, result: Result) -> Signed | None:
+        """The signed sections of a DO=1 answer in a signed zone, else None."""
+        signer = self.shared.settings.dnssec
+        if signer is None or not req.query.do or not signer.signs(result.zone):
+            return None
+        query = req.query
+        return signer.sign(self.authority, query.labels, query.qtype, result, self._serial(),
+                           time.time())
+
+    def _render_signed(self, req: Request, signed: Signed) -> list[Rendered]:
+        """Rendered with the serial that was signed written in: no splice at send time."""
+        serial = self._serial().to_bytes(4, "big")
+        out = []
+        for v in self._render_rotations(req, signed.rcode, signed.sections):
+            at = v.serial_at
+            wire = v.wire if at < 0 else v.wire[:at] + serial + v.wire[at + 4 :]
+            out.append(Rendered(wire, -1, v.truncated))
+        return out
+
+    def _serve_signed(self, req: Request, result: Result, signed: Signed,
+                      keep: set[Labels] | None) -> bytes:
+        """Kept until the signatures are renewed; one with an SOA (whose serial is
+        signed) until etcd changes at all: it depends on the root path, ()."""
+        variants = self._render_signed(req, signed)
+        stat_id = req.count(self.shared.stats.tally, result.zone.text, signed.rcode, "etcd",
+                            len(variants[0].wire))
+        if keep is not None and any(rr.rtype == T.SOA for rr in result.authority
+                                    + result.answer):
+            keep = keep | {()}
+        expires = time.monotonic() + max(0.0, signed.resign_at - time.time())
+        return self.shared.answers.serve_ours(req, variants, stat_id, keep, expires)
 
     def _complete(self, req: Request, result: Result, target: Labels) -> None:
         """Resolve a CNAME target outside our zones upstream and append its records."""
@@ -138,9 +182,13 @@ class Zones:
 
     def _reply(self, req: Request, result: Result, ede: bytes = b"") -> bytes:
         """A reply that depends on the forwarder: rendered now, never kept as exact."""
-        sections = (rrsets(result.answer), rrsets(result.authority), rrsets(result.additional))
-        reply = self.shared.render(req, result.rcode, sections, ede=ede).wire
-        req.count(self.shared.stats.tally, result.zone.text, result.rcode, "etcd", len(reply))
+        signed = self._signed(req, result)
+        if signed is None:
+            reply = self.shared.render(req, result.rcode, plain(result), ede=ede).wire
+            rcode = result.rcode
+        else:
+            reply, rcode = self._render_signed(req, signed)[0].wire, signed.rcode
+        req.count(self.shared.stats.tally, result.zone.text, rcode, "etcd", len(reply))
         return reply
 
     def _completed(self, req: Request, result: Result, outcome: Outcome) -> bytes:
@@ -184,6 +232,11 @@ class Zones:
         self.shared.answers.set_revision(revision + self.shared.settings.serial_offset)
         index, etcd = self.authority.index, self.shared.stats.etcd
         etcd.revision, etcd.records, etcd.invalid = revision, len(index), len(index.invalid)
+
+
+def plain(result: Result) -> Sections:
+    """The sections of an unsigned answer: the lookup's records as RRsets."""
+    return rrsets(result.answer), rrsets(result.authority), rrsets(result.additional)
 
 
 def minimal_any(answer: list[RR]) -> list[RR]:

@@ -18,9 +18,17 @@ TXT = 16
 AAAA = 28
 SRV = 33
 OPT = 41
+DS = 43
+RRSIG = 46
+NSEC = 47
+DNSKEY = 48
+NXNAME = 128  # RFC 9824: a pseudo-type, only ever in an NSEC bitmap
 IXFR = 251
 AXFR = 252
 ANY = 255
+# Types whose RDATA the lookup or the signer builds as one bytes value (DNSSEC records,
+# whose names are never compressed: RFC 4034 sections 3.1.7, 4.1.1).
+OPAQUE = frozenset((DS, RRSIG, NSEC, DNSKEY))
 
 CLASS_IN = 1
 
@@ -65,8 +73,8 @@ MIN_UDP = 512
 MAX_TCP = 65535
 
 # Names as CoreDNS's metrics and logs spell them.
-QTYPES = {A: "A", AAAA: "AAAA", CNAME: "CNAME", 48: "DNSKEY", 43: "DS", MX: "MX", 47: "NSEC",
-          50: "NSEC3", NS: "NS", PTR: "PTR", 46: "RRSIG", SOA: "SOA", SRV: "SRV", TXT: "TXT",
+QTYPES = {A: "A", AAAA: "AAAA", CNAME: "CNAME", DNSKEY: "DNSKEY", DS: "DS", MX: "MX", NSEC: "NSEC",
+          50: "NSEC3", NS: "NS", PTR: "PTR", RRSIG: "RRSIG", SOA: "SOA", SRV: "SRV", TXT: "TXT",
           IXFR: "IXFR", AXFR: "AXFR", ANY: "ANY"}
 RCODES = {NOERROR: "NOERROR", FORMERR: "FORMERR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN",
           NOTIMP: "NOTIMP", REFUSED: "REFUSED", BADVERS: "BADVERS"}

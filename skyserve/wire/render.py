@@ -111,7 +111,7 @@ class _Writer:
         struct.pack_into("!H", self.buf, start - 2, len(self.buf) - start)
 
     def _rdata(self, rtype: int, rdata: tuple[Any, ...]) -> None:
-        if rtype in (T.A, T.AAAA):
+        if rtype in (T.A, T.AAAA) or rtype in T.OPAQUE:
             self.buf += rdata[0]
         elif rtype in (T.CNAME, T.NS, T.PTR):
             self.name(rdata[0])

@@ -12,6 +12,7 @@ SRV    (priority, weight, port, target labels)
 TXT    (character-string bytes, ...)
 SOA    (mname, rname, refresh, retry, expire, minimum); the serial (the etcd revision)
        is added on the wire, unless given after rname (an upstream's SOA, zone transfers)
+DNSKEY (RDATA bytes,)        likewise DS, RRSIG and NSEC (``constants.OPAQUE``)
 =====  ==========================================================
 """
 
