@@ -20,7 +20,8 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,14 +87,41 @@ class UdpServer:
                     log.debug("udp send to %s failed", peer, exc_info=True)
 
 
-class _Connection:
-    __slots__ = ("idle_since", "ip", "task", "writer")
+class TcpPeer:
+    """One TCP client connection: the ``peer`` the handler gets for a TCP query."""
+
+    __slots__ = ("busy_count", "idle_since", "ip", "task", "writer")
 
     def __init__(self, ip: str, task: asyncio.Task[None], writer: asyncio.StreamWriter) -> None:
         self.ip = ip
         self.task = task
         self.writer = writer
         self.idle_since = time.monotonic()  # 0.0 while a query is being read or answered
+        self.busy_count = 0  # replies being produced for it (``busy``)
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.writer.get_extra_info(name)
+
+    def is_closing(self) -> bool:
+        return self.writer.is_closing()
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """While a reply is produced later (a zone transfer being built and sent): neither
+        the idle timeout nor eviction ends the connection; the idle time starts after."""
+        self.busy_count += 1
+        self.idle_since = 0.0
+        try:
+            yield
+        finally:
+            self.busy_count -= 1
+            if not self.busy_count:
+                self.idle_since = time.monotonic()
+
+
+def busy(peer: Any) -> AbstractContextManager[None]:
+    """``TcpPeer.busy`` of a TCP peer; nothing for a UDP one (no connection to keep)."""
+    return peer.busy() if isinstance(peer, TcpPeer) else nullcontext()
 
 
 class TcpServer:
@@ -104,7 +132,7 @@ class TcpServer:
         self.limits = limits  # may be replaced on reload; new connections see the new ones
         self.counts = counts if counts is not None else Counter()
         self._server: asyncio.Server | None = None
-        self._conns: dict[asyncio.Task[None], _Connection] = {}
+        self._conns: dict[asyncio.Task[None], TcpPeer] = {}
         self._per_ip: Counter[str] = Counter()
 
     async def start(self) -> None:
@@ -135,7 +163,7 @@ class TcpServer:
             oldest.task.cancel()
         return True
 
-    def _forget(self, conn: _Connection) -> None:
+    def _forget(self, conn: TcpPeer) -> None:
         if self._conns.pop(conn.task, None) is not None:
             self._per_ip[conn.ip] -= 1
             if not self._per_ip[conn.ip]:
@@ -149,7 +177,7 @@ class TcpServer:
         if not self._admit(ip):
             writer.close()
             return
-        conn = self._conns[task] = _Connection(ip, task, writer)
+        conn = self._conns[task] = TcpPeer(ip, task, writer)
         self._per_ip[ip] += 1
         try:
             await self._serve(conn, reader, writer)
@@ -161,21 +189,38 @@ class TcpServer:
             self._forget(conn)
             writer.close()
 
-    async def _serve(self, conn: _Connection, reader: asyncio.StreamReader,
+    async def _serve(self, conn: TcpPeer, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         while True:
             idle = self.limits.idle
-            conn.idle_since = time.monotonic()
-            head = await asyncio.wait_for(reader.readexactly(2), idle)
+            if not conn.busy_count:
+                conn.idle_since = time.monotonic()
+            head = await _next_query(conn, reader, idle)
             conn.idle_since = 0.0
             data = await asyncio.wait_for(reader.readexactly(int.from_bytes(head, "big")), idle)
-            reply = self.handler(data, True, writer, _send_tcp)
+            reply = self.handler(data, True, conn, _send_tcp)
             if reply is not None:
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 await asyncio.wait_for(writer.drain(), idle)
 
 
-def _send_tcp(reply: bytes, writer: Any) -> None:
+async def _next_query(conn: TcpPeer, reader: asyncio.StreamReader, idle: float) -> bytes:
+    """The next query's length, once it comes; TimeoutError when the connection has been
+    idle (not busy) for ``idle`` seconds."""
+    read = asyncio.ensure_future(reader.readexactly(2))
+    try:
+        while True:
+            wait = idle if conn.busy_count else conn.idle_since + idle - time.monotonic()
+            if wait <= 0:
+                raise TimeoutError
+            done, _ = await asyncio.wait((read,), timeout=wait)
+            if done:
+                return read.result()
+    finally:
+        read.cancel()
+
+
+def _send_tcp(reply: bytes, peer: Any) -> None:
     """Replies to forwarded queries may come out of order on one connection (RFC 7766 s7)."""
-    if not writer.is_closing():
-        writer.write(len(reply).to_bytes(2, "big") + reply)
+    if not peer.is_closing():
+        peer.writer.write(len(reply).to_bytes(2, "big") + reply)

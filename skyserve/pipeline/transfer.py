@@ -12,7 +12,9 @@ Contract: takes every AXFR and IXFR query; passes everything else on. In order:
 * a signed SOA query (a secondary checking our serial) is verified and its answer
   signed, since a secondary with a key for us expects that;
 * over TCP: the transfer, sent later as several messages through ``Request.send`` (the
-  one place a stage sends more than one reply), all signed when the request was.
+  one place a stage sends more than one reply), all signed when the request was; the
+  connection is busy meanwhile (``transport.busy``), so the TCP idle timeout does not end
+  it while a large zone is still being built.
 
 The reply to a signed request is signed; every transfer is counted by type and result.
 """
@@ -25,6 +27,7 @@ import struct
 from typing import Any
 
 from ..lookup import Zone
+from ..transport import busy
 from ..wire import constants as T
 from ..wire.constants import FORMERR, REFUSED, SERVFAIL, qtype_name, rcode_name
 from ..wire.query import failure_reply
@@ -134,6 +137,11 @@ class Transfer:
                      zone, _address(req.peer), result, rcode_name(rcode))
 
     async def _stream(self, req: Request, state: ZoneState, signer: tsig.Signer | None) -> None:
+        with busy(req.peer):  # a transfer being built is no idle connection
+            await self._send_transfer(req, state, signer)
+
+    async def _send_transfer(self, req: Request, state: ZoneState,
+                             signer: tsig.Signer | None) -> None:
         query, send, zone = req.query, req.send, state.zone.text
         assert send is not None
         try:

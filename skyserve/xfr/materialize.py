@@ -46,6 +46,9 @@ ALIAS_TYPES = frozenset((T.SRV, T.MX, T.PTR))
 REVERSE = (("in-addr", "arpa"), ("ip6", "arpa"))
 PROBE = "\x00skyserve-wildcard"  # a label no query can reach the index with
 MAX_RRSET = 65535 - 512  # wire bytes: no message (and no BIND rdataslab) holds a larger one
+# Records in an RRset that cannot reach MAX_RRSET unless it is TXT: every other type here
+# has at most one name (255 bytes) and 20 other bytes of rdata, 12 of owner and header.
+SMALL = MAX_RRSET // (12 + 20 + 257)
 
 
 class ZoneData:
@@ -123,13 +126,15 @@ class ZoneData:
         by_type: dict[int, list[RR]] = {}
         for qtype in sorted(relevant(records) | ({T.NS} if apex else set())):
             # Only the type asked: a CNAME now answers every type, and it is asked for too.
-            found = [rr._replace(owner=name) for rr in authority.answer(asked, qtype, zone).answer
+            found = [rr for rr in authority.answer(asked, qtype, zone).answer
                      if rr.owner == asked and rr.rtype == qtype]
+            if asked != name:  # read through the probe name: the records are the wildcard's
+                found = [rr._replace(owner=name) for rr in found]
             if found:
                 by_type[qtype] = found
         self._one_cname(path, name, by_type, records, apex)
         sets = rrsets([rr for t in sorted(by_type) for rr in by_type[t]])
-        fitting = tuple(tuple(s) for s in sets if _size(s) <= MAX_RRSET)
+        fitting = tuple(tuple(s) for s in sets if _fits(s))
         if len(fitting) < len(sets):
             self.skipped.add(path)
             log.warning("zone transfer of %s: an RRset at %s is too large for any DNS message; "
@@ -181,6 +186,14 @@ class ZoneData:
 
     def _inner(self, path: Labels) -> bool:
         return any(path[: len(z)] == z for z in self.inner)
+
+
+def _fits(rrset: list[RR]) -> bool:
+    # Most RRsets are far too small to need their size added up (a zone's every owner is
+    # checked): below SMALL records of a type with at most one name, no bound is reached.
+    if len(rrset) <= SMALL and rrset[0].rtype != T.TXT:
+        return True
+    return _size(rrset) <= MAX_RRSET
 
 
 def _size(rrset: list[RR]) -> int:

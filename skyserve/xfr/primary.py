@@ -115,19 +115,13 @@ class Primary:
                 break
             await asyncio.sleep(0)
         revision = self.source.revision
-        deleted: list[RR] = []
-        added: list[RR] = []
-        for path, old in before.items():
-            old_rrs = {rr for s in old for rr in s}
-            new_rrs = {rr for s in state.data.owners.get(path, ()) for rr in s}
-            deleted.extend(rr for s in old for rr in s if rr not in new_rrs)
-            added.extend(rr for s in state.data.owners.get(path, ()) for rr in s
-                         if rr not in old_rrs)
-        if state.fresh:
+        if state.fresh:  # a new baseline: no difference to journal (nor to work out)
             state.journal.reset(revision)
             state.fresh = False
-        elif deleted or added:
-            state.journal.add(state.first_change or revision, revision, deleted, added)
+        else:
+            deleted, added = _difference(before, state.data.owners)
+            if deleted or added:
+                state.journal.add(state.first_change or revision, revision, deleted, added)
         state.first_change = None
         self.stats.conflicts[state.zone.text] = len(state.data.conflicts)
         self.stats.skipped[state.zone.text] = len(state.data.skipped)
@@ -167,6 +161,20 @@ class Primary:
         if len(deleted) + len(added) >= state.data.records():
             return None  # the difference is no smaller than the zone
         return [head, soa(authority, zone, client), *deleted, head, *added, head]
+
+
+def _difference(before: dict[Labels, RRsets],
+                after: dict[Labels, RRsets]) -> tuple[list[RR], list[RR]]:
+    """The records deleted and added at the owners that changed."""
+    deleted: list[RR] = []
+    added: list[RR] = []
+    for path, old in before.items():
+        new = after.get(path, ())
+        old_rrs = {rr for s in old for rr in s}
+        new_rrs = {rr for s in new for rr in s}
+        deleted.extend(rr for s in old for rr in s if rr not in new_rrs)
+        added.extend(rr for s in new for rr in s if rr not in old_rrs)
+    return deleted, added
 
 
 def _inner(zone: Zone, zones: list[Zone]) -> list[Zone]:
