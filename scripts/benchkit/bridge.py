@@ -20,7 +20,6 @@ import argparse
 import gc
 import json
 import random
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from benchkit.net import free_port, http_status, query_a, udp_socket
 from benchkit.procs import CLK_TCK, Procs, Server, cpu_ticks, wait_until
 from benchkit.report import percentile
 from benchkit.servers import REPO, start_etcd
-from benchkit.session import on_sigterm, run_session
+from benchkit.session import bench_main
 from kubefake import FakeKubeAPI, endpoint_slice, service
 
 DOMAIN = "cluster.local"
@@ -248,12 +247,5 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-    def body(procs: Procs, work: Path) -> None:
-        res = run(args, procs, work)
-        report(res)
-        if args.json:
-            args.json.write_text(json.dumps(res, indent=2) + "\n")
-
-    return run_session("bench-bridge", args.keep, body)
+    return bench_main("bench-bridge", args.keep, args.json,
+                      lambda procs, work: run(args, procs, work), report)

@@ -1,20 +1,38 @@
-"""What both benchmarks do around a run: a work dir on /dev/shm, errors and signals reported,
+"""What every benchmark does around a run: a work dir on /dev/shm, errors and signals reported,
 every process stopped by PID."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchkit.procs import Procs
 
 
 def on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def bench_main(prog: str, keep: bool, json_path: Path | None,
+               run: Callable[[Procs, Path], dict[str, Any]],
+               report: Callable[[dict[str, Any]], None]) -> int:
+    """A benchmark's main: run it in a session, print its report, write its JSON if asked."""
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def body(procs: Procs, work: Path) -> None:
+        res = run(procs, work)
+        report(res)
+        if json_path:
+            json_path.write_text(json.dumps(res, indent=2) + "\n")
+
+    return run_session(prog, keep, body)
 
 
 def run_session(prog: str, keep: bool, body: Callable[[Procs, Path], None]) -> int:

@@ -11,9 +11,7 @@ put -> every secondary serving the change, over many changes one after another.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ from benchkit.procs import Procs, Server, wait_until
 from benchkit.report import fmt, percentile, print_logs
 from benchkit.secondaries import KEY_NAME, KEY_SECRET, KINDS, ports, start_secondary
 from benchkit.servers import start_etcd, start_skyserve, stop_noting_logs
-from benchkit.session import on_sigterm, run_session
+from benchkit.session import bench_main
 
 KDIG_KEY = f"hmac-sha256:{KEY_NAME}:{KEY_SECRET}"
 RECEIVED = re.compile(r";; Received (\d+) B \((\d+) messages?, (\d+) records?\)")
@@ -222,12 +220,5 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-    def body(procs: Procs, work: Path) -> None:
-        res = run(args, procs, work)
-        report(res)
-        if args.json:
-            args.json.write_text(json.dumps(res, indent=2) + "\n")
-
-    return run_session("bench-xfr", args.keep, body)
+    return bench_main("bench-xfr", args.keep, args.json,
+                      lambda procs, work: run(args, procs, work), report)

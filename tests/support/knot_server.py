@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import dns.exception
 import dns.message
 import dns.query
 
+from tests.support.dnsutil import wait_answering
 from tests.support.netutil import free_port
 from tests.support.procutil import LoggedProcess
 
@@ -57,20 +57,9 @@ class KnotServer(LoggedProcess):
     def start(self, timeout: float = 10.0) -> KnotServer:
         conf = str(self.dir / "knot.conf")
         self._spawn([self.binary, "-c", conf], header=f"=== knotd -c {conf}\n")
-        deadline = time.monotonic() + timeout
         probe = dns.message.make_query(".", "SOA")
-        while True:
-            if not self.running:
-                raise RuntimeError(f"knotd exited:\n{self.log_tail()}")
-            try:
-                dns.query.udp(probe, HOST, port=self.port, timeout=0.2)
-                return self
-            except (dns.exception.Timeout, OSError):
-                pass
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"knotd not answering after {timeout:.0f}s:\n"
-                                   f"{self.log_tail()}")
-            time.sleep(0.1)
+        wait_answering(self, self.port, probe, "knotd", timeout)
+        return self
 
     def __enter__(self) -> KnotServer:
         return self.start()

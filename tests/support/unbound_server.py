@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import dns.exception
 import dns.message
 import dns.query
 
+from tests.support.dnsutil import wait_answering
 from tests.support.netutil import free_port
 from tests.support.procutil import LoggedProcess
 
@@ -64,20 +64,9 @@ class UnboundServer(LoggedProcess):
     def start(self, timeout: float = 10.0) -> UnboundServer:
         conf = str(self.dir / "unbound.conf")
         self._spawn([self.binary, "-d", "-c", conf], header=f"=== unbound -d -c {conf}\n")
-        deadline = time.monotonic() + timeout
         probe = dns.message.make_query("localhost.", "A")  # answered locally
-        while True:
-            if not self.running:
-                raise RuntimeError(f"unbound exited:\n{self.log_tail()}")
-            try:
-                dns.query.udp(probe, HOST, port=self.port, timeout=0.2)
-                return self
-            except (dns.exception.Timeout, OSError):
-                pass
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"unbound not answering after {timeout:.0f}s:\n"
-                                   f"{self.log_tail()}")
-            time.sleep(0.1)
+        wait_answering(self, self.port, probe, "unbound", timeout)
+        return self
 
     def query(self, name: str, rdtype: str = "A") -> dns.message.Message:
         q = dns.message.make_query(name, rdtype)
