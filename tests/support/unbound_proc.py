@@ -1,10 +1,11 @@
-"""unbound (Debian) as a validating resolver on loopback: a zone of skyserve's as a stub
-zone, trusted through its DS, 0x20 (use-caps-for-id) on. For the DNSSEC tests."""
+"""unbound (Debian) as a validating resolver on loopback: zones of skyserve's as stub
+zones, each trusted through its DS, 0x20 (use-caps-for-id) on. For the DNSSEC tests."""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import dns.exception
@@ -37,33 +38,45 @@ server:
     cache-max-ttl: {max_ttl}
     cache-max-negative-ttl: {max_ttl}
     do-ip6: no
-    local-zone: "{tld}." nodefault
     local-zone: "ready.invalid." static
     local-data: "ready.invalid. A 127.0.0.1"
-    trust-anchor: "{ds}"
     val-permissive-mode: no
-stub-zone:
-    name: "{zone}"
-    stub-addr: {host}@{upstream}
+    qname-minimisation: {minimise}
+{zones}
 # Anything else stays on loopback too: nothing listens there.
 stub-zone:
     name: "."
     stub-addr: {host}@9
 """
+# unbound's own empty zones (test., 10.in-addr.arpa., ...) would hide ours.
+ZONE = """\
+server:
+    local-zone: "{zone}" nodefault
+    local-zone: "{tld}." nodefault
+    trust-anchor: "{ds}"
+stub-zone:
+    name: "{zone}"
+    stub-addr: {host}@{upstream}
+"""
 
 
 class Unbound(LoggedProcess):
-    """``unbound -d`` resolving ``zone`` from ``upstream_port``, trusting the DS ``ds``."""
+    """``unbound -d`` resolving the zones of ``anchors`` (zone: its DS) from
+    ``upstream_port``, each trusted through its DS. ``minimise``: QNAME minimisation
+    (RFC 9156), on by default as in unbound; it asks A at names on the way down."""
 
-    def __init__(self, workdir: Path, zone: str, ds: str, upstream_port: int,
-                 max_ttl: int = 1) -> None:
-        super().__init__(workdir / "unbound.log")
+    def __init__(self, workdir: Path, anchors: Mapping[str, str], upstream_port: int,
+                 max_ttl: int = 1, minimise: bool = True) -> None:
+        name = "unbound" if minimise else "unbound-nomin"
+        super().__init__(workdir / f"{name}.log")
         self.port = free_port()
-        self.config = workdir / "unbound.conf"
-        tld = zone.rstrip(".").rsplit(".", 1)[-1]
-        self.config.write_text(CONFIG.format(host=HOST, port=self.port, dir=workdir, tld=tld,
-                                             ds=ds, zone=zone, upstream=upstream_port,
-                                             max_ttl=max_ttl))
+        self.config = workdir / f"{name}.conf"
+        zones = "".join(ZONE.format(zone=zone, tld=zone.rstrip(".").rsplit(".", 1)[-1], ds=ds,
+                                    host=HOST, upstream=upstream_port)
+                        for zone, ds in anchors.items())
+        self.config.write_text(CONFIG.format(host=HOST, port=self.port, dir=workdir,
+                                             zones=zones, max_ttl=max_ttl,
+                                             minimise="yes" if minimise else "no"))
 
     def start(self, timeout: float = 10.0) -> None:
         binary = shutil.which("unbound") or "/usr/sbin/unbound"
