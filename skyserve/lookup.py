@@ -206,7 +206,10 @@ class Authority:
                 if len(res.answer) == before:
                     res.negative = zone
                 return
-            alias = cname_of(records)
+            # In a reverse zone a name host is a PTR record and nothing else: a CNAME there
+            # would stand beside the PTR (RFC 1034 3.6.2), and a resolver that learned it
+            # from an A query (QNAME minimisation asks A) would then follow it for PTR.
+            alias = cname_of(records) if not zone.reverse else None
             # Following a target at or below the name would read the name's own subtree.
             if alias is None or _below(alias.target, name):
                 res.negative = zone
@@ -244,7 +247,7 @@ class Authority:
             txt = self._txt(name, records)
             res.answer.extend(txt)
             return bool(txt)
-        if qtype in (T.CNAME, T.ANY):  # the CNAME itself is the answer, never chased
+        if qtype in (T.CNAME, T.ANY) and not zone.reverse:  # the CNAME itself, not chased
             alias = cname_of(records)
             if alias is not None:
                 res.answer.append(RR(name, T.CNAME, ttl(alias), (alias.target,)))
@@ -253,7 +256,7 @@ class Authority:
             return self._srv(name, records, zone, res)
         if qtype == T.MX:
             return self._mx(name, records, res)
-        if qtype == T.PTR and zone.reverse:
+        if qtype in (T.PTR, T.ANY) and zone.reverse:
             for r in records:
                 if r.address is None and r.host:
                     res.answer.append(RR(name, T.PTR, ttl(r), (r.target,)))

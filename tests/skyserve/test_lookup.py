@@ -437,3 +437,15 @@ def test_mx_and_srv_at_the_apex_answer_the_records_below_it() -> None:
         "10 33 5432 x1._pg._tcp.db.example.org"]
     empty = ask(auth, "skydns.test", T.MX)
     assert empty.rcode == NOERROR and not empty.answer and empty.authority[0].rtype == T.SOA
+
+
+def test_a_name_host_in_a_reverse_zone_is_a_ptr_and_never_a_cname() -> None:
+    auth = authority({"/skydns/arpa/in-addr/10/0/0/1": '{"host":"a.skydns.test"}',
+                      "/skydns/test/skydns/a": '{"host":"10.0.0.1"}'})
+    assert data(auth, "1.0.0.10.in-addr.arpa", T.PTR) == ["a.skydns.test"]
+    for qtype in (T.A, T.AAAA, T.TXT, T.MX, T.CNAME):
+        res = ask(auth, "1.0.0.10.in-addr.arpa", qtype)
+        assert res.rcode == NOERROR and res.answer == []  # NODATA, not the CNAME
+        assert [r.rtype for r in res.authority] == [T.SOA]
+    assert data(auth, "1.0.0.10.in-addr.arpa", T.ANY) == ["a.skydns.test"]  # the PTR
+
