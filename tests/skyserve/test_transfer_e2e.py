@@ -2,7 +2,8 @@
 
 One skyserve is the hidden primary of ``skydns.test.`` (transfers from 127.0.0.0/8, TSIG
 key required, NOTIFY to the secondary); the secondary must converge after etcd puts and
-deletes, use IXFR for small changes, fall back to AXFR when its serial is unknown, and
+deletes, use IXFR for small changes (by their own account: logs or IXFR store), fall
+back to AXFR when its serial is unknown (a restarted skyserve, an etcd compaction), and
 then answer every name and type as skyserve does, except where docs/transfers.md says a
 zone cannot express skyserve's answer.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -274,14 +277,16 @@ def compare(proc_query: object, secondary: Secondary, names: set[str]) -> dict[s
     return different
 
 
-def test_secondary_follows_skyserve(kind: str, etcd: EtcdServer, clean_prefix: str,
+def test_secondary_follows_skyserve(kind: str, fresh_etcd: EtcdServer, clean_prefix: str,
                                     skyserve: StartSkyserve,
                                     secondaries: list[Secondary]) -> None:
+    etcd = fresh_etcd  # restarted and compacted below
     put_all(etcd, clean_prefix, RECORDS)
     dns_port = free_port()
     secondary = KINDS[kind](ZONE, dns_port, KEY)
     secondaries.append(secondary)
-    proc = skyserve([ZONE], primary_args(secondary.port), dns_port=dns_port)
+    proc = skyserve([ZONE], [*primary_args(secondary.port), "--etcd-probe-interval", "0.3"],
+                    dns_port=dns_port, etcd_endpoints=etcd.endpoint)
     secondary.start()
     serial = proc.query(ZONE, "SOA").answer[0][0].serial
     secondary.wait_serial(serial)
@@ -293,10 +298,11 @@ def test_secondary_follows_skyserve(kind: str, etcd: EtcdServer, clean_prefix: s
     # A small change: NOTIFY, then IXFR; the secondary serves it within a second of it.
     etcd.put(key(clean_prefix, "svc/x3"), '{"host":"10.1.0.4"}')
     etcd.delete(key(clean_prefix, "a"))
-    serial = etcd.revision()
+    old, serial = serial, etcd.revision()
     assert secondary.wait_serial(serial) < 2.0
     assert compare(proc.query, secondary, names | {"x3.svc.skydns.test."}) == DIFFERENT
     assert transfers(proc).get(("IXFR", "ixfr"), 0) >= 1
+    assert secondary.refreshed_by(old) == "IXFR", secondary.log_tail(30)
 
     # A change while the primary is down: restarted, its journal starts after the
     # secondary's serial, so the secondary's IXFR gets the whole zone.
@@ -304,8 +310,33 @@ def test_secondary_follows_skyserve(kind: str, etcd: EtcdServer, clean_prefix: s
     etcd.put(key(clean_prefix, "late"), '{"host":"10.1.0.5"}')
     proc.start()
     proc.wait_ready()
-    secondary.wait_serial(etcd.revision())
+    old, serial = serial, etcd.revision()
+    secondary.wait_serial(serial)
     assert answer(secondary.query("late.skydns.test.", "A")) == \
         answer(proc.query("late.skydns.test.", "A"))
     assert transfers(proc).get(("IXFR", "axfr"), 0) >= 1
     assert "ixfr" not in {r for (_, r) in transfers(proc)}
+    assert secondary.refreshed_by(old) == "AXFR", secondary.log_tail(30)
+
+    # An etcd compaction past the secondary's serial, skyserve running: frozen, it misses
+    # changes that etcd (restarted, which breaks skyserve's watch) then compacts away; its
+    # watch cannot resume from a compacted revision, so it reloads the whole prefix, its
+    # journal starts afresh, and the secondary's IXFR gets the whole zone again.
+    assert proc.pid is not None
+    full = transfers(proc).get(("IXFR", "axfr"), 0)
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        etcd.restart()
+        etcd.put(key(clean_prefix, "compacted"), '{"host":"10.1.0.6"}')
+        etcd.delete(key(clean_prefix, "svc/x3"))
+        etcd.compact(etcd.revision())
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    old, serial = serial, etcd.revision()
+    secondary.wait_serial(serial)
+    assert "reloading the whole prefix" in proc.log_text()
+    assert transfers(proc).get(("IXFR", "axfr"), 0) > full
+    assert "ixfr" not in {r for (_, r) in transfers(proc)}
+    assert secondary.refreshed_by(old) == "AXFR", secondary.log_tail(30)
+    now = names | {"compacted.skydns.test.", "x3.svc.skydns.test."}
+    assert compare(proc.query, secondary, now) == DIFFERENT

@@ -2,11 +2,13 @@
 
 Each runs in the foreground from a temporary directory with its own config, on a free
 loopback port, is stopped by PID, and logs to a file. ``Key`` is the TSIG key they share
-with the primary (every transfer and NOTIFY is signed with it).
+with the primary (every transfer and NOTIFY is signed with it). ``refreshed_by`` says,
+from the secondary's own account, whether it left a serial by an IXFR or by a full zone.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +20,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
+import dns.tsigkeyring
 
 from tests.support.netutil import free_port
 from tests.support.procutil import LoggedProcess
@@ -89,6 +93,11 @@ class Secondary(LoggedProcess):
         raise AssertionError(f"{self.binary} still at serial {self.serial()}, not {serial}:\n"
                              f"{self.log_tail(40)}")
 
+    def refreshed_by(self, serial: int) -> str | None:
+        """How the secondary says it moved on from ``serial``: "IXFR", "AXFR" (a full zone,
+        also in answer to its IXFR), or None when it shows no transfer from there."""
+        raise NotImplementedError
+
     def stop(self, timeout: float = 10.0) -> int | None:
         code = super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -136,6 +145,17 @@ zone:
     journal-content: changes
 """)
 
+    def refreshed_by(self, serial: int) -> str | None:
+        # "[zone] IXFR, incoming, remote ..., finished, ..." (an AXFR-style IXFR is logged
+        # as an AXFR), then "[zone] refresh, remote ..., zone updated, ..., serial A -> B".
+        kind = None
+        for line in self.log_text().splitlines():
+            if found := re.search(r"\] (AXFR|IXFR), incoming, remote \S+, finished", line):
+                kind = found[1]
+            elif "zone updated" in line and f" serial {serial} -> " in line:
+                return kind
+        return None
+
 
 class Nsd(Secondary):
     binary = "nsd"
@@ -170,14 +190,34 @@ zone:
     zonefile: "{self.dir}/zone.db"
     request-xfr: 127.0.0.1@{self.primary_port} {self.key.name}
     allow-notify: 127.0.0.1 {self.key.name}
+    provide-xfr: 127.0.0.1 {self.key.name}
+    store-ixfr: yes
 """)
+
+    def refreshed_by(self, serial: int) -> str | None:
+        """NSD 4.6 logs no transfer type, but with ``store-ixfr`` it keeps every IXFR it
+        applies, and drops them all on an AXFR: ask it for an IXFR from ``serial``."""
+        query = dns.message.make_query(self.zone, "IXFR")
+        query.authority.append(dns.rrset.from_text(self.zone, 0, "IN", "SOA",
+                                                   f". . {serial} 0 0 0 0"))
+        keyring = dns.tsigkeyring.from_text({self.key.name: ("hmac-sha256", self.key.secret)})
+        query.use_tsig(keyring, keyname=self.key.name, algorithm="hmac-sha256")
+        reply = dns.query.tcp(query, "127.0.0.1", port=self.port, timeout=5,
+                              one_rr_per_rrset=True)
+        # Incremental: the new SOA, then the old one opening the first difference.
+        kinds = [rrset.rdtype for rrset in reply.answer[:2]]
+        if kinds == [dns.rdatatype.SOA, dns.rdatatype.SOA]:
+            return "IXFR" if reply.answer[1][0].serial == serial else None
+        return "AXFR"
 
 
 class Bind(Secondary):
     binary = "named"
 
     def argv(self) -> list[str]:
-        return [BINARIES["named"], "-g", "-c", str(self.dir / "named.conf")]
+        # Foreground with debug level 3 (not -g, which ignores the logging statement):
+        # named logs whether a transfer was incremental only at that level.
+        return [BINARIES["named"], "-f", "-d", "3", "-c", str(self.dir / "named.conf")]
 
     def write_config(self) -> None:
         (self.dir / "named.conf").write_text(f"""
@@ -194,6 +234,12 @@ options {{
     max-types-per-name 0;
 }};
 controls {{ }};
+logging {{
+    channel info {{ stderr; severity info; print-time yes; }};
+    channel xfer {{ stderr; severity debug 3; print-time yes; }};
+    category default {{ info; }};
+    category xfer-in {{ xfer; }};
+}};
 key "{self.key.name}" {{ algorithm hmac-sha256; secret "{self.key.secret}"; }};
 zone "{self.zone}" {{
     type secondary;
@@ -202,6 +248,17 @@ zone "{self.zone}" {{
     allow-notify {{ 127.0.0.1; }};
 }};
 """)
+
+    def refreshed_by(self, serial: int) -> str | None:
+        # "transfer of 'zone/IN' from ...: requesting IXFR for serial N", then "...: got
+        # incremental response" (or "nonincremental": the whole zone).
+        asked = False
+        for line in self.log_text().splitlines():
+            if f"requesting IXFR for serial {serial}" in line:
+                asked = True
+            elif asked and (found := re.search(r"got (non)?incremental response", line)):
+                return "AXFR" if found[1] else "IXFR"
+        return None
 
 
 KINDS: dict[str, type[Secondary]] = {"knot": Knot, "nsd": Nsd, "bind": Bind}
