@@ -19,7 +19,7 @@ from tests.support.skyserve_proc import SkyserveProcess
 pytestmark = pytest.mark.e2e
 
 Start = Callable[..., SkyserveProcess]
-LIMITS = ("--tcp-idle-timeout", "2", "--tcp-max-connections", "500",
+LIMITS = ("--tcp-idle-timeout", "2", "--tcp-max-connections", "100",
           "--tcp-max-per-client", "20")
 
 
@@ -67,6 +67,7 @@ def test_idle_hoarders_and_slow_senders_do_not_lock_anyone_out(
     def count(reason: str) -> float:
         return proc.metric("skyserve_tcp_closed_connections_total", reason=reason)
 
-    # 2,000 hoarded and at most 500 kept: the rest made room, or timed out first.
+    # 2,000 hoarded and at most 100 kept (low, so eviction happens even when a loaded
+    # machine accepts slowly): the rest made room, or timed out first.
     assert count("evicted_idle") >= 1 and count("evicted_idle") + count("timeouts") >= 2000
     assert count("refused_per_client") == 1
