@@ -1,8 +1,10 @@
 """knot, NSD and BIND's named as secondaries of skyserve on loopback, for bench-xfr.
 
-The same set-up as the transfer tests' (tests/support/secondaries.py), which scripts may not
-import: each in the foreground, in its own directory, on a free port, transferring from the
-primary with a TSIG key and taking its NOTIFYs; started and stopped through ``Procs``.
+Set up as the transfer tests' secondaries (tests/support/secondaries.py, which scripts may
+not import), less what only the tests need (named's transfer debug log, NSD's IXFR store,
+both cost time): each in the foreground, in its own directory, on a free port, transferring
+from the primary with a TSIG key and taking its NOTIFYs; started and stopped through
+``Procs``.
 """
 
 from __future__ import annotations
