@@ -8,6 +8,10 @@ by calling the next stage. In order:
 1. ``answers`` — the answer cache: rendered replies keyed by the raw query minus its ID,
    exact for our zones (etcd changes drop exactly the entries they may change). It works
    on the raw bytes, so a hit needs no parse and no ``Request``; it is asked first.
+1b. ``direct`` — first-time answers straight from the raw query and the index, for the
+   common shapes (NXDOMAIN; one A/AAAA record; A/AAAA NODATA), byte for byte what stages
+   2-4 would answer; None for everything else. Kept in the answer cache on their second
+   sighting only, so names that never repeat do not churn it. Not with guards configured.
 2. ``parse`` — malformed -> FORMERR or dropped; an unknown opcode -> NOTIMP; an EDNS
    version above 0 -> BADVERS. Sets ``Request.query``.
    Then, only when configured, the guard stages that must see every query, and the

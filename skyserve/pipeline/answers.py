@@ -6,7 +6,14 @@ the index paths its answer was read from, and a change at or below one of them d
 The SOA serial (the etcd revision served) is spliced in at send time, so a cached negative
 answer carries the current serial. Forwarded replies are kept only until their TTLs would
 tick down a second. Multi-record answers are kept in several rotations, served in turn.
-When full, the cache starts again empty (cheaper than tracking recency per hit).
+It is bounded by entries and by bytes (the replies, their keys and a fixed estimate of the
+bookkeeping per entry); when either is reached it starts again empty (cheaper than
+tracking recency per hit).
+
+Admission: answers the general path renders (~30 µs) are kept at once. Answers the direct
+stage makes in a few microseconds are kept only on their query's second sighting: a flood
+of names that never repeat then costs no insertions and cannot empty the cache. The
+doorkeeper remembers the hashes of recent first sightings, up to ``DOORKEEPER`` of them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from ..wire.render import Rendered
 from .request import Request
 
 CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
+
+ENTRY_OVERHEAD = 400  # bytes per entry besides the reply and key: objects, dict slots, deps
+DOORKEEPER = 65_536  # first sightings remembered for admission
 
 
 class CachedAnswer:
@@ -37,15 +47,19 @@ class CachedAnswer:
 
 
 class AnswerCache:
-    def __init__(self, capacity: int, stats: Stats) -> None:
+    def __init__(self, capacity: int, stats: Stats, max_bytes: int = 64 << 20) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.stats = stats
         # The tally's lists, held directly: a hit updates them with no attribute walk.
         self._counts, self._seconds = stats.tally.counts, stats.tally.seconds
-        self._serial = b"\0\0\0\0"
+        self.serial = b"\0\0\0\0"  # the SOA serial served, as it goes on the wire
         self._turn = 0
+        self._bytes = 0
         self._cache: dict[CacheKey, CachedAnswer] = {}
         self._deps: dict[Labels, set[CacheKey]] = {}
+        self._seen: set[int] = set()  # the doorkeeper: hashes of first sightings
+        self._hit_ids: dict[tuple[int, str | None], int] = {}  # a reply's Stat -> its hit's
 
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply to a query seen before, or None. The hot path: keep it lean."""
@@ -61,7 +75,7 @@ class AnswerCache:
             self._turn += 1
             head = heads[self._turn % len(heads)]
         tail = entry.tail
-        reply = data[:2] + head if tail is None else data[:2] + head + self._serial + tail
+        reply = data[:2] + head if tail is None else data[:2] + head + self.serial + tail
         source = entry.source
         if source is not None:  # a forwarded reply: the forward cache's hit too
             source.hits += 1
@@ -83,14 +97,35 @@ class AnswerCache:
         first = variants[0].wire
         at = variants[0].serial_at
         if deps is not None:
-            if at >= 0:
-                heads: tuple[bytes, ...] = (first[2:at],)
-                tail: bytes | None = first[at + 4 :]
-            else:
-                heads, tail = tuple(v.wire[2:] for v in variants), None
-            entry = CachedAnswer(heads, tail, expires, self._hit_stat(stat_id))
-            self._store((req.tcp, req.data[2:]), entry, deps)
-        return first if at < 0 else first[:at] + self._serial + first[at + 4 :]
+            self.keep_ours(req.data, req.tcp, [v.wire for v in variants], at, stat_id, deps,
+                           expires)
+        return first if at < 0 else first[:at] + self.serial + first[at + 4 :]
+
+    def keep_ours(self, data: bytes, tcp: bool, variants: list[bytes], serial_at: int,
+                  stat_id: int, deps: set[Labels], expires: float = 0.0) -> None:
+        """Keep one of our answers (its rotations, or one reply with an SOA serial at
+        ``serial_at``), dropped when etcd changes a path in ``deps``."""
+        if serial_at >= 0:
+            first = variants[0]
+            heads: tuple[bytes, ...] = (first[2:serial_at],)
+            tail: bytes | None = first[serial_at + 4 :]
+        else:
+            heads, tail = tuple(v[2:] for v in variants), None
+        entry = CachedAnswer(heads, tail, expires, self._hit_stat(stat_id))
+        self._store((tcp, data[2:]), entry, deps)
+
+    def seen_before(self, data: bytes, tcp: bool) -> bool:
+        """The doorkeeper: whether this query (minus its ID) came recently and found the
+        cache without it. The first time it only remembers it."""
+        h = hash((tcp, data[2:]))
+        seen = self._seen
+        if h in seen:
+            seen.discard(h)
+            return True
+        if len(seen) >= DOORKEEPER:
+            seen.clear()
+        seen.add(h)
+        return False
 
     def keep_forwarded(self, req: Request, variants: list[bytes], stat_id: int, until: float,
                        source: CachedResponse | None) -> None:
@@ -102,20 +137,35 @@ class AnswerCache:
 
     def _hit_stat(self, stat_id: int, plugin: str | None = None) -> int:
         """A hit is counted like the reply it repeats, in the first duration bucket."""
-        tally = self.stats.tally
-        stat = tally.stats[stat_id]._replace(duration_bucket=0)
-        return tally.id(stat if plugin is None else stat._replace(plugin=plugin))
+        hit = self._hit_ids.get((stat_id, plugin))
+        if hit is None:
+            tally = self.stats.tally
+            stat = tally.stats[stat_id]._replace(duration_bucket=0)
+            hit = tally.id(stat if plugin is None else stat._replace(plugin=plugin))
+            self._hit_ids[(stat_id, plugin)] = hit
+        return hit
 
     def _store(self, key: CacheKey, entry: CachedAnswer, deps: set[Labels] | tuple[()]) -> None:
-        if len(self._cache) >= self.capacity:
+        size = _size(key, entry)
+        if len(self._cache) >= self.capacity or self._bytes + size > self.max_bytes:
             self.clear()
+        old = self._cache.get(key)
+        if old is not None:
+            self._bytes -= _size(key, old)
         self._cache[key] = entry
+        self._bytes += size
         for path in deps:
             self._deps.setdefault(path, set()).add(key)
 
     def clear(self) -> None:
         self._cache.clear()
         self._deps.clear()
+        self._bytes = 0
+
+    @property
+    def size_bytes(self) -> int:
+        """The estimated bytes held (``max_bytes`` bounds it)."""
+        return self._bytes
 
     def invalidate(self, path: Labels) -> None:
         """Drop every answer read from ``path`` or from any node above it."""
@@ -123,7 +173,15 @@ class AnswerCache:
             keys = self._deps.pop(path[:depth], None)
             if keys:
                 for key in keys:
-                    self._cache.pop(key, None)
+                    entry = self._cache.pop(key, None)
+                    if entry is not None:
+                        self._bytes -= _size(key, entry)
 
     def set_revision(self, revision: int) -> None:
-        self._serial = (revision & 0xFFFFFFFF).to_bytes(4, "big")
+        self.serial = (revision & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def _size(key: CacheKey, entry: CachedAnswer) -> int:
+    """What an entry counts against ``max_bytes``."""
+    tail = len(entry.tail) if entry.tail is not None else 0
+    return ENTRY_OVERHEAD + len(key[1]) + sum(map(len, entry.heads)) + tail

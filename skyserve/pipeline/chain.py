@@ -24,6 +24,7 @@ from .acl import AccessControl
 from .answers import AnswerCache
 from .context import Settings, Shared
 from .cookies import Cookies
+from .direct import Direct
 from .forwarding import Forwarding, Refuse
 from .keepalive import Keepalive
 from .loopcheck import LoopCheck
@@ -59,8 +60,10 @@ class Pipeline:
         if primary is not None:
             primary.serve_from(self.zones)
             after_parse = Transfer(self.shared, primary, after_parse).handle
+        # Direct answers for the common first-time shapes (stage 1b), before any parse.
+        self._direct = Direct(self.shared, self.zones).answer
         if settings.guarded:  # the cache is asked after the guards, as a stage
-            self._hit = _miss
+            self._hit = self._direct = _miss
             after_parse = self._guards(settings, after_parse)
         self._first = Parse(self.shared, after_parse).handle
 
@@ -92,7 +95,8 @@ class Pipeline:
                 if self.querylog is not None:
                     self.querylog.log(data, reply, peer, tcp, 0.0)
                 return reply
-            reply = self._first(Request(data, tcp, peer, send, start, self._deliver))
+            reply = self._direct(data, tcp, start) or self._first(
+                Request(data, tcp, peer, send, start, self._deliver))
         except Exception:
             reply = self._panic(data)
         if reply is not None and self.querylog is not None:
@@ -144,7 +148,9 @@ class Pipeline:
 
 
 def _miss(data: bytes, tcp: bool, start: float) -> None:
-    """The hot path's cache lookup when guards must come first: always a miss."""
+    """The hot path's cache lookup and direct answers when guards must come first: always
+    a miss (both then wait behind the guards, the cache as a stage, direct answers not at
+    all)."""
 
 
 class CachedAnswers:

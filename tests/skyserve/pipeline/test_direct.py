@@ -1,0 +1,226 @@
+"""Direct answers (stage 1b) against the general path: byte for byte, counted the same.
+
+Two pipelines serve the same index: one as configured, one whose direct stage is turned
+off, so every query takes parse -> zones -> lookup -> render. Every query of a wide mix
+(names that exist, do not exist, wildcards, the apex, the cluster layout, nested zones,
+mixed case, EDNS with and without DO and options, TCP) is asked of both, three times with
+new IDs (the first time answered, the second admitted to the answer cache, the third a
+hit): the replies must be the same bytes, and so must the metrics' counts. The mix must
+also be one the direct stage actually answers, shape by shape.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import dns.edns
+import dns.message
+import dns.rcode
+import pytest
+
+from kube2etcd.records import (
+    CLUSTER_IP,
+    HEADLESS,
+    Domain,
+    Endpoint,
+    EndpointGroup,
+    EndpointSet,
+    Port,
+    Service,
+    pod_records,
+    service_records,
+    values,
+)
+from skydns.record import decode_record, key_path, name_labels
+from skyserve.index import Change, Index
+from skyserve.lookup import Settings, Zone
+from skyserve.pipeline.chain import Pipeline
+from skyserve.pipeline.context import Settings as PipelineSettings
+
+HTTP = Port("http", 80, "TCP")
+ZONES = [Zone(name_labels("skydns.test")), Zone(name_labels("inner.skydns.test")),
+         Zone(name_labels("cluster.local"), cluster=True), Zone(name_labels("10.in-addr.arpa"))]
+
+
+def cluster_records() -> dict[str, str]:
+    domain = Domain(("cluster", "local"))
+    web = Service("default", "web", CLUSTER_IP, ("10.96.0.10",), ports=(HTTP,))
+    web_eps = EndpointSet("default", "web-1", "web", (EndpointGroup((
+        Endpoint(("10.0.0.2",)), Endpoint(("10.0.0.3",), hostname="web-0")), (HTTP,)),))
+    db = Service("default", "db", HEADLESS, ports=(HTTP,))
+    db_eps = EndpointSet("default", "db-1", "db", (EndpointGroup((
+        Endpoint(("10.0.1.1",), hostname="db-0"),), (HTTP,)),))
+    out = {**service_records(domain, web, [web_eps]), **service_records(domain, db, [db_eps]),
+           **pod_records(domain, "default", "10.0.0.2")}
+    return values(domain, out)
+
+
+RECORDS = {
+    "/skydns/test/skydns/a/x1": '{"host":"10.0.0.1"}',
+    "/skydns/test/skydns/six/x1": '{"host":"2001:db8::1","ttl":60}',
+    "/skydns/test/skydns/both/x1": '{"host":"10.0.0.2","ttl":30}',
+    "/skydns/test/skydns/both/x2": '{"host":"2001:db8::2","ttl":40}',
+    "/skydns/test/skydns/many/x1": '{"host":"10.0.0.3"}',
+    "/skydns/test/skydns/many/x2": '{"host":"10.0.0.4"}',
+    "/skydns/test/skydns/leaf": '{"host":"10.0.0.5","ttl":7}',
+    "/skydns/test/skydns/alias/x1": '{"host":"a.skydns.test"}',
+    "/skydns/test/skydns/words/x1": '{"text":"hello"}',
+    "/skydns/test/skydns/deep/er/still/x1": '{"host":"10.0.0.6"}',
+    "/skydns/test/skydns/grp/x1": '{"host":"10.0.0.7","group":"g1"}',
+    "/skydns/test/skydns/grp/sub/x2": '{"host":"10.0.0.8","group":"g2"}',
+    "/skydns/test/skydns/wild/*/x1": '{"host":"10.0.0.9"}',
+    "/skydns/test/skydns/dns/apex/x1": '{"host":"10.0.0.10"}',
+    "/skydns/test/skydns/inner/b/x1": '{"host":"10.0.1.1"}',
+    "/skydns/arpa/in-addr/10/0/0/1": '{"host":"a.skydns.test"}',
+    "/skydns/arpa/in-addr/10/0/0/2": '{"host":"10.1.1.1"}',
+    **cluster_records(),
+}
+
+NAMES = [
+    "a.skydns.test", "A.SkyDNS.Test", "six.skydns.test", "both.skydns.test", "many.skydns.test",
+    "leaf.skydns.test", "alias.skydns.test", "words.skydns.test", "deep.skydns.test",
+    "er.deep.skydns.test", "still.er.deep.skydns.test", "x1.still.er.deep.skydns.test",
+    "grp.skydns.test", "sub.grp.skydns.test", "nope.skydns.test", "NoPe.a.skydns.test",
+    "x.wild.skydns.test", "y.x.wild.skydns.test", "*.skydns.test", "any.a.skydns.test",
+    "skydns.test", "dns.skydns.test", "ns.dns.skydns.test", "hostmaster.skydns.test",
+    "x.hostmaster.skydns.test", "inner.skydns.test", "b.inner.skydns.test",
+    "nx.inner.skydns.test", "1.0.0.10.in-addr.arpa", "2.0.0.10.in-addr.arpa",
+    "9.0.0.10.in-addr.arpa", "web.default.svc.cluster.local", "db.default.svc.cluster.local",
+    "db-0.db.default.svc.cluster.local", "web-0.web.default.svc.cluster.local",
+    "svc.cluster.local", "default.svc.cluster.local", "nons.svc.cluster.local",
+    "pod.cluster.local", "default.pod.cluster.local", "_udp.web.default.svc.cluster.local",
+    "www.example.com.default.svc.cluster.local", "10-0-0-2.default.pod.cluster.local",
+    "_http._tcp.web.default.svc.cluster.local", "outside.example.com",
+]
+TYPES = ["A", "AAAA", "TXT", "SRV", "MX", "CNAME", "PTR", "NS", "SOA", "ANY"]
+
+
+def index() -> Index:
+    idx = Index()
+    for key, value in RECORDS.items():
+        path = key_path(key)
+        assert path is not None
+        idx.put(path, decode_record(key, value))
+    return idx
+
+
+def pipelines(**settings: object) -> tuple[Pipeline, Pipeline]:
+    """(as configured, with the direct stage off), both loaded with RECORDS."""
+    out = []
+    for _ in range(2):
+        p = Pipeline(PipelineSettings(ZONES, Settings(min_ttl=30), **settings))  # type: ignore[arg-type]
+        p.load(index(), 77)
+        out.append(p)
+    out[1]._direct = lambda data, tcp, start: None  # the general path only
+    return out[0], out[1]
+
+
+def variants(name: str, rdtype: str) -> list[dns.message.Message]:
+    """The query as plain DNS, EDNS, EDNS with DO, with options, and with RD/CD flags."""
+    cookie = dns.edns.GenericOption(dns.edns.COOKIE, b"\x01" * 8)
+    return [
+        dns.message.make_query(name, rdtype, use_edns=False),
+        dns.message.make_query(name, rdtype, use_edns=0, payload=4096),
+        dns.message.make_query(name, rdtype, want_dnssec=True),
+        dns.message.make_query(name, rdtype, use_edns=0, options=[cookie]),
+        dns.message.make_query(name, rdtype, use_edns=0, options=[dns.edns.NSIDOption(b"")]),
+        dns.message.make_query(name, rdtype, use_edns=1),
+        dns.message.make_query(name, rdtype, use_edns=False, flags=0x0010),  # CD, no RD
+    ]
+
+
+def compare(fast: Pipeline, slow: Pipeline, queries: list[tuple[bytes, bool]]) -> None:
+    for data, tcp in queries:
+        for qid in (b"\x12\x34", b"\xab\xcd", b"\x00\x07"):
+            got = fast.handle(qid + data[2:], tcp)
+            want = slow.handle(qid + data[2:], tcp)
+            assert got == want, dns.message.from_wire(data).question
+
+
+def tally(p: Pipeline) -> Counter[tuple[object, ...]]:
+    """The metrics' counts, duration buckets aside (the two paths differ in speed)."""
+    out: Counter[tuple[object, ...]] = Counter()
+    for row in p.stats.tally.rows():
+        *fields, count, _seconds = row
+        out[tuple(fields[:-1])] += int(count)  # type: ignore[call-overload]
+    return out
+
+
+def all_queries() -> list[tuple[bytes, bool]]:
+    return [(q.to_wire(), tcp) for name in NAMES for rdtype in TYPES
+            for q in variants(name, rdtype) for tcp in (False, True)]
+
+
+def test_direct_answers_are_the_general_paths_bytes_and_counts() -> None:
+    fast, slow = pipelines(shuffle=False)
+    queries = all_queries()
+    compare(fast, slow, queries)
+    assert tally(fast) == tally(slow)
+    # Every shape was answered directly at least once.
+    seen = {(r[2], r[3]) for r in fast.stats.tally.rows() if r[5] == "etcd" and r[8] == 0}
+    assert {("A", "NOERROR"), ("AAAA", "NOERROR"), ("A", "NXDOMAIN"),
+            ("TXT", "NXDOMAIN")} <= seen
+
+
+def test_the_direct_stage_answers_the_common_shapes() -> None:
+    """Guards the test above against a direct stage that quietly answers nothing."""
+    fast, _ = pipelines()
+    shapes = {"a.skydns.test": ("A", dns.rcode.NOERROR, 1),
+              "six.skydns.test": ("A", dns.rcode.NOERROR, 0),  # NODATA
+              "nope.skydns.test": ("AAAA", dns.rcode.NXDOMAIN, 0),
+              "web.default.svc.cluster.local": ("A", dns.rcode.NOERROR, 1),
+              "www.example.com.default.svc.cluster.local": ("A", dns.rcode.NXDOMAIN, 0),
+              "b.inner.skydns.test": ("A", dns.rcode.NOERROR, 1)}
+    for name, (rdtype, rcode, count) in shapes.items():
+        data = dns.message.make_query(name, rdtype).to_wire()
+        reply = fast._direct(data, False, 0.0)
+        assert reply is not None, name
+        msg = dns.message.from_wire(reply)
+        assert (msg.rcode(), len(msg.answer)) == (rcode, count), name
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_names_and_changes_stay_equal(seed: int) -> None:
+    """New names, case, and etcd changes after answers were cached (a wildcard appearing
+    over an NXDOMAIN, a name gaining a second address, a name going away)."""
+    rng = random.Random(seed)
+    fast, slow = pipelines()
+
+    def ask_random(n: int) -> None:
+        names = [f"{rng.choice(['n', 'N', 'x'])}{rng.randrange(50)}."
+                 f"{rng.choice(['a.', 'wild.', 'deep.', ''])}sKydns.test" for _ in range(n)]
+        compare(fast, slow, [(dns.message.make_query(name, rng.choice(["A", "AAAA"]),
+                                                     use_edns=rng.choice([False, 0])).to_wire(),
+                              rng.random() < 0.2) for name in names])
+
+    ask_random(200)
+    changes = [("/skydns/test/skydns/*/x1", '{"host":"10.9.9.9"}'),
+               ("/skydns/test/skydns/a/x2", '{"host":"10.0.0.99"}'),
+               ("/skydns/test/skydns/n7/x1", '{"host":"2001:db8::7"}')]
+    for revision, (key, value) in enumerate(changes, start=78):
+        path = key_path(key)
+        assert path is not None
+        for p in (fast, slow):
+            p.apply([Change(path, key, record=decode_record(key, value))], revision)
+        ask_random(200)
+    path = key_path("/skydns/test/skydns/a/x1")
+    assert path is not None
+    for p in (fast, slow):
+        p.apply([Change(path, "/skydns/test/skydns/a/x1")], 90)
+    ask_random(200)
+    assert tally(fast) == tally(slow)
+
+
+def test_a_flood_of_new_names_is_not_cached() -> None:
+    fast, _ = pipelines()
+    for i in range(500):
+        fast.handle(dns.message.make_query(f"r{i}.skydns.test", "A").to_wire())
+    assert fast.answers.size_bytes == 0
+    data = dns.message.make_query("again.skydns.test", "A").to_wire()
+    fast.handle(data)
+    fast.handle(data)  # the second sighting is admitted
+    assert fast.answers.size_bytes > 0
+    hits = fast.stats.answer_hits
+    fast.handle(data)
+    assert fast.stats.answer_hits == hits + 1
