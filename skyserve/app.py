@@ -161,7 +161,8 @@ class App:
             querylog = QueryLog(set(config.log_queries), config.log_format)
         return Pipeline(
             Settings(config.zones, config.lookup, max_udp=config.max_udp_size,
-                     cache_entries=config.cache_entries, fallthrough=config.fallthrough_zones,
+                     cache_entries=config.cache_entries,
+                     cache_bytes=config.cache_mib << 20, fallthrough=config.fallthrough_zones,
                      shuffle=config.shuffle, nsid=config.nsid.encode(), rrl=config.rrl,
                      cookies=config.cookie_jar(), acl=config.acl, minimal_any=config.minimal_any,
                      tcp_keepalive=config.tcp_idle_timeout if config.tcp_keepalive else 0.0,

@@ -98,6 +98,8 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("max-udp-size", o.integer(512, 65535), 1232, "largest UDP reply (EDNS0)"),
     o.Option("cache-entries", o.integer(0, 10_000_000), 100_000,
              "rendered answers kept in memory"),
+    o.Option("cache-mib", o.integer(1, 65_536), 64,
+             "MiB the rendered answers may take (replies, keys and bookkeeping, estimated)"),
     o.Option("nsid", nsid, "", "NSID (RFC 5001) sent to queries that ask for it, e.g. the "
              "pod name ('': none)"),
     *ETCD_CONNECTION,
@@ -195,6 +197,7 @@ class Config(ServiceConfig):
     min_ttl: int
     max_udp_size: int
     cache_entries: int
+    cache_mib: int
     nsid: str
     upstream: tuple[str, ...]
     resolv_conf: str

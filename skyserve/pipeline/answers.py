@@ -47,7 +47,7 @@ class CachedAnswer:
 
 
 class AnswerCache:
-    def __init__(self, capacity: int, stats: Stats, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, capacity: int, stats: Stats, max_bytes: int) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.stats = stats

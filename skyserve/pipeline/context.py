@@ -29,6 +29,7 @@ class Settings:
     lookup: LookupSettings = field(default_factory=LookupSettings)
     max_udp: int = 1232  # largest UDP reply we send (EDNS0)
     cache_entries: int = 100_000  # rendered answers kept
+    cache_bytes: int = 64 << 20  # and the bytes they may take
     fallthrough: frozenset[Zone] = frozenset()  # zones whose NXDOMAINs are forwarded
     shuffle: bool = True  # rotate multi-record answers
     serial_offset: int = 0  # added to the etcd revision to make the SOA serial
@@ -54,7 +55,7 @@ class Shared:
         self.settings = settings
         self.stats = stats
         self.forwarder = forwarder
-        self.answers = AnswerCache(settings.cache_entries, stats)
+        self.answers = AnswerCache(settings.cache_entries, stats, settings.cache_bytes)
 
     def render(self, req: Request, rcode: int, sections: Sections, aa: bool = True,
                ede: bytes = b"") -> Rendered:

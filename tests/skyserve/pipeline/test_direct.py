@@ -224,3 +224,19 @@ def test_a_flood_of_new_names_is_not_cached() -> None:
     hits = fast.stats.answer_hits
     fast.handle(data)
     assert fast.stats.answer_hits == hits + 1
+
+
+def test_the_answer_cache_is_bounded_by_bytes() -> None:
+    """Entries are estimated at their replies, keys and a fixed overhead; past the bound
+    the cache starts again empty rather than grow."""
+    fast, _ = pipelines(cache_bytes=3000)
+    sizes = []
+    for name in NAMES:
+        for rdtype in ("A", "TXT", "SRV"):
+            data = dns.message.make_query(name, rdtype).to_wire()
+            for _ in range(2):
+                fast.handle(data)
+            sizes.append(fast.answers.size_bytes)
+    assert max(sizes) <= 3000
+    assert max(sizes) > 2000  # it filled up before starting again
+    assert sizes.count(0) < len(sizes) // 2
