@@ -13,7 +13,10 @@ tracking recency per hit).
 Admission: answers the general path renders (~30 µs) are kept at once. Answers the direct
 stage makes in a few microseconds are kept only on their query's second sighting: a flood
 of names that never repeat then costs no insertions and cannot empty the cache. The
-doorkeeper remembers the hashes of recent first sightings, up to ``DOORKEEPER`` of them.
+doorkeeper marks the hashes of first sightings in a bitmap of bytes (no object per query),
+and starts again blank after twice the cache's capacity of them, so a name that comes back
+within that many new queries is admitted (a zone-wide mix the cache can hold is cached);
+a hash collision only admits an answer early.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from .request import Request
 CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
 
 ENTRY_OVERHEAD = 400  # bytes per entry besides the reply and key: objects, dict slots, deps
-DOORKEEPER = 65_536  # first sightings remembered for admission
 
 
 class CachedAnswer:
@@ -58,7 +60,11 @@ class AnswerCache:
         self._bytes = 0
         self._cache: dict[CacheKey, CachedAnswer] = {}
         self._deps: dict[Labels, set[CacheKey]] = {}
-        self._seen: set[int] = set()  # the doorkeeper: hashes of first sightings
+        # The doorkeeper: a byte per hash slot, 8 slots per remembered sighting.
+        self._window = 2 * max(1, capacity)
+        self._mask = (1 << min(22, (8 * self._window - 1).bit_length())) - 1
+        self._seen = bytearray(self._mask + 1)
+        self._marks = 0
         self._hit_ids: dict[tuple[int, str | None], int] = {}  # a reply's Stat -> its hit's
 
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
@@ -117,14 +123,16 @@ class AnswerCache:
     def seen_before(self, data: bytes, tcp: bool) -> bool:
         """The doorkeeper: whether this query (minus its ID) came recently and found the
         cache without it. The first time it only remembers it."""
-        h = hash((tcp, data[2:]))
+        h = hash((tcp, data[2:])) & self._mask
         seen = self._seen
-        if h in seen:
-            seen.discard(h)
+        if seen[h]:
+            seen[h] = 0
             return True
-        if len(seen) >= DOORKEEPER:
-            seen.clear()
-        seen.add(h)
+        if self._marks >= self._window:
+            self._seen = seen = bytearray(len(seen))
+            self._marks = 0
+        seen[h] = 1
+        self._marks += 1
         return False
 
     def keep_forwarded(self, req: Request, variants: list[bytes], stat_id: int, until: float,

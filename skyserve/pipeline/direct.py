@@ -32,13 +32,14 @@ over). An answer from here enters the answer cache the second time its query is 
 
 from __future__ import annotations
 
+import struct
 import time
 
 from skydns.record import Labels, Record
 
 from ..index import WILDCARD_LABELS, Node, subtree
 from ..lookup import Zone, group_filter, structural, wildcard_deps
-from ..tally import duration_bucket
+from ..tally import DURATION_BUCKETS, duration_bucket
 from ..wire import constants as T
 from ..wire.constants import AA, CD, HEADER, QR, RA, RD, RR_FIXED, SOA_TIMERS
 from .answers import AnswerCache
@@ -46,6 +47,10 @@ from .context import Shared
 from .zones import Zones
 
 SMALL = 8  # records at or below a name read here; more (or other shapes) go the long way
+NOERROR, NXDOMAIN = (T.NOERROR, "NOERROR"), (T.NXDOMAIN, "NXDOMAIN")  # code, metric label
+COUNTS = struct.Struct("!HHHIH")  # ID, flags, QDCOUNT, ANCOUNT and NSCOUNT as one, ARCOUNT
+ONE_ANSWER, ONE_AUTHORITY = 0x10000, 0x1
+FIRST_BUCKET = DURATION_BUCKETS[0]  # the duration bucket of (nearly) every direct answer
 NOT_HERE = frozenset((T.AXFR, T.IXFR, T.SOA, T.ANY))  # transfers, SOA probes, ANY
 ADDRESS_TYPES = {T.A: 4, T.AAAA: 16}  # qtype -> address length
 NEAR_APEX = frozenset(("dns", "hostmaster"))  # labels the SOA's names share
@@ -74,7 +79,7 @@ class Direct:
 
     def answer(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply, or None when the general path must answer."""
-        if not self.zones.ready or len(data) < 17:
+        if len(data) < 17 or not self.zones.ready:
             return None
         qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
         if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
@@ -82,52 +87,59 @@ class Direct:
         try:
             labels, end = _question(data)
             qtype = data[end] << 8 | data[end + 1]
-            if data[end + 2] != 0 or data[end + 3] != T.CLASS_IN or qtype in NOT_HERE:
+            if data[end + 2] or data[end + 3] != T.CLASS_IN or qtype in NOT_HERE:
                 return None
             edns = _edns(data, end + 4) if arcount else 0
         except IndexError:
             return None
-        if edns < 0 or (self.forwarder is not None and self.forwarder.probes):
-            return None
         zone = self._zone_of(labels)
-        do = edns == 2
-        if zone is None or zone.fallthrough or (do and zone.signed):
+        if zone is None or edns < 0 or (edns == 2 and zone.signed) or self.probing():
             return None
         path = labels[::-1]
-        rel = path[zone.depth:]
+        rel = path[zone.depth :]
         if not WILDCARD_LABELS.isdisjoint(path) or rel[0] in NEAR_APEX or (
                 zone.cluster and structural(rel)):
             return None
-        index = self.zones.authority.index
-        depth, node = index.closest_encloser(path)
-        head = QR | AA | self.ra | (flags & (RD | CD))
+        depth, node = self.zones.authority.index.closest_encloser(path)
         if depth < len(path):
             if depth >= zone.depth and "*" in node.children:
                 return None  # a wildcard answers: the general path
-            body, counts, rcode = zone.negative(end, self.answers.serial), (0, 1), T.NXDOMAIN
+            body, counts, rcode = zone.negative(end, self.answers.serial), ONE_AUTHORITY, NXDOMAIN
         else:
-            answer = self._addresses(node, qtype)
-            if answer is None:
+            body = self._addresses(node, qtype)
+            if body is None:
                 return None
-            if answer:
-                body, counts, rcode = answer, (1, 0), T.NOERROR
+            if body:
+                counts, rcode = ONE_ANSWER, NOERROR
             else:
-                body, counts, rcode = zone.negative(end, self.answers.serial), (0, 1), T.NOERROR
-        reply = (HEADER.pack(qid, head | rcode, 1, counts[0], counts[1], bool(edns))
-                 + data[12 : end + 4] + body)
+                body, counts, rcode = zone.negative(end, self.answers.serial), ONE_AUTHORITY, NOERROR
+        head = QR | AA | self.ra | (flags & (RD | CD)) | rcode[0]
+        reply = COUNTS.pack(qid, head, 1, counts, edns > 0) + data[12 : end + 4] + body
         if edns:
-            reply += self.opt[do]
+            reply += self.opt[edns - 1]
         seconds = time.perf_counter() - start
         stat = self.tally.add(("tcp" if tcp else "udp", zone.text, T.qtype_name(qtype),
-                               T.rcode_name(rcode), do, "etcd", len(data), len(reply),
-                               duration_bucket(seconds)), seconds)
+                               rcode[1], edns == 2, "etcd", len(data), len(reply),
+                               0 if seconds <= FIRST_BUCKET else duration_bucket(seconds)),
+                              seconds)
         if self.answers.seen_before(data, tcp):
-            deps = {path}
-            if depth < len(path):
-                deps |= wildcard_deps(index, path, depth, zone.depth)
-            serial_at = end + len(body) - 16 if counts[1] else -1  # 4 before the SOA timers
-            self.answers.keep_ours(data, tcp, [reply], serial_at, stat, deps)
+            self._keep(data, tcp, reply, stat, path, depth, zone, end + len(body) - 16)
         return reply
+
+    def probing(self) -> bool:
+        """Whether loop-detection probes are out: their replies go to the loop check."""
+        return self.forwarder is not None and bool(self.forwarder.probes)
+
+    def _keep(self, data: bytes, tcp: bool, reply: bytes, stat: int, path: Labels,
+              depth: int, zone: ZoneFacts, serial_at: int) -> None:
+        """Admit a reply to the answer cache, with the paths the general path would name
+        (a name that does not exist also depends on wildcards and names appearing above
+        it); ``serial_at`` only counts for a negative answer."""
+        deps = {path}
+        if depth < len(path):
+            deps |= wildcard_deps(self.zones.authority.index, path, depth, zone.depth)
+        negative = reply[7] == 0  # no answer records: the SOA is in the authority section
+        self.answers.keep_ours(data, tcp, [reply], serial_at if negative else -1, stat, deps)
 
     def _zone_of(self, labels: Labels) -> ZoneFacts | None:
         """The zone of a name below its apex (an apex goes the long way), like
@@ -144,8 +156,7 @@ class Direct:
         size = ADDRESS_TYPES.get(qtype)
         if size is None or node.count > SMALL:
             return None
-        records = node.values if not node.children and len(node.values) == 1 else \
-            group_filter(subtree(node))
+        records = _only(node) if node.count == 1 else group_filter(subtree(node))
         found: Record | None = None
         seen = False
         for r in records:
@@ -164,6 +175,13 @@ class Direct:
         assert found.address is not None
         ttl = found.ttl or self.default_ttl
         return b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, ttl, size) + found.address
+
+
+def _only(node: Node) -> tuple[Record, ...]:
+    """The one record of a subtree that holds one (``subtree`` without the sort)."""
+    while not node.values:
+        node = next(iter(node.children.values()))
+    return node.values
 
 
 def _question(data: bytes) -> tuple[Labels, int]:
