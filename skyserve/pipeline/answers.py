@@ -4,9 +4,10 @@ Contract: a hit returns exactly the bytes an uncached pass would have produced, 
 client's ID; it never parses the query. It is exact for our zones: every entry records
 the index paths its answer was read from, and a change at or below one of them drops it.
 The SOA serial (the etcd revision served) is spliced in at send time, so a cached negative
-answer carries the current serial. Forwarded replies are kept only until their TTLs would
-tick down a second. Multi-record answers are kept in several rotations, served in turn.
-When full, the cache starts again empty (cheaper than tracking recency per hit).
+answer carries the current serial. Forwarded replies are kept until their TTLs would
+tick down a second, then re-aged in place while the forward cache still holds them.
+Multi-record answers are kept in several rotations, served in turn. When full, the cache
+starts again empty (cheaper than tracking recency per hit).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 from skydns.record import Labels
 
+from ..forward.aging import Aging
 from ..forward.cache import CachedResponse
 from ..stats import Stats
 from ..wire.render import Rendered
@@ -24,16 +26,18 @@ CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
 
 
 class CachedAnswer:
-    __slots__ = ("denial", "expires", "heads", "source", "stat", "tail")
+    __slots__ = ("aging", "denial", "expires", "heads", "source", "stat", "tail")
 
     def __init__(self, heads: tuple[bytes, ...], tail: bytes | None, expires: float,
-                 stat: int, source: CachedResponse | None = None, denial: bool = False) -> None:
+                 stat: int, source: CachedResponse | None = None, denial: bool = False,
+                 aging: Aging | None = None) -> None:
         self.heads = heads  # the reply after its ID, up to the SOA serial; one per rotation
         self.tail = tail  # the reply after the serial, or None when it has no SOA
         self.expires = expires  # 0.0: until etcd changes it
         self.stat = stat  # its Tally id
         self.source = source  # for forwarded replies: the forward cache's entry
         self.denial = denial
+        self.aging = aging  # for forwarded replies: how to re-age them when ``expires`` passes
 
 
 class AnswerCache:
@@ -50,7 +54,8 @@ class AnswerCache:
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply to a query seen before, or None. The hot path: keep it lean."""
         entry = self._cache.get((tcp, data[2:]))
-        if entry is None or (entry.expires and entry.expires <= time.monotonic()):
+        if entry is None or (entry.expires and entry.expires <= time.monotonic()
+                             and not _renewed(entry)):
             return None
         stats = self.stats
         stats.answer_hits += 1
@@ -93,11 +98,13 @@ class AnswerCache:
         return first if at < 0 else first[:at] + self._serial + first[at + 4 :]
 
     def keep_forwarded(self, req: Request, variants: list[bytes], stat_id: int, until: float,
-                       source: CachedResponse | None) -> None:
-        """Keep a relayed upstream reply until ``until`` (monotonic)."""
+                       source: CachedResponse | None, aging: Aging | None = None) -> None:
+        """Keep a relayed upstream reply until ``until`` (monotonic), and then for as long
+        as ``aging`` can re-age it."""
         denial = source.denial if source is not None else False
         hit = self._hit_stat(stat_id, plugin="cache")
-        entry = CachedAnswer(tuple(v[2:] for v in variants), None, until, hit, source, denial)
+        entry = CachedAnswer(tuple(v[2:] for v in variants), None, until, hit, source, denial,
+                             aging)
         self._store((req.tcp, req.data[2:]), entry, ())
 
     def _hit_stat(self, stat_id: int, plugin: str | None = None) -> int:
@@ -127,3 +134,14 @@ class AnswerCache:
 
     def set_revision(self, revision: int) -> None:
         self._serial = (revision & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def _renewed(entry: CachedAnswer) -> bool:
+    """A kept forwarded reply whose TTLs ticked: re-aged in place while the forward cache
+    still serves it (else False, and the query takes the full path)."""
+    aging = entry.aging
+    fresh = aging.renew(entry.heads, time.monotonic()) if aging is not None else None
+    if fresh is None:
+        return False
+    entry.heads, entry.expires = fresh
+    return True
