@@ -14,12 +14,9 @@ it.
 
 from __future__ import annotations
 
-import struct
-
+from ..wire.constants import TTL
 from ..wire.response import parse_response
 from .cache import CachedResponse, ForwardCache, Key
-
-_TTL = struct.Struct("!I")
 
 Heads = tuple[bytes, ...]  # a reply after its ID, one per rotation
 
@@ -56,7 +53,7 @@ class Aging:
 
 def _lowered(head: bytes, offsets: tuple[int, ...], seconds: int) -> bytes:
     out = bytearray(head)
-    unpack, pack = _TTL.unpack_from, _TTL.pack_into
+    unpack, pack = TTL.unpack_from, TTL.pack_into
     for at in offsets:
         pack(out, at, max(0, unpack(out, at)[0] - seconds))
     return bytes(out)
