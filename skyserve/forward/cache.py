@@ -104,13 +104,25 @@ class ForwardCache:
         return None, False
 
     def wants_prefetch(self, entry: CachedResponse, now: float) -> bool:
-        s = self.settings
-        if not s.prefetch or entry.prefetching or entry.hits < s.prefetch:
-            return False
-        if (entry.expires - now) * 100 > entry.ttl * s.prefetch_percent:
+        if not self._prefetch_due(entry, now):
             return False
         entry.prefetching = True
         self.stats["prefetch"] += 1
+        return True
+
+    def _prefetch_due(self, entry: CachedResponse, now: float) -> bool:
+        s = self.settings
+        if not s.prefetch or entry.prefetching or entry.hits < s.prefetch:
+            return False
+        return (entry.expires - now) * 100 <= entry.ttl * s.prefetch_percent
+
+    def serves(self, key: Key, entry: CachedResponse, now: float) -> bool:
+        """Whether ``entry`` is still the fresh answer for ``key`` and not due for prefetch
+        (which only ``get`` and the forwarder start); keeps it recently used."""
+        table = self._denial if entry.denial else self._success
+        if now >= entry.expires or table.get(key) is not entry or self._prefetch_due(entry, now):
+            return False
+        table.move_to_end(key)
         return True
 
     def put(self, key: Key, response: Response, now: float) -> CachedResponse | None:

@@ -152,7 +152,7 @@ class Forwarder:
                 return
             except OSError:
                 return  # e.g. ICMP port unreachable; the timeout handles that upstream
-            q = pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
+            q = pending.get(data[0] << 8 | data[1]) if len(data) >= 12 else None
             resp = _parse(data) if q is not None else None
             if q is None or resp is None or not q.same_question(resp):
                 self.stats.counters["unexpected_replies"] += 1
@@ -185,7 +185,8 @@ class Forwarder:
         assert up is not None
         rcode = resp.rcode
         self._record(up, rcode, q.started)
-        verdict = policy.judge(rcode, bool(resp.flags & TC), q.tcp)
+        verdict = policy.judge(rcode, bool(resp.flags & TC), q.tcp) \
+            if rcode or resp.flags & TC else Verdict.ANSWER  # the usual case, without a call
         if verdict is Verdict.NEXT:
             self._next(q)  # an upstream that answers is healthy, just not helpful
             return

@@ -89,6 +89,8 @@ class Pool:
 
     def order(self, max_fails: int) -> list[Upstream]:
         """The upstreams to try, in turn: healthy ones in policy order, then failing ones."""
+        if len(self.upstreams) == 1:  # the usual case: nothing to order or filter
+            return [] if self.upstreams[0].looped else [self.upstreams[0]]
         usable = [u for u in self.upstreams if not u.looped]
         if len(usable) < 2:
             return usable  # nothing to order

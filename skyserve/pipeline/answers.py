@@ -4,11 +4,12 @@ Contract: a hit returns exactly the bytes an uncached pass would have produced, 
 client's ID; it never parses the query. It is exact for our zones: every entry records
 the index paths its answer was read from, and a change at or below one of them drops it.
 The SOA serial (the etcd revision served) is spliced in at send time, so a cached negative
-answer carries the current serial. Forwarded replies are kept only until their TTLs would
-tick down a second. Multi-record answers are kept in several rotations, served in turn.
-It is bounded by entries and by bytes (the replies, their keys and a fixed estimate of the
-bookkeeping per entry); when either is reached it starts again empty (cheaper than
-tracking recency per hit).
+answer carries the current serial. Forwarded replies are kept until their TTLs would
+tick down a second, then re-aged in place while the forward cache still holds them.
+Multi-record answers are kept in several rotations, served in turn. It is bounded by
+entries and by bytes (the replies, their keys and a fixed estimate of the bookkeeping per
+entry); when either is reached it starts again empty (cheaper than tracking recency per
+hit).
 
 Admission: answers the general path renders (~30 µs) are kept at once. Answers the direct
 stage makes in a few microseconds are kept only on their query's second sighting: a flood
@@ -25,6 +26,7 @@ import time
 
 from skydns.record import Labels
 
+from ..forward.aging import Aging
 from ..forward.cache import CachedResponse
 from ..stats import Stats
 from ..wire.render import Rendered
@@ -36,16 +38,18 @@ ENTRY_OVERHEAD = 400  # bytes per entry besides the reply and key: objects, dict
 
 
 class CachedAnswer:
-    __slots__ = ("denial", "expires", "heads", "source", "stat", "tail")
+    __slots__ = ("aging", "denial", "expires", "heads", "source", "stat", "tail")
 
     def __init__(self, heads: tuple[bytes, ...], tail: bytes | None, expires: float,
-                 stat: int, source: CachedResponse | None = None, denial: bool = False) -> None:
+                 stat: int, source: CachedResponse | None = None, denial: bool = False,
+                 aging: Aging | None = None) -> None:
         self.heads = heads  # the reply after its ID, up to the SOA serial; one per rotation
         self.tail = tail  # the reply after the serial, or None when it has no SOA
         self.expires = expires  # 0.0: until etcd changes it
         self.stat = stat  # its Tally id
         self.source = source  # for forwarded replies: the forward cache's entry
         self.denial = denial
+        self.aging = aging  # for forwarded replies: how to re-age them when ``expires`` passes
 
 
 class AnswerCache:
@@ -70,7 +74,8 @@ class AnswerCache:
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply to a query seen before, or None. The hot path: keep it lean."""
         entry = self._cache.get((tcp, data[2:]))
-        if entry is None or (entry.expires and entry.expires <= time.monotonic()):
+        if entry is None or (entry.expires and entry.expires <= time.monotonic()
+                             and not _renewed(entry)):
             return None
         stats = self.stats
         stats.answer_hits += 1
@@ -136,11 +141,13 @@ class AnswerCache:
         return False
 
     def keep_forwarded(self, req: Request, variants: list[bytes], stat_id: int, until: float,
-                       source: CachedResponse | None) -> None:
-        """Keep a relayed upstream reply until ``until`` (monotonic)."""
+                       source: CachedResponse | None, aging: Aging | None = None) -> None:
+        """Keep a relayed upstream reply until ``until`` (monotonic), and then for as long
+        as ``aging`` can re-age it."""
         denial = source.denial if source is not None else False
         hit = self._hit_stat(stat_id, plugin="cache")
-        entry = CachedAnswer(tuple(v[2:] for v in variants), None, until, hit, source, denial)
+        entry = CachedAnswer(tuple(v[2:] for v in variants), None, until, hit, source, denial,
+                             aging)
         self._store((req.tcp, req.data[2:]), entry, ())
 
     def _hit_stat(self, stat_id: int, plugin: str | None = None) -> int:
@@ -193,3 +200,14 @@ def _size(key: CacheKey, entry: CachedAnswer) -> int:
     """What an entry counts against ``max_bytes``."""
     tail = len(entry.tail) if entry.tail is not None else 0
     return ENTRY_OVERHEAD + len(key[1]) + sum(map(len, entry.heads)) + tail
+
+
+def _renewed(entry: CachedAnswer) -> bool:
+    """A kept forwarded reply whose TTLs ticked: re-aged in place while the forward cache
+    still serves it (else False, and the query takes the full path)."""
+    aging = entry.aging
+    fresh = aging.renew(entry.heads, time.monotonic()) if aging is not None else None
+    if fresh is None:
+        return False
+    entry.heads, entry.expires = fresh
+    return True

@@ -104,15 +104,16 @@ class Direct:
         if depth < len(path):
             if depth >= zone.depth and "*" in node.children:
                 return None  # a wildcard answers: the general path
-            body, counts, rcode = zone.negative(end, self.answers.serial), ONE_AUTHORITY, NXDOMAIN
+            rcode, found = NXDOMAIN, b""
         else:
-            body = self._addresses(node, qtype)
-            if body is None:
+            answer = self._addresses(node, qtype)
+            if answer is None:
                 return None
-            if body:
-                counts, rcode = ONE_ANSWER, NOERROR
-            else:
-                body, counts, rcode = zone.negative(end, self.answers.serial), ONE_AUTHORITY, NOERROR
+            rcode, found = NOERROR, answer
+        if found:
+            body, counts = found, ONE_ANSWER
+        else:
+            body, counts = zone.negative(end, self.answers.serial), ONE_AUTHORITY
         head = QR | AA | self.ra | (flags & (RD | CD)) | rcode[0]
         reply = COUNTS.pack(qid, head, 1, counts, edns > 0) + data[12 : end + 4] + body
         if edns:

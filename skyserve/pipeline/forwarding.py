@@ -3,15 +3,17 @@
 Contract: the query is deferred and answered once the forwarder's ``Outcome`` arrives —
 the upstream reply re-addressed to the client (TTLs aged, stale answers at 30 s), or an
 error rcode of our own. When no upstream covers the name, or the caller cannot wait for a
-deferred reply, it is REFUSED at once. A relayed reply is kept in the answer cache until
-its TTLs would tick down by one second. ``Refuse`` ends the chain when nothing forwards.
+deferred reply, it is REFUSED at once. A relayed reply from the forward cache is kept in
+the answer cache, its TTLs re-aged in place each second (``forward.aging``) while the
+forward cache's entry lives. ``Refuse`` ends the chain when nothing forwards.
 """
 
 from __future__ import annotations
 
 import time
 
-from ..forward.cache import STALE_TTL
+from ..forward.aging import Aging, ttl_offsets
+from ..forward.cache import STALE_TTL, Key
 from ..forward.policy import Outcome
 from ..wire.constants import EDE_NOT_AUTHORITATIVE, EDE_STALE, REFUSED, TC
 from ..wire.query import ede_option, reply_limit
@@ -66,8 +68,16 @@ class Forwarding:
             # Keep the bytes until their TTLs would tick down by one second.
             until = min(outcome.expires, outcome.stored + outcome.age + 1)
             if until > time.monotonic():
-                shared.answers.keep_forwarded(req, variants, stat_id, until, outcome.entry)
+                shared.answers.keep_forwarded(req, variants, stat_id, until, outcome.entry,
+                                              self._aging(req, outcome, variants))
         return reply
+
+    def _aging(self, req: Request, outcome: Outcome, variants: list[bytes]) -> Aging | None:
+        cache, entry, q = self.forwarder.cache, outcome.entry, req.query
+        if cache is None or entry is None:
+            return None
+        return Aging(cache, Key(q.labels, q.qtype, q.qclass, q.do), entry, outcome.age,
+                     tuple(ttl_offsets(v) for v in variants))
 
 
 class Refuse:

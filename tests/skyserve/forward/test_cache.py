@@ -249,6 +249,41 @@ def test_a_new_entry_starts_counting_again() -> None:
     assert new is not None and new is not old and new.hits == 0 and not new.prefetching
 
 
+# -- serves: may kept reply bytes be re-aged? ----------------------------------------
+
+
+def test_serves_a_fresh_current_entry_and_keeps_it_recently_used() -> None:
+    c = cache(success_capacity=2)
+    first = c.put(key("a.example.com"), reply("a.example.com"), T0)
+    c.put(key("b.example.com"), reply("b.example.com"), T0)
+    assert first is not None and c.serves(key("a.example.com"), first, T0 + 10)
+    c.put(key("c.example.com"), reply("c.example.com"), T0)  # evicts b, not a
+    assert c.get(key("a.example.com"), T0 + 10)[0] is first
+    assert c.get(key("b.example.com"), T0 + 10)[0] is None
+    negative = c.put(key("nx.example.com"), nxdomain(), T0)
+    assert negative is not None and c.serves(key("nx.example.com"), negative, T0 + 10)
+
+
+def test_serves_nothing_expired_replaced_or_evicted() -> None:
+    c = cache(success_capacity=1)
+    old = c.put(key(), reply(ttls=(60,)), T0)
+    assert old is not None and not c.serves(key(), old, T0 + 60)
+    new = c.put(key(), reply(ttls=(60,)), T0 + 1)
+    assert new is not None and not c.serves(key(), old, T0 + 2) and c.serves(key(), new, T0 + 2)
+    c.put(key("other.example.com"), reply("other.example.com"), T0 + 2)
+    assert not c.serves(key(), new, T0 + 3)
+
+
+def test_serves_nothing_due_for_prefetch_and_counts_no_prefetch() -> None:
+    c = cache(prefetch=1, prefetch_percent=50, min_ttl=0)
+    entry = c.put(key(), reply(ttls=(10,)), T0)
+    assert entry is not None
+    c.get(key(), T0 + 1)
+    assert c.serves(key(), entry, T0 + 4)  # 60 % left
+    assert not c.serves(key(), entry, T0 + 6)  # 40 % left: only ``get`` starts a prefetch
+    assert c.stats["prefetch"] == 0 and c.wants_prefetch(entry, T0 + 6)
+
+
 # -- statistics ----------------------------------------------------------------------
 
 
