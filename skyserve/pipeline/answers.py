@@ -34,7 +34,7 @@ from .request import Request
 
 CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
 
-ENTRY_OVERHEAD = 400  # bytes per entry besides the reply and key: objects, dict slots, deps
+ENTRY_OVERHEAD = 600  # bytes per entry besides reply and key (objects, dict slots, deps), measured
 
 
 class CachedAnswer:
@@ -63,7 +63,9 @@ class AnswerCache:
         self._turn = 0
         self._bytes = 0
         self._cache: dict[CacheKey, CachedAnswer] = {}
-        self._deps: dict[Labels, set[CacheKey]] = {}
+        # path -> the keys of the answers read from it: one key alone (nearly always: a
+        # set costs ~200 bytes an entry), or a set of them.
+        self._deps: dict[Labels, CacheKey | set[CacheKey]] = {}
         # The doorkeeper: a byte per hash slot, 8 slots per remembered sighting.
         self._window = 2 * max(1, capacity)
         self._mask = (1 << min(22, (8 * self._window - 1).bit_length())) - 1
@@ -169,8 +171,15 @@ class AnswerCache:
             self._bytes -= _size(key, old)
         self._cache[key] = entry
         self._bytes += size
+        deps_map = self._deps
         for path in deps:
-            self._deps.setdefault(path, set()).add(key)
+            keys = deps_map.get(path)
+            if keys is None:
+                deps_map[path] = key
+            elif isinstance(keys, set):
+                keys.add(key)
+            elif keys != key:
+                deps_map[path] = {keys, key}
 
     def clear(self) -> None:
         self._cache.clear()
@@ -186,8 +195,8 @@ class AnswerCache:
         """Drop every answer read from ``path`` or from any node above it."""
         for depth in range(len(path) + 1):
             keys = self._deps.pop(path[:depth], None)
-            if keys:
-                for key in keys:
+            if keys is not None:
+                for key in (keys if isinstance(keys, set) else (keys,)):
                     entry = self._cache.pop(key, None)
                     if entry is not None:
                         self._bytes -= _size(key, entry)
