@@ -95,3 +95,17 @@ def test_charts_from_a_saved_result_are_pngs(tmp_path: Path) -> None:
                                              "zone-size.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shapes_run_separately_merge_into_one_result(tmp_path: Path) -> None:
+    from benchkit.dns import merge_saved
+
+    full = tiny_result()
+    first, second = json.loads(json.dumps(full)), json.loads(json.dumps(full))
+    del first["shapes"]["zonewide"], first["shapes"]["zones"]["100000"]
+    for key in ("repeated", "rates", "flood"):
+        del second["shapes"][key]
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, res in zip(paths, (first, second), strict=True):
+        path.write_text(json.dumps(res))
+    assert merge_saved(paths) == full

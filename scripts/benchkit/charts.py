@@ -61,6 +61,7 @@ def _subtitle(res: dict[str, Any]) -> str:
 def draw(res: dict[str, Any], outdir: Path) -> list[Path]:
     """Write the charts the result has data for; returns their paths."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figures
+    from matplotlib.ticker import StrMethodFormatter
 
     sh, written = res["shapes"], []
     outdir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +71,7 @@ def draw(res: dict[str, Any], outdir: Path) -> list[Path]:
         a1, a2 = fig.subplots(1, 2)
         _plot(a1, series(zones, "qps"))
         _plot(a2, series(zones, "cpu_us_per_query"))
+        a1.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         for ax, ylabel in ((a1, "max QPS (dnsperf -q 100)"), (a2, "server CPU µs per query")):
             ax.set(xscale="log", xlabel="records in the zone (every name asked, shuffled)",
                    ylabel=ylabel, ylim=(0, None))

@@ -104,8 +104,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     ap.add_argument("--charts", type=Path, metavar="DIR",
                     help="draw the shapes suite's results as PNGs into DIR (needs matplotlib)")
-    ap.add_argument("--charts-from", type=Path, metavar="JSON",
-                    help="start nothing: reprint and (with --charts) redraw a saved --json")
+    ap.add_argument("--charts-from", type=Path, metavar="JSON", nargs="+",
+                    help="start nothing: reprint and (with --charts) redraw saved --json "
+                    "results of the shapes suite (several: shapes run separately, merged)")
     add_shape_args(ap)
     return ap.parse_args()
 
@@ -187,12 +188,25 @@ def main() -> int:
         print("bench-dns: --charts needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
         return 2
     if args.charts_from:
-        res = json.loads(args.charts_from.read_text())
+        res = merge_saved(args.charts_from)
         print(f"code: {res['code_at_start']}; skyserve interpreter: {interpreter(res)}")
         report_shapes(res["shapes"], interpreter(res))
         shapes_output(res, args.charts)
         return 0
     return run_session("bench-dns", args.keep, body)
+
+def merge_saved(paths: list[Path]) -> dict[str, Any]:
+    """Saved shapes results as one: the first file's settings, every file's shapes (a shape
+    in a later file replaces the same one in an earlier file)."""
+    res: dict[str, Any] = json.loads(paths[0].read_text())
+    for path in paths[1:]:
+        more = json.loads(path.read_text())
+        if more["python"] != res["python"]:
+            print(f"!! {path}: skyserve ran on {more['python']}, not {res['python']}")
+        for key, part in more["shapes"].items():
+            if isinstance(part, dict):
+                res["shapes"].setdefault(key, {}).update(part)
+    return res
 
 def interpreter(res: dict[str, Any]) -> str:
     return f"{res['python']}, {res['python_version'].split()[0]}"

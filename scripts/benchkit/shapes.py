@@ -202,8 +202,13 @@ def run_shapes(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: in
         "clients": args.clients, "shape_outstanding": args.shape_outstanding, "rate": args.rate,
         "rate_list": sorted({*args.rates, args.rate}), "sky_args": args.sky_args,
         "duration": args.duration, "zones": {}, "logs": {}}
+    t0 = time.monotonic()
     if {"repeated", "rates", "flood"} & set(args.shapes):
         run_small(res, args, procs, work, etcd_port, rng)
+    t1 = time.monotonic()
     if "zonewide" in args.shapes:
         run_zonewide(res, args, procs, work, etcd_port, rng)
+    res["elapsed_s"] = {"records_zone_shapes": t1 - t0, "zonewide": time.monotonic() - t1}
+    print(f"\nshapes took {t1 - t0:.0f}s on the {args.records:,} zone and "
+          f"{res['elapsed_s']['zonewide']:.0f}s zone-wide")
     return res
