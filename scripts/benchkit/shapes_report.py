@@ -67,6 +67,8 @@ def _info_rows(t: Table, shape: str, info: dict[str, Any],
                rss_target: float | None = None) -> None:
     s, k = info["skyserve"], info["knot"]
     t.row(shape, "ready s (start->answer)", s["ready_s"], k["ready_s"], None, 1)
+    if "warm_s" in s:
+        t.row("", "warm pass(es) s", s["warm_s"], k["warm_s"], None, 1)
     for key, label in (("rss_kb_loaded", "RSS MiB after load"),
                        ("rss_kb_after", "RSS MiB after runs")):
         if key in s:
