@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,6 +16,8 @@ from benchkit.dataset import write_flood_queries
 from benchkit.procs import Server
 from benchkit.rounds import alternate, median_of, paired_ratio
 from benchkit.shapes_report import report_shapes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_flood_names_are_distinct_new_names_of_the_zone_and_follow_the_seed(
@@ -109,3 +113,16 @@ def test_shapes_run_separately_merge_into_one_result(tmp_path: Path) -> None:
     for path, res in zip(paths, (first, second), strict=True):
         path.write_text(json.dumps(res))
     assert merge_saved(paths) == full
+
+
+@pytest.mark.e2e  # runs the script (it starts no server with --charts-from)
+def test_bench_dns_reprints_and_redraws_a_saved_result(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps(tiny_result()))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench-dns"), "--charts-from",
+                          str(saved), "--charts", str(tmp_path / "charts")],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "skyserve interpreter: /usr/bin/python3, 3.11.2" in out
+    assert "[FAIL] repeated 10,000, -q 100: QPS (max) ratio >= 0.9 (0.50)" in out
+    assert len(list((tmp_path / "charts").glob("*.png"))) == 3
