@@ -17,7 +17,13 @@ records and is the upstream of everything below, side by side in one run:
      load generator (not skyserve) was the limit.
 Knot's mod-stats counts the queries that really reached the upstream in every run.
 
-``--suite all`` runs both. Everything it starts is stopped by PID in a ``finally``
+``--suite shapes``: skyserve beside knot under issue 11's load shapes (dnsperf's default
+``-q 100`` beside ``-q 200``, fixed rates, a random-subdomain flood, every name of big zones),
+in alternating rounds, medians, ratios against the targets (see benchkit/shapes.py);
+``--charts DIR`` draws them as PNGs (needs matplotlib: the ``bench`` extra), and
+``--charts-from results.json`` redraws and reprints a saved run without starting anything.
+
+``--suite all`` runs auth and forward. Everything it starts is stopped by PID in a ``finally``
 block. Stdlib only: etcd is driven through its JSON gateway (/v3/kv/...), so any python3
 can run this script.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import random
 import signal
@@ -50,13 +57,16 @@ from benchkit.servers import (
     stop_noting_logs,
 )
 from benchkit.session import on_sigterm, run_session
+from benchkit.shapes import add_shape_args, run_shapes
+from benchkit.shapes_report import report_shapes
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["auth", "forward", "all"], default="auth",
+    ap.add_argument("--suite", choices=["auth", "forward", "all", "shapes"], default="auth",
                     help="auth: skyserve vs knot/nsd + propagation; forward: forwarding, "
-                    "cache hits and workers vs dnsmasq/unbound; all: both")
+                    "cache hits and workers vs dnsmasq/unbound; all: both; shapes: issue "
+                    "11's load shapes vs knot")
     ap.add_argument("--records", type=int, default=10000)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load")
@@ -92,6 +102,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    ap.add_argument("--charts", type=Path, metavar="DIR",
+                    help="draw the shapes suite's results as PNGs into DIR (needs matplotlib)")
+    ap.add_argument("--charts-from", type=Path, metavar="JSON", nargs="+",
+                    help="start nothing: reprint and (with --charts) redraw saved --json "
+                    "results of the shapes suite (several: shapes run separately, merged)")
+    add_shape_args(ap)
     return ap.parse_args()
 
 def code_state() -> str:
@@ -138,6 +154,8 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
             stop_noting_logs(procs, sky, res["logs"])
     if args.suite in ("forward", "all"):
         res["forward_suite"] = run_forward(args, procs, work, etcd_port, rng)
+    if args.suite == "shapes":
+        res["shapes"] = run_shapes(args, procs, work, etcd_port, rng)
     res["code_at_end"] = code_state()
     return res
 
@@ -157,9 +175,46 @@ def main() -> int:
                   " servers started at different times ran different code")
         if args.suite in ("auth", "all"):
             report(res, args.reference)
+        if args.suite == "shapes":
+            report_shapes(res["shapes"], interpreter(res))
         if args.suite in ("forward", "all"):
             report_forward(res["forward_suite"])
         if args.json:
             args.json.write_text(json.dumps(res, indent=2) + "\n")
+        if "shapes" in res:
+            shapes_output(res, args.charts)
 
+    if args.charts and importlib.util.find_spec("matplotlib") is None:
+        print("bench-dns: --charts needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
+        return 2
+    if args.charts_from:
+        res = merge_saved(args.charts_from)
+        print(f"code: {res['code_at_start']}; skyserve interpreter: {interpreter(res)}")
+        report_shapes(res["shapes"], interpreter(res))
+        shapes_output(res, args.charts)
+        return 0
     return run_session("bench-dns", args.keep, body)
+
+def merge_saved(paths: list[Path]) -> dict[str, Any]:
+    """Saved shapes results as one: the first file's settings, every file's shapes (a shape
+    in a later file replaces the same one in an earlier file)."""
+    res: dict[str, Any] = json.loads(paths[0].read_text())
+    for path in paths[1:]:
+        more = json.loads(path.read_text())
+        if more["python"] != res["python"]:
+            print(f"!! {path}: skyserve ran on {more['python']}, not {res['python']}")
+        for key, part in more["shapes"].items():
+            if isinstance(part, dict):
+                res["shapes"].setdefault(key, {}).update(part)
+    return res
+
+def interpreter(res: dict[str, Any]) -> str:
+    return f"{res['python']}, {res['python_version'].split()[0]}"
+
+def shapes_output(res: dict[str, Any], charts: Path | None) -> None:
+    """The shapes suite's charts, if asked for."""
+    if charts:
+        from benchkit.charts import draw  # matplotlib: only when charts are asked for
+
+        for path in draw(res, charts):
+            print(f"chart: {path}")

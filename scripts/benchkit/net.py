@@ -9,6 +9,7 @@ import json
 import random
 import socket
 import struct
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,11 +54,12 @@ def scrape(port: int) -> dict[str, float]:
             continue
     return out
 
-_conns: dict[int, http.client.HTTPConnection] = {}
+_conns: dict[tuple[int, int], http.client.HTTPConnection] = {}  # per port and thread
 
 def _etcd(port: int, path: str, body: dict[str, object]) -> None:
-    conn = _conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    _conns[port] = conn
+    at = (port, threading.get_ident())
+    conn = _conns.get(at) or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    _conns[at] = conn
     conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     resp = conn.getresponse()
     data = resp.read()

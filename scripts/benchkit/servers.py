@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchkit.dataset import UP_ZONE, ZONE, ip_for
+from benchkit.dataset import TXN_OPS, UP_ZONE, ZONE, ip_for
 from benchkit.net import free_port, http_status, query_a, scrape, udp_socket
 from benchkit.procs import Procs, Server, wait_until
 
@@ -20,7 +20,9 @@ def start_etcd(procs: Procs, work: Path) -> int:
     cmd = ["etcd", "--name", "bench", "--data-dir", str(work / "etcd"),
            "--listen-client-urls", cu, "--advertise-client-urls", cu,
            "--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
-           "--initial-cluster", f"bench={pu}", "--log-level", "warn"]
+           "--initial-cluster", f"bench={pu}", "--log-level", "warn",
+           # big zones load in large transactions (dataset.load_records)
+           "--max-txn-ops", str(TXN_OPS), "--max-request-bytes", str(32 << 20)]
     srv = procs.start("etcd", cmd, work / "etcd.log")
     wait_until(lambda: http_status(f"{cu}/health") == 200, 30, "etcd /health", srv)
     return port
@@ -74,7 +76,7 @@ METRICS_PORT: dict[int, int] = {}  # skyserve pid -> its metrics port
 
 def start_skyserve(procs: Procs, work: Path, python: str, etcd_port: int,
                    name: str = "skyserve", zone: str = ZONE, upstream: int = 0,
-                   extra: tuple[str, ...] = ()) -> Server:
+                   extra: tuple[str, ...] = (), ready_timeout: float = 120) -> Server:
     """skyserve on loopback; never reads /etc/resolv.conf (only ``--upstream`` if given)."""
     port, health, ready, metrics = free_port(), free_port(), free_port(), free_port()
     cmd = [python, "-m", "skyserve", "--etcd-endpoints", f"http://127.0.0.1:{etcd_port}",
@@ -87,7 +89,7 @@ def start_skyserve(procs: Procs, work: Path, python: str, etcd_port: int,
     srv = procs.start(name, cmd, work / f"{name}.log", port, cwd=REPO)
     print(f"   {' '.join(cmd[1:])}")
     METRICS_PORT[srv.pid] = metrics
-    wait_until(lambda: http_status(f"http://127.0.0.1:{ready}/ready") == 200, 120,
+    wait_until(lambda: http_status(f"http://127.0.0.1:{ready}/ready") == 200, ready_timeout,
                f"{name} /ready", srv)
     return srv
 
