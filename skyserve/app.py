@@ -128,8 +128,10 @@ class App:
         self.pipeline = self._build_pipeline(config)
         self.stopping = False
         self.interrupted = False  # SIGINT: stop without the lameduck
+        # Guards must see every query first, so no quick answers from the reading thread.
+        quick = None if self.pipeline.shared.settings.guarded else self.pipeline.quick
         self.udp = UdpServer(bind(config.dns_addr, socket.SOCK_DGRAM, reuse_port, what=DNS),
-                             self.pipeline.handle)
+                             self.pipeline.handle, quick)
         self.tcp = TcpServer(bind(config.dns_addr, socket.SOCK_STREAM, reuse_port, what=DNS),
                              self.pipeline.handle, config.tcp_limits, self.stats.guard.tcp)
         self.registry = metrics.registry(self.snapshot, config.deprecated_forward_metrics)
@@ -326,6 +328,7 @@ class App:
         pipeline.adopt(old)
         self.pipeline = pipeline
         self.udp.handler = self.tcp.handler = pipeline.handle
+        self.udp.quick = pipeline.quick
         self.tcp.limits = new.tcp_limits
         self.config = new
         logging.getLogger().setLevel(new.log_level.upper())

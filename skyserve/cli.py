@@ -6,7 +6,6 @@ records in etcd (see ``register``); ``skyserve dnssec ds`` prints a zone key's D
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from skydns.options import ConfigError
 
 from . import config as cfg
+from . import eventloop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if config.workers > 1:
             return serve_workers(config, args, os.environ)
-        return asyncio.run(serve(config, args, os.environ))
+        return eventloop.run(serve(config, args, os.environ))
     except OSError as exc:
         print(f"skyserve: error: {exc}", file=sys.stderr)
         return 1

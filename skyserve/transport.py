@@ -1,8 +1,12 @@
 """DNS over UDP and TCP sockets; no DNS logic here, only moving bytes to a handler.
 
 UDP does not use asyncio's DatagramProtocol: its one-datagram-per-loop-iteration costs
-about 50 microseconds a query, more than answering does. Instead the socket is registered
-with ``add_reader`` and drained, up to ``DRAIN`` datagrams per wake-up.
+about 50 microseconds a query, more than answering does. On a ``GatedLoop``
+(``eventloop``, how skyserve runs) a thread of its own reads the socket in a blocking
+``recvfrom`` and, holding the loop's gate, answers what ``quick`` can (cached and direct
+answers); everything else goes to the loop's thread, to ``handler``. Elsewhere (tests on
+a plain loop) the socket is registered with ``add_reader`` and drained, up to ``DRAIN``
+datagrams per wake-up.
 
 TCP uses asyncio streams; several queries may be pipelined on one connection (RFC 7766)
 and deferred replies go out as they come, in any order. So that a hostile client cannot
@@ -18,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 Send = Callable[[bytes, Any], None]
 # handler(query, tcp, peer, send) -> reply now, or None (dropped, or sent later via send)
 Handler = Callable[[bytes, bool, Any, Send], "bytes | None"]
+# quick(query, peer) -> a reply made at once without the event loop, or None
+Quick = Callable[[bytes, Any], "bytes | None"]
 
 DRAIN = 64
 
@@ -42,20 +49,35 @@ class TcpLimits:
 
 
 class UdpServer:
-    def __init__(self, sock: socket.socket, handler: Handler) -> None:
+    def __init__(self, sock: socket.socket, handler: Handler, quick: Quick | None = None) -> None:
         self.sock = sock
         self.handler = handler  # never raises: the pipeline answers its own errors
+        self.quick = quick  # likewise; used only by the reading thread
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._drain)
+        gate: threading.Lock | None = getattr(loop, "gate", None)
+        if gate is None or self.quick is None:
+            loop.add_reader(self.sock.fileno(), self._drain)
+            return
+        self._thread = threading.Thread(target=self._read, args=(loop, gate),
+                                        name="udp", daemon=True)
+        self._thread.start()
 
     def stop_reading(self) -> None:
         """Take no new queries; replies to forwarded ones can still be sent."""
-        if self._loop is not None:
+        if self._thread is not None:
+            # Not joined: it may be waiting for the gate this thread holds. It ends after
+            # the datagram in hand, at the latest on the wake-up datagram.
+            self._stopping = True
+            self._wake_reader()
+            self._thread = None
+        elif self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
-            self._loop = None
+        self._loop = None
 
     def close(self) -> None:
         self.stop_reading()
@@ -64,7 +86,7 @@ class UdpServer:
     def send(self, reply: bytes, peer: Any) -> None:
         """Send a reply that was produced later (forwarded queries)."""
         try:
-            self.sock.sendto(reply, peer)
+            self.sock.sendto(reply, socket.MSG_DONTWAIT, peer)
         except OSError:
             log.debug("udp send to %s failed", peer, exc_info=True)
 
@@ -85,6 +107,50 @@ class UdpServer:
                     sendto(reply, peer)
                 except OSError:
                     log.debug("udp send to %s failed", peer, exc_info=True)
+
+    def _read(self, loop: asyncio.AbstractEventLoop, gate: threading.Lock) -> None:
+        """The reading thread: blocking receives on a twin of the socket; quick answers
+        made holding the gate, the rest handed to the loop's thread."""
+        # Its own descriptor, blocking (deferred replies are sent with MSG_DONTWAIT).
+        reader = self.sock.dup()
+        reader.settimeout(None)
+        recvfrom, sendto, later = reader.recvfrom, reader.sendto, loop.call_soon_threadsafe
+        try:
+            while not self._stopping:
+                try:
+                    data, peer = recvfrom(65535)
+                except OSError:
+                    log.debug("udp receive failed", exc_info=True)
+                    continue
+                with gate:
+                    quick = self.quick
+                    reply = quick(data, peer) if quick is not None else None
+                if reply is not None:
+                    try:
+                        sendto(reply, peer)
+                    except OSError:
+                        log.debug("udp send to %s failed", peer, exc_info=True)
+                elif data and not self._stopping:
+                    try:
+                        later(self._on_loop, data, peer)
+                    except RuntimeError:  # the loop has closed: we are done
+                        return
+        finally:
+            reader.close()
+
+    def _on_loop(self, data: bytes, peer: Any) -> None:
+        """A query the reading thread passed on, answered on the loop's thread."""
+        reply = self.handler(data, False, peer, self.send)
+        if reply is not None:
+            self.send(reply, peer)
+
+    def _wake_reader(self) -> None:
+        """End the blocking receive: an empty datagram to our own address."""
+        host, port = self.sock.getsockname()[:2]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if self.sock.family == socket.AF_INET else "::1"
+        with suppress(OSError), socket.socket(self.sock.family, socket.SOCK_DGRAM) as s:
+            s.sendto(b"", (host, port))
 
 
 class TcpPeer:

@@ -26,7 +26,7 @@ from typing import Any
 from skydns.httpd import HttpServer, Response
 from skydns.netaddr import bind
 
-from . import metrics
+from . import eventloop, metrics
 from .app import DNS, HEALTH, METRICS, READY, App
 from .config import Config
 
@@ -84,7 +84,7 @@ class Supervisor:
                 w.control.close()
             code = 1
             try:
-                code = asyncio.run(_worker(self.config, self.argv, self.env, child_end))
+                code = eventloop.run(_worker(self.config, self.argv, self.env, child_end))
             finally:
                 os._exit(code)
         child_end.close()

@@ -103,6 +103,18 @@ class Pipeline:
             self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
         return reply
 
+    def quick(self, data: bytes, peer: Any = None) -> bytes | None:
+        """A UDP query's reply if the answer cache or the direct stage has it, else None
+        (then ``handle`` must answer it). What the transport's reading thread asks."""
+        start = time.perf_counter()
+        try:
+            reply = self._hit(data, False, start) or self._direct(data, False, start)
+        except Exception:
+            reply = self._panic(data)
+        if reply is not None and self.querylog is not None:
+            self.querylog.log(data, reply, peer, False, time.perf_counter() - start)
+        return reply
+
     def _deliver(self, req: Request, build: Build) -> None:
         """Send a deferred reply, built now; a failure to build it is a panic too."""
         try:
