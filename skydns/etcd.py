@@ -9,6 +9,7 @@ may be retried after half a second, and callers recreate the whole client after 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import etcd3.events
 import etcd3.exceptions
 import etcd3.utils
 import grpc
+from etcd3 import etcdrpc
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ MAX_PAGE = 500_000
 PAGE_BYTES = 32 * 2**20
 MAX_MESSAGE = 512 * 2**20
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops (per list: compares, and operations)
+PIPELINE = 8  # transactions in flight at once in apply()
 
 
 class EtcdError(Exception):
@@ -300,36 +303,69 @@ class EtcdClient:
 
         ``expect`` maps a key to the value it must hold before it is written or deleted
         (None: it must not exist). ``guard`` is a (key, value) every transaction also
-        checks (a leader lock); ``lease`` attaches every put to that lease. Puts go first,
-        so a name written and cleaned up in one call never goes empty. Returns how many
-        operations were applied, in that order (puts, then deletes): all of them, or the
-        count up to the first transaction whose comparison failed; the ones after it are
-        not sent.
+        checks (a leader lock); ``lease`` attaches every put to that lease. Up to
+        ``PIPELINE`` transactions are in flight at once, but every put is committed before
+        a transaction of deletes only is sent (puts and deletes that fit one transaction
+        share it), so a name written and cleaned up in one call never goes empty. Returns
+        how many operations were applied, in that order (puts, then deletes): all of them,
+        or the count up to the first transaction whose comparison failed. Transactions
+        already in flight behind a failed one may still apply (each is safe on its own:
+        its comparisons hold); none is sent after the failure is seen.
         """
-        txn = self._client.transactions
         expect = expect or {}
-        ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in deletes)]
         size = MAX_TXN_OPS - (1 if guard else 0)
+        ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in deletes)]
+        chunks = [ops[i : i + size] for i in range(0, len(ops), size)]
+        # The chunk holding the last puts also holds the first deletes; chunks of deletes
+        # only wait until it has committed.
+        barrier = next((n for n, c in enumerate(chunks) if c[0][1] is None), len(chunks))
         done = 0
         try:
-            for start in range(0, len(ops), size):
-                chunk = ops[start : start + size]
-                compare = [txn.value(guard[0]) == guard[1]] if guard else []
-                success = []
-                for key, value in chunk:
-                    if key in expect:
-                        want = expect[key]
-                        compare.append(txn.version(key) == 0 if want is None
-                                       else txn.value(key) == want)
-                    success.append(txn.delete(key) if value is None
-                                   else txn.put(key, value, lease=lease))
-                ok, _ = self._client.transaction(compare=compare, success=success, failure=[])
-                if not ok:
+            for phase in (chunks[:barrier], chunks[barrier:]):
+                applied, complete = self._pipeline(
+                    [self._txn_request(c, expect, guard, lease) for c in phase])
+                done += sum(len(c) for c in phase[:applied])
+                if not complete:
                     return done
-                done += len(chunk)
         except _FAILURES as exc:
             raise _translate(exc) from exc
         return done
+
+    def _txn_request(self, chunk: list[tuple[str, str | None]],
+                     expect: Mapping[str, str | None], guard: tuple[str, str] | None,
+                     lease: int | None) -> Any:
+        txn = self._client.transactions
+        compare = [txn.value(guard[0]) == guard[1]] if guard else []
+        success = []
+        for key, value in chunk:
+            if key in expect:
+                want = expect[key]
+                compare.append(txn.version(key) == 0 if want is None
+                               else txn.value(key) == want)
+            success.append(txn.delete(key) if value is None
+                           else txn.put(key, value, lease=lease))
+        return etcdrpc.TxnRequest(compare=[c.build_message() for c in compare],
+                                  success=self._client._ops_to_requests(success))
+
+    def _pipeline(self, requests: list[Any]) -> tuple[int, bool]:
+        """Send transactions with up to PIPELINE in flight (etcd commits concurrent ones
+        in one raft round, where one at a time each waits for its own); returns how many
+        succeeded before the first refused one, and whether all did."""
+        c = self._client
+        in_flight: deque[Any] = deque()
+        succeeded, sent = 0, 0
+        while sent < len(requests) or in_flight:
+            while sent < len(requests) and len(in_flight) < PIPELINE:
+                in_flight.append(c.kvstub.Txn.future(requests[sent], c.timeout,
+                                                     credentials=c.call_credentials,
+                                                     metadata=c.metadata))
+                sent += 1
+            if not in_flight.popleft().result().succeeded:
+                for rest in in_flight:  # let them finish: an error would hide the answer
+                    rest.exception()
+                return succeeded, False
+            succeeded += 1
+        return succeeded, True
 
     def grant_lease(self, ttl: int) -> int:
         try:

@@ -33,7 +33,8 @@ class FakeKubeAPI:
         self._compacted = 0  # watch RVs below this get 410; continue tokens are dropped
         self._objects: dict[tuple[str, str, str], Obj] = {}  # (resource, namespace, name)
         self._log: list[Event] = []
-        self._snapshots: dict[tuple[str, int], list[Obj]] = {}  # pinned lists for `continue`
+        # pinned lists for `continue`, by (resource, rv, namespace, labelSelector)
+        self._snapshots: dict[tuple[str, int, str | None, str], list[Obj]] = {}
         self._requests: list[Request] = []
         self._watches: Counter[str] = Counter()  # open watch streams per resource
         self._epoch = 0  # bumped by stop()/set_down(True): open watches end

@@ -153,18 +153,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise APIError(400, "BadRequest", "invalid limit or continue parameter") from None
         with api._cond:
             if token:
-                snapshot = api._snapshots.get((res.name, rv))
-                if snapshot is None:
+                items = api._snapshots.get((res.name, rv, ns, query.get("labelSelector", "")))
+                if items is None:
                     raise APIError(410, "Expired", "The provided continue parameter is too old "
                                     "to display a consistent list result.")
             else:
-                rv, snapshot = api._rv, api._sorted(res.name)
-            items = [o for o in snapshot if visible(o, ns, reqs)]
+                rv = api._rv
+                items = [o for o in api._sorted(res.name) if visible(o, ns, reqs)]
             page = items[offset: offset + limit] if limit else items[offset:]
             left = len(items) - offset - len(page)
             meta: Obj = {"resourceVersion": str(rv)}
-            if left > 0:
-                api._snapshots[(res.name, rv)] = snapshot
+            if left > 0:  # the filtered list is kept: each page costs its size, not the list's
+                api._snapshots[(res.name, rv, ns, query.get("labelSelector", ""))] = items
                 cont = json.dumps({"rv": rv, "offset": offset + len(page)}).encode()
                 meta["continue"] = base64.urlsafe_b64encode(cont).decode()
                 if not reqs:  # like the real apiserver: no count when a selector is used
