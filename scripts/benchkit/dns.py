@@ -17,7 +17,10 @@ records and is the upstream of everything below, side by side in one run:
      load generator (not skyserve) was the limit.
 Knot's mod-stats counts the queries that really reached the upstream in every run.
 
-``--suite all`` runs both. Everything it starts is stopped by PID in a ``finally``
+``--suite churn``: skyserve alone, quiet and while etcd changes --churn-rate times a
+second, with put -> answer propagation sampled meanwhile (scripts/benchkit/churn.py).
+
+``--suite all`` runs auth and forward. Everything it starts is stopped by PID in a ``finally``
 block. Stdlib only: etcd is driven through its JSON gateway (/v3/kv/...), so any python3
 can run this script.
 """
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit.auth import propagation, report
+from benchkit.churn import report_churn, run_churn
 from benchkit.dataset import load_records, write_queries, write_zone
 from benchkit.dnsperf import bench_server
 from benchkit.forward import run_forward
@@ -54,9 +58,13 @@ from benchkit.session import on_sigterm, run_session
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["auth", "forward", "all"], default="auth",
+    ap.add_argument("--suite", choices=["auth", "forward", "churn", "all"], default="auth",
                     help="auth: skyserve vs knot/nsd + propagation; forward: forwarding, "
-                    "cache hits and workers vs dnsmasq/unbound; all: both")
+                    "cache hits and workers vs dnsmasq/unbound; churn: skyserve quiet vs "
+                    "under etcd churn; all: auth and forward")
+    ap.add_argument("--churn-rate", type=int, default=1000, help="etcd puts/s (churn suite)")
+    ap.add_argument("--probe-rate", type=float, default=20.0,
+                    help="propagation probes/s during the churn runs (churn suite)")
     ap.add_argument("--records", type=int, default=10000)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load")
@@ -138,6 +146,9 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
             stop_noting_logs(procs, sky, res["logs"])
     if args.suite in ("forward", "all"):
         res["forward_suite"] = run_forward(args, procs, work, etcd_port, rng)
+    if args.suite == "churn":
+        qfile = write_queries(work, args.records, args.nx_fraction, rng)
+        res["churn_suite"] = run_churn(args, procs, work, etcd_port, qfile)
     res["code_at_end"] = code_state()
     return res
 
@@ -159,6 +170,8 @@ def main() -> int:
             report(res, args.reference)
         if args.suite in ("forward", "all"):
             report_forward(res["forward_suite"])
+        if args.suite == "churn":
+            report_churn(res["churn_suite"], args.rate)
         if args.json:
             args.json.write_text(json.dumps(res, indent=2) + "\n")
 

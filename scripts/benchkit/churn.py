@@ -1,0 +1,171 @@
+"""The churn suite: skyserve serving a fixed query rate while etcd changes under it.
+
+etcd holds --records names (the auth suite's h0..hN-1). One skyserve is measured twice
+with the same dnsperf runs (max throughput, then --rate qps with per-query times):
+
+* quiet: nothing changes in etcd;
+* churn: a writer process puts a new address for a random name --churn-rate times a
+  second (single puts over one keep-alive connection to etcd's JSON gateway, paced by a
+  schedule so a late put is caught up, not dropped), and a prober in this process changes
+  one more name every 1/--probe-rate s and polls skyserve every 0.5 ms until it answers
+  the new address: put -> answer propagation.
+
+The writer and the prober touch disjoint halves of the zone. "other work %" of the churn
+runs includes etcd, the writer and the prober: the churn's own cost, reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import multiprocessing
+import random
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from benchkit.auth import change_and_wait, delay_stats
+from benchkit.dataset import key_for, new_ip, record
+from benchkit.dnsperf import bench_server
+from benchkit.net import udp_socket
+from benchkit.procs import CLK_TCK, Procs, Server, cpu_ticks
+from benchkit.report import fmt
+from benchkit.servers import check_answers, start_skyserve, stop_noting_logs
+
+PROBE_BASE = 1 << 19  # the prober's new_ip() numbers: never the writer's
+
+
+def _writer(port: int, first: int, count: int, rate: float, stop: Any, done: Any) -> None:
+    """Put new addresses for random names in [first, first + count) at ``rate`` per second."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    rng = random.Random(3)
+    start, k = time.monotonic(), 0
+    while not stop.is_set():
+        ahead = start + k / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        key = key_for(first + rng.randrange(count)).encode()
+        body = {"key": base64.b64encode(key).decode(),
+                "value": base64.b64encode(record(new_ip(k % PROBE_BASE)).encode()).decode()}
+        conn.request("POST", "/v3/kv/put", json.dumps(body))
+        conn.getresponse().read()
+        k += 1
+        done.value = k
+
+
+class Churn:
+    """The writer process and the prober thread, for the duration of a ``with`` block."""
+
+    def __init__(self, sky: Server, etcd_port: int, args: argparse.Namespace) -> None:
+        self.sky, self.etcd_port, self.args = sky, etcd_port, args
+        ctx = multiprocessing.get_context("fork")
+        self._stop, self._done = ctx.Event(), ctx.Value("q", 0)
+        half = args.records // 2
+        self._proc = ctx.Process(target=_writer, daemon=True, args=(
+            etcd_port, 0, half, float(args.churn_rate), self._stop, self._done))
+        self._probing = threading.Event()
+        self._prober = threading.Thread(target=self._probe, daemon=True)
+        self.delays: list[float] = []
+        self.put_ms: list[float] = []
+        self.timeouts = 0
+        self._probes = 0
+        self.stats: dict[str, Any] = {}
+
+    def __enter__(self) -> Churn:
+        self._t0 = time.monotonic()
+        self._proc.start()
+        self._prober.start()
+        return self
+
+    def _probe(self) -> None:
+        sock = udp_socket(self.sky.port)
+        rng, half, n = random.Random(4), self.args.records // 2, self.args.records
+        try:
+            while not self._probing.wait(1 / self.args.probe_rate):
+                ip = new_ip(PROBE_BASE + self._probes)
+                self._probes += 1
+                delay, put = change_and_wait(sock, self.etcd_port, rng.randrange(half, n), ip,
+                                             self.args.change_timeout, gap=0.0005)
+                self.put_ms.append(put)
+                if delay is None:
+                    self.timeouts += 1
+                else:
+                    self.delays.append(delay)
+        finally:
+            sock.close()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        wall = time.monotonic() - self._t0
+        writer_cpu = cpu_ticks(self._proc.pid or 0) / CLK_TCK
+        self._stop.set()
+        self._probing.set()
+        self._proc.join(10)
+        self._prober.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self.stats = {**delay_stats(self.delays, self.put_ms, self.timeouts),
+                      "writer_puts": self._done.value,
+                      "writer_puts_per_s": self._done.value / wall,
+                      "writer_cpu_pct": 100 * writer_cpu / wall}
+
+
+def churn_run(sky: Server, etcd: Server, etcd_port: int, qfile: Path,
+              args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """bench_server() under churn; the box is busy on purpose, so no waiting for quiet."""
+    calm = argparse.Namespace(**{**vars(args), "quiet_wait": 0.0, "noisy_retries": 0})
+    etcd0, t0 = cpu_ticks(etcd.pid), time.monotonic()
+    with Churn(sky, etcd_port, args) as churn:
+        res = bench_server(sky, qfile, calm, label=label)
+    res["churn"] = churn.stats
+    res["churn"]["etcd_cpu_pct"] = (100 * (cpu_ticks(etcd.pid) - etcd0) / CLK_TCK
+                                    / (time.monotonic() - t0))
+    c = res["churn"]
+    print(f"   churn: {c['writer_puts_per_s']:.0f} puts/s (writer CPU "
+          f"{c['writer_cpu_pct']:.0f}%, etcd {c['etcd_cpu_pct']:.0f}%); propagation over "
+          f"{c['changes']} probes p50 {fmt(c['p50_ms'], 2)} ms p99 {fmt(c['p99_ms'], 2)} ms "
+          f"max {fmt(c['max_ms'], 2)} ms, timeouts {c['timeouts']}", flush=True)
+    return res
+
+
+def run_churn(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: int,
+              qfile: Path) -> dict[str, Any]:
+    etcd = next(s for s in procs.servers if s.name == "etcd")
+    sky = start_skyserve(procs, work, args.python, etcd_port)
+    check_answers(sky, args.records)
+    res = {"quiet": bench_server(sky, qfile, args, label="skyserve quiet"),
+           "churn": churn_run(sky, etcd, etcd_port, qfile, args, "skyserve churn")}
+    stop_noting_logs(procs, sky, res.setdefault("logs", {}))
+    return res
+
+
+ROWS = [("QPS (max)", "qps", 0), ("CPU us/query (max)", "cpu_us_per_query", 2),
+        ("other work % (max)", "others_cpu_pct", 0), ("QPS @rate", "lat_qps", 0),
+        ("CPU us/query @rate", "lat_cpu_us_per_query", 2), ("p50 ms @rate", "p50_ms", 3),
+        ("p99 ms @rate", "p99_ms", 3), ("lost @rate", "lat_lost", 0),
+        ("other work % @rate", "lat_others_cpu_pct", 0)]
+
+
+def report_churn(res: dict[str, Any], rate: int) -> None:
+    q, c = res["quiet"], res["churn"]
+    print(f"\n{'churn suite':<22}{'quiet':>12}{'churn':>12}{'ratio':>9}")
+    print("-" * 55)
+    for label, key, nd in ROWS:
+        qv, cv = q.get(key), c.get(key)
+        ratio = fmt(cv / qv, 2) if isinstance(cv, float) and isinstance(qv, float) and qv else "-"
+        print(f"{label.replace('rate', str(rate)):<22}{fmt(qv, nd):>12}{fmt(cv, nd):>12}"
+              f"{ratio:>9}")
+    ch = c["churn"]
+    print("(churn other work includes etcd, the writer and the prober)")
+    checks = [("propagation p99 <= 20 ms, no timeouts",
+               ch["timeouts"] == 0 and ch["p99_ms"] <= 20),
+              ("QPS @rate within 10% of quiet", c["lat_qps"] >= 0.9 * q["lat_qps"]),
+              ("max QPS within 10% of quiet", c["qps"] >= 0.9 * q["qps"]),
+              ("p99 @rate within 10% of quiet", c["p99_ms"] <= 1.1 * q["p99_ms"])]
+    print("\ntargets:")
+    for text, ok in checks:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
