@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from tenacity import wait_exponential_jitter
 
 from skydns.background import Background
-from skydns.etcd import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings
+from skydns.etcd import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings, KeyValue
 from skydns.record import owner_of
 
 from .cluster import ClusterState, Group
@@ -241,16 +241,24 @@ class Reconciler:
         owner = self.zone.owner
         owned: dict[str, str] = {}
         others: set[str] = set()
+        marker = OWNER_FIELD.encode()
         self._op = "load"
-        kvs = [kv for p in self.zone.owned_prefixes() for kv in client.load(p)[0]]
+
+        def take(kvs: list[KeyValue]) -> None:
+            for kv in kvs:
+                if marker in kv.value and owner_of(kv.value, OWNER_FIELD) == owner:
+                    owned[kv.key] = kv.value.decode()
+                else:
+                    others.add(kv.key)
+
+        # A page at a time: a million keys read back whole first cost ~500 MiB at once.
+        for prefix in self.zone.owned_prefixes():
+            for page, _ in client.pages(prefix):
+                take(page)
         version, header = client.get_with_header(self.zone.version_key)
         self.cluster_id, self.revision = header.cluster_id, header.revision
         self.metrics.etcd_ops.labels("load", "ok").inc(len(self.zone.owned_prefixes()) + 1)
-        for kv in [*kvs, *([version] if version else [])]:
-            if OWNER_FIELD.encode() in kv.value and owner_of(kv.value, OWNER_FIELD) == owner:
-                owned[kv.key] = kv.value.decode()
-            else:
-                others.add(kv.key)
+        take([version] if version else [])
         return owned, others
 
     def _full(self, client: EtcdClient) -> None:
@@ -270,11 +278,14 @@ class Reconciler:
             deletes = [k for k in owned if k not in desired]
             expect: dict[str, str | None] = {k: owned.get(k) for k in puts}
             expect.update((k, owned[k]) for k in deletes)
+            del owned, others
             self._apply(client, puts, deletes, expect)
         except BaseException:
             self.dirty.update(dirty)
             raise
-        self.state = {k: v for k, v in desired.items() if k not in foreign}
+        for key in foreign:  # desired becomes the state: no second dict of every key
+            del desired[key]
+        self.state = desired
         self.written = written
         if foreign != self.foreign and foreign:
             log.warning("leaving %d keys alone that other writers hold, e.g. %s",

@@ -23,6 +23,7 @@ tell its keys from those of other writers.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -345,16 +346,23 @@ def values(zone: Domain, records: Records) -> dict[str, str]:
 
 def kind_of(zone: Domain, key: str, value: str) -> str:
     """The record kind a written key/value stands for (for the records gauge): cheap."""
-    if key == zone.version_key:
+    version, arpa, pod, svc = _kind_prefixes(zone)
+    if key == version:
         return "txt"
-    if key.startswith(zone.prefix + "/arpa/"):
+    if key.startswith(arpa):
         return "ptr"
-    if key.startswith(zone.key("pod") + "/"):
+    if key.startswith(pod):
         return "pod"
-    if "/_" in key[len(zone.key("svc")):]:
+    if "/_" in key[svc:]:
         return "srv"
     start = value.find('"host":"')
     host = value[start + 8 : value.find('"', start + 8)] if start >= 0 else ""
     if host.endswith(".") or not host:
         return "cname"
     return "aaaa" if ":" in host else "a"
+
+
+@functools.cache
+def _kind_prefixes(zone: Domain) -> tuple[str, str, str, int]:
+    """What kind_of() compares keys with, computed once per zone (it runs once per key)."""
+    return zone.version_key, zone.prefix + "/arpa/", zone.key("pod") + "/", len(zone.key("svc"))
