@@ -8,6 +8,7 @@ may be retried after half a second, and callers recreate the whole client after 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -314,22 +315,13 @@ class EtcdClient:
         """
         expect = expect or {}
         size = MAX_TXN_OPS - (1 if guard else 0)
-        ops: list[tuple[str, str | None]] = [*puts.items(), *((k, None) for k in deletes)]
-        chunks = [ops[i : i + size] for i in range(0, len(ops), size)]
-        # The chunk holding the last puts also holds the first deletes; chunks of deletes
-        # only wait until it has committed.
-        barrier = next((n for n, c in enumerate(chunks) if c[0][1] is None), len(chunks))
-        done = 0
+        ops = itertools.chain(puts.items(), ((k, None) for k in deletes))
+        # Built as they are sent: a million keys' requests at once took ~700 MiB.
+        chunks = iter(lambda: list(itertools.islice(ops, size)), [])
         try:
-            for phase in (chunks[:barrier], chunks[barrier:]):
-                applied, complete = self._pipeline(
-                    [self._txn_request(c, expect, guard, lease) for c in phase])
-                done += sum(len(c) for c in phase[:applied])
-                if not complete:
-                    return done
+            return self._pipeline(chunks, lambda c: self._txn_request(c, expect, guard, lease))
         except _FAILURES as exc:
             raise _translate(exc) from exc
-        return done
 
     @staticmethod
     def _txn_request(chunk: list[tuple[str, str | None]], expect: Mapping[str, str | None],
@@ -355,25 +347,39 @@ class EtcdClient:
                                                          lease=lease or 0)))
         return rpc.TxnRequest(compare=compare, success=success)
 
-    def _pipeline(self, requests: list[Any]) -> tuple[int, bool]:
-        """Send transactions with up to PIPELINE in flight (etcd commits concurrent ones
-        in one raft round, where one at a time each waits for its own); returns how many
-        succeeded before the first refused one, and whether all did."""
+    def _pipeline(self, chunks: Iterator[list[tuple[str, str | None]]],
+                  build: Callable[[list[tuple[str, str | None]]], Any]) -> int:
+        """Send a transaction per chunk with up to PIPELINE in flight (etcd commits
+        concurrent ones in one raft round, where one at a time each waits for its own);
+        the first chunk that starts with a delete waits until every put has committed.
+        Returns how many operations the transactions before the first refused one held."""
         c = self._client
-        in_flight: deque[Any] = deque()
-        succeeded, sent = 0, 0
-        while sent < len(requests) or in_flight:
-            while sent < len(requests) and len(in_flight) < PIPELINE:
-                in_flight.append(c.kvstub.Txn.future(requests[sent], c.timeout,
-                                                     credentials=c.call_credentials,
-                                                     metadata=c.metadata))
-                sent += 1
-            if not in_flight.popleft().result().succeeded:
-                for rest in in_flight:  # let them finish: an error would hide the answer
-                    rest.exception()
-                return succeeded, False
-            succeeded += 1
-        return succeeded, True
+        in_flight: deque[tuple[Any, int]] = deque()  # (future, operations)
+        done, puts_done = 0, False
+
+        def settle() -> bool:
+            nonlocal done
+            future, count = in_flight.popleft()
+            if future.result().succeeded:
+                done += count
+                return True
+            for rest, _ in in_flight:  # let them finish: an error would hide the answer
+                rest.exception()
+            return False
+
+        for chunk in chunks:
+            barrier = chunk[0][1] is None and not puts_done
+            while in_flight and (barrier or len(in_flight) >= PIPELINE):
+                if not settle():
+                    return done
+            puts_done = puts_done or barrier
+            in_flight.append((c.kvstub.Txn.future(build(chunk), c.timeout,
+                                                  credentials=c.call_credentials,
+                                                  metadata=c.metadata), len(chunk)))
+        while in_flight:
+            if not settle():
+                return done
+        return done
 
     def grant_lease(self, ttl: int) -> int:
         try:
