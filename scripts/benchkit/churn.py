@@ -5,10 +5,10 @@ with the same dnsperf runs (max throughput, then --rate qps with per-query times
 
 * quiet: nothing changes in etcd;
 * churn: a writer process puts a new address for a random name --churn-rate times a
-  second (single puts over one keep-alive connection to etcd's JSON gateway, paced by a
-  schedule so a late put is caught up, not dropped), and a prober in this process changes
-  one more name every 1/--probe-rate s and polls skyserve every 0.5 ms until it answers
-  the new address: put -> answer propagation.
+  second (transactions of --churn-batch puts over one keep-alive connection to etcd's
+  JSON gateway, paced by a schedule so a late put is caught up, not dropped), and a
+  prober in this process changes one more name every 1/--probe-rate s and polls
+  skyserve every 0.5 ms until it answers the new address: put -> answer propagation.
 
 The writer and the prober touch disjoint halves of the zone. "other work %" of the churn
 runs includes etcd, the writer and the prober: the churn's own cost, reported apart.
@@ -39,8 +39,10 @@ from benchkit.servers import check_answers, start_skyserve, stop_noting_logs
 PROBE_BASE = 1 << 19  # the prober's new_ip() numbers: never the writer's
 
 
-def _writer(port: int, first: int, count: int, rate: float, stop: Any, done: Any) -> None:
-    """Put new addresses for random names in [first, first + count) at ``rate`` per second."""
+def _writer(port: int, first: int, count: int, rate: float, batch: int, stop: Any,
+            done: Any) -> None:
+    """Put new addresses for random names in [first, first + count) at ``rate`` per second,
+    ``batch`` puts per transaction (each put is its own change of its own name)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     rng = random.Random(3)
     start, k = time.monotonic(), 0
@@ -48,12 +50,13 @@ def _writer(port: int, first: int, count: int, rate: float, stop: Any, done: Any
         ahead = start + k / rate - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
-        key = key_for(first + rng.randrange(count)).encode()
-        body = {"key": base64.b64encode(key).decode(),
-                "value": base64.b64encode(record(new_ip(k % PROBE_BASE)).encode()).decode()}
-        conn.request("POST", "/v3/kv/put", json.dumps(body))
+        ops = [{"requestPut": {
+            "key": base64.b64encode(key_for(first + rng.randrange(count)).encode()).decode(),
+            "value": base64.b64encode(record(new_ip((k + j) % PROBE_BASE)).encode()).decode()}}
+            for j in range(batch)]
+        conn.request("POST", "/v3/kv/txn", json.dumps({"success": ops}))
         conn.getresponse().read()
-        k += 1
+        k += batch
         done.value = k
 
 
@@ -66,7 +69,8 @@ class Churn:
         self._stop, self._done = ctx.Event(), ctx.Value("q", 0)
         half = args.records // 2
         self._proc = ctx.Process(target=_writer, daemon=True, args=(
-            etcd_port, 0, half, float(args.churn_rate), self._stop, self._done))
+            etcd_port, 0, half, float(args.churn_rate), args.churn_batch, self._stop,
+            self._done))
         self._probing = threading.Event()
         self._prober = threading.Thread(target=self._probe, daemon=True)
         self.delays: list[float] = []

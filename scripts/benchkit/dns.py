@@ -63,6 +63,9 @@ def parse_args() -> argparse.Namespace:
                     "cache hits and workers vs dnsmasq/unbound; churn: skyserve quiet vs "
                     "under etcd churn; all: auth and forward")
     ap.add_argument("--churn-rate", type=int, default=1000, help="etcd puts/s (churn suite)")
+    ap.add_argument("--churn-batch", type=int, default=10,
+                    help="puts per etcd transaction of the churn writer (1: single puts, "
+                    "which one writer cannot send 1,000 a second of on a busy 2-core box)")
     ap.add_argument("--probe-rate", type=float, default=20.0,
                     help="propagation probes/s during the churn runs (churn suite)")
     ap.add_argument("--records", type=int, default=10000)
