@@ -33,7 +33,7 @@ import logging
 import queue
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,6 +73,27 @@ class Always:
 
     def guard(self) -> tuple[str, str] | None:
         return None
+
+
+class _Expected(Mapping[str, str | None]):
+    """What every key a pass writes must hold first: the bridge's value read back (or
+    remembered), else nothing (None). A view for ``EtcdClient.apply``, which asks only
+    about keys it writes; not a second dict of a million keys."""
+
+    def __init__(self, owned: dict[str, str]) -> None:
+        self._owned = owned
+
+    def __getitem__(self, key: str) -> str | None:
+        return self._owned.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._owned)
+
+    def __len__(self) -> int:
+        return len(self._owned)
 
 
 class Conflict(Exception):
@@ -274,12 +295,13 @@ class Reconciler:
                     written[group] = tuple(want)
             owned, others = self._load(client)
             foreign = others & desired.keys()
-            puts = {k: v for k, v in desired.items() if owned.get(k) != v and k not in foreign}
+            # Into an empty etcd (the first sync of a big cluster) everything is written:
+            # no second dict of a million keys for that.
+            puts = desired if not owned and not foreign else {
+                k: v for k, v in desired.items() if owned.get(k) != v and k not in foreign}
             deletes = [k for k in owned if k not in desired]
-            expect: dict[str, str | None] = {k: owned.get(k) for k in puts}
-            expect.update((k, owned[k]) for k in deletes)
+            self._apply(client, puts, deletes, _Expected(owned))
             del owned, others
-            self._apply(client, puts, deletes, expect)
         except BaseException:
             self.dirty.update(dirty)
             raise
@@ -385,9 +407,7 @@ class Reconciler:
         for _, _, _, p, _ in batch:
             puts.update(p)
         deletes = [k for _, _, _, _, d in batch for k in d if k not in puts]
-        expect: dict[str, str | None] = {k: state.get(k) for k in puts}
-        expect.update((k, state[k]) for k in deletes)
-        self._apply(client, puts, deletes, expect)
+        self._apply(client, puts, deletes, _Expected(state))
         for key, value in puts.items():
             old = state.get(key)
             if old is not None:
@@ -412,7 +432,7 @@ class Reconciler:
 
     def _apply(
         self, client: EtcdClient, puts: dict[str, str], deletes: list[str],
-        expect: dict[str, str | None],
+        expect: Mapping[str, str | None],
     ) -> None:
         if not puts and not deletes:
             return
