@@ -11,7 +11,10 @@ with the same dnsperf runs (max throughput, then --rate qps with per-query times
   skyserve every 0.5 ms until it answers the new address: put -> answer propagation.
 
 The writer and the prober touch disjoint halves of the zone. "other work %" of the churn
-runs includes etcd, the writer and the prober: the churn's own cost, reported apart.
+runs includes etcd, the writer and the prober: the churn's own cost, reported apart. A
+third run ("elsewhere") has the writer put the same load under a prefix skyserve does not
+watch: what the box's load alone (etcd, writer, prober) does to the figures, so the rest
+of the difference between quiet and churn is skyserve's own.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ from benchkit.report import fmt
 from benchkit.servers import check_answers, start_skyserve, stop_noting_logs
 
 PROBE_BASE = 1 << 19  # the prober's new_ip() numbers: never the writer's
+ELSEWHERE = "/bench-churn-elsewhere"  # a prefix skyserve does not watch
 
 
-def _writer(port: int, first: int, count: int, rate: float, batch: int, stop: Any,
+def _writer(port: int, prefix: str, count: int, rate: float, batch: int, stop: Any,
             done: Any) -> None:
-    """Put new addresses for random names in [first, first + count) at ``rate`` per second,
+    """Put new addresses for random names ``prefix``/h0..h{count-1} at ``rate`` per second,
     ``batch`` puts per transaction (each put is its own change of its own name)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     rng = random.Random(3)
@@ -51,7 +55,7 @@ def _writer(port: int, first: int, count: int, rate: float, batch: int, stop: An
         if ahead > 0:
             time.sleep(ahead)
         ops = [{"requestPut": {
-            "key": base64.b64encode(key_for(first + rng.randrange(count)).encode()).decode(),
+            "key": base64.b64encode(f"{prefix}/h{rng.randrange(count)}".encode()).decode(),
             "value": base64.b64encode(record(new_ip((k + j) % PROBE_BASE)).encode()).decode()}}
             for j in range(batch)]
         conn.request("POST", "/v3/kv/txn", json.dumps({"success": ops}))
@@ -63,13 +67,14 @@ def _writer(port: int, first: int, count: int, rate: float, batch: int, stop: An
 class Churn:
     """The writer process and the prober thread, for the duration of a ``with`` block."""
 
-    def __init__(self, sky: Server, etcd_port: int, args: argparse.Namespace) -> None:
+    def __init__(self, sky: Server, etcd_port: int, args: argparse.Namespace,
+                 prefix: str) -> None:
         self.sky, self.etcd_port, self.args = sky, etcd_port, args
         ctx = multiprocessing.get_context("fork")
         self._stop, self._done = ctx.Event(), ctx.Value("q", 0)
         half = args.records // 2
         self._proc = ctx.Process(target=_writer, daemon=True, args=(
-            etcd_port, 0, half, float(args.churn_rate), args.churn_batch, self._stop,
+            etcd_port, prefix, half, float(args.churn_rate), args.churn_batch, self._stop,
             self._done))
         self._probing = threading.Event()
         self._prober = threading.Thread(target=self._probe, daemon=True)
@@ -119,11 +124,11 @@ class Churn:
 
 
 def churn_run(sky: Server, etcd: Server, etcd_port: int, qfile: Path,
-              args: argparse.Namespace, label: str) -> dict[str, Any]:
+              args: argparse.Namespace, label: str, prefix: str) -> dict[str, Any]:
     """bench_server() under churn; the box is busy on purpose, so no waiting for quiet."""
     calm = argparse.Namespace(**{**vars(args), "quiet_wait": 0.0, "noisy_retries": 0})
     etcd0, t0 = cpu_ticks(etcd.pid), time.monotonic()
-    with Churn(sky, etcd_port, args) as churn:
+    with Churn(sky, etcd_port, args, prefix) as churn:
         res = bench_server(sky, qfile, calm, label=label)
     res["churn"] = churn.stats
     res["churn"]["etcd_cpu_pct"] = (100 * (cpu_ticks(etcd.pid) - etcd0) / CLK_TCK
@@ -141,8 +146,11 @@ def run_churn(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: int
     etcd = next(s for s in procs.servers if s.name == "etcd")
     sky = start_skyserve(procs, work, args.python, etcd_port)
     check_answers(sky, args.records)
+    zone = key_for(0).rsplit("/", 1)[0]
     res = {"quiet": bench_server(sky, qfile, args, label="skyserve quiet"),
-           "churn": churn_run(sky, etcd, etcd_port, qfile, args, "skyserve churn")}
+           "churn": churn_run(sky, etcd, etcd_port, qfile, args, "skyserve churn", zone),
+           "elsewhere": churn_run(sky, etcd, etcd_port, qfile, args,
+                                  "skyserve, churn outside its zone", ELSEWHERE)}
     stop_noting_logs(procs, sky, res.setdefault("logs", {}))
     return res
 
@@ -155,16 +163,24 @@ ROWS = [("QPS (max)", "qps", 0), ("CPU us/query (max)", "cpu_us_per_query", 2),
 
 
 def report_churn(res: dict[str, Any], rate: int) -> None:
+    runs = [(name, res[name]) for name in ("quiet", "churn", "elsewhere") if name in res]
+    print(f"\n{'churn suite':<22}" + "".join(f"{n:>12}" for n, _ in runs)
+          + f"{'churn/quiet':>13}")
+    print("-" * (35 + 12 * len(runs)))
     q, c = res["quiet"], res["churn"]
-    print(f"\n{'churn suite':<22}{'quiet':>12}{'churn':>12}{'ratio':>9}")
-    print("-" * 55)
     for label, key, nd in ROWS:
         qv, cv = q.get(key), c.get(key)
         ratio = fmt(cv / qv, 2) if isinstance(cv, float) and isinstance(qv, float) and qv else "-"
-        print(f"{label.replace('rate', str(rate)):<22}{fmt(qv, nd):>12}{fmt(cv, nd):>12}"
-              f"{ratio:>9}")
+        print(f"{label.replace('rate', str(rate)):<22}"
+              + "".join(f"{fmt(r.get(key), nd):>12}" for _, r in runs) + f"{ratio:>13}")
+    for name, r in runs[1:]:
+        ch = r["churn"]
+        print(f"{name}: {ch['writer_puts_per_s']:.0f} puts/s, etcd CPU {ch['etcd_cpu_pct']:.0f}%,"
+              f" writer CPU {ch['writer_cpu_pct']:.0f}%; propagation p50 {fmt(ch['p50_ms'], 2)}"
+              f" p99 {fmt(ch['p99_ms'], 2)} max {fmt(ch['max_ms'], 2)} ms over {ch['changes']}"
+              f" probes, timeouts {ch['timeouts']}")
+    print("(other work of the churn runs includes etcd, the writer and the prober)")
     ch = c["churn"]
-    print("(churn other work includes etcd, the writer and the prober)")
     checks = [("propagation p99 <= 20 ms, no timeouts",
                ch["timeouts"] == 0 and ch["p99_ms"] <= 20),
               ("QPS @rate within 10% of quiet", c["lat_qps"] >= 0.9 * q["lat_qps"]),
