@@ -33,9 +33,9 @@ import logging
 import queue
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tenacity import wait_exponential_jitter
 
@@ -52,6 +52,7 @@ from .records import OWNER_FIELD, Domain, kind_of
 log = logging.getLogger(__name__)
 
 _WAKE = object()  # queue item: look at the flags again
+_T = TypeVar("_T")
 
 
 class Leadership(Protocol):
@@ -285,23 +286,32 @@ class Reconciler:
     def _full(self, client: EtcdClient) -> None:
         start = time.monotonic()
         dirty, self.dirty = self.dirty, {}
+        desired: dict[str, str] = {}
+        written: dict[Group, tuple[str, ...]] = {}
+        foreign: set[str] = set()
         try:
-            desired: dict[str, str] = {}
-            written: dict[Group, tuple[str, ...]] = {}
-            for group in list(self.cluster.groups()):
-                want = self.cluster.desired(group)
-                if want:
-                    desired.update(want)
-                    written[group] = tuple(want)
             owned, others = self._load(client)
-            foreign = others & desired.keys()
-            # Into an empty etcd (the first sync of a big cluster) everything is written:
-            # no second dict of a million keys for that.
-            puts = desired if not owned and not foreign else {
-                k: v for k, v in desired.items() if owned.get(k) != v and k not in foreign}
-            deletes = [k for k in owned if k not in desired]
-            self._apply(client, puts, deletes, _Expected(owned))
-            del owned, others
+
+            def changed() -> Iterator[tuple[str, str]]:
+                """Each group's records as they are computed, the ones etcd lacks sent on
+                at once: computing a million records overlaps with etcd committing them."""
+                for group in list(self.cluster.groups()):
+                    want = self.cluster.desired(group)
+                    if want:
+                        desired.update(want)
+                        written[group] = tuple(want)
+                    for key, value in want.items():
+                        if key in others:
+                            foreign.add(key)
+                        elif owned.get(key) != value:
+                            yield key, value
+
+            # The deletes are looked at after the last put: desired is complete by then.
+            puts, deletes = self._apply(client, changed(),
+                                        (k for k in owned if k not in desired),
+                                        _Expected(owned))
+            owned.clear()  # the read-back is done with: free it now
+            others.clear()
         except BaseException:
             self.dirty.update(dirty)
             raise
@@ -327,13 +337,13 @@ class Reconciler:
         self.full_passes += 1
         if not self.synced:
             log.info("first sync done: %d records in etcd (%d written, %d removed) in %.2fs",
-                     len(self.state), len(puts), len(deletes), now - start)
+                     len(self.state), puts, deletes, now - start)
             # The cache and state are long-lived and acyclic: keep them out of the cyclic
             # collector's scans, which would otherwise pause every thread now and then.
             gc.collect()
             gc.freeze()
         elif puts or deletes:
-            log.info("full resync: %d keys written, %d removed", len(puts), len(deletes))
+            log.info("full resync: %d keys written, %d removed", puts, deletes)
         self.synced = True
         self.metrics.synced.set(1)
         self._next_resync = now + self.settings.resync_period
@@ -407,7 +417,7 @@ class Reconciler:
         for _, _, _, p, _ in batch:
             puts.update(p)
         deletes = [k for _, _, _, _, d in batch for k in d if k not in puts]
-        self._apply(client, puts, deletes, _Expected(state))
+        self._apply(client, puts.items(), deletes, _Expected(state))
         for key, value in puts.items():
             old = state.get(key)
             if old is not None:
@@ -431,24 +441,32 @@ class Reconciler:
     # -- shared ---------------------------------------------------------------------------
 
     def _apply(
-        self, client: EtcdClient, puts: dict[str, str], deletes: list[str],
+        self, client: EtcdClient, puts: Iterable[tuple[str, str]], deletes: Iterable[str],
         expect: Mapping[str, str | None],
-    ) -> None:
-        if not puts and not deletes:
-            return
-        total = len(puts) + len(deletes)
+    ) -> tuple[int, int]:
+        """Write, in transactions; returns how many (puts, deletes) were written."""
+        sent: Counter[str] = Counter()
+
+        def counted(items: Iterable[_T], kind: str) -> Iterator[_T]:
+            for item in items:
+                sent[kind] += 1
+                yield item
+
         self._op = "txn"
-        done = client.apply(puts, deletes, expect=expect, guard=self.leader.guard())
-        applied_puts = min(done, len(puts))
+        done = client.apply(counted(puts, "put"), counted(deletes, "delete"), expect=expect,
+                            guard=self.leader.guard())
+        total = sent["put"] + sent["delete"]
+        applied_puts = min(done, sent["put"])
         self.metrics.etcd_ops.labels("put", "ok").inc(applied_puts)
         self.metrics.etcd_ops.labels("delete", "ok").inc(done - applied_puts)
         self.metrics.changes.labels("put").inc(applied_puts)
         self.metrics.changes.labels("delete").inc(done - applied_puts)
-        if done < total:
+        if done < total:  # a refused transaction's operations were sent, not done
             self.metrics.etcd_ops.labels("txn", "conflict").inc()
             self.state = None
             raise Conflict(f"{total - done} of {total} writes refused: etcd changed under us")
         self.metrics.etcd_ops.labels("txn", "ok").inc(-(-total // self.settings.batch_ops))
+        return sent["put"], sent["delete"]
 
     def _done(self, mode: str, start: float) -> None:
         self.metrics.reconcile_duration.labels(mode).observe(time.monotonic() - start)

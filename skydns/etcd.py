@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -293,14 +293,15 @@ class EtcdClient:
 
     def apply(
         self,
-        puts: Mapping[str, str],
-        deletes: Sequence[str],
+        puts: Mapping[str, str] | Iterable[tuple[str, str]],
+        deletes: Iterable[str],
         *,
         expect: Mapping[str, str | None] | None = None,
         guard: tuple[str, str] | None = None,
         lease: int | None = None,
     ) -> int:
-        """Write ``puts`` then ``deletes`` in transactions of at most ``MAX_TXN_OPS`` ops.
+        """Write ``puts`` then ``deletes`` in transactions of at most ``MAX_TXN_OPS`` ops;
+        both may be iterators, consumed as the transactions are sent.
 
         ``expect`` maps a key to the value it must hold before it is written or deleted
         (None: it must not exist). ``guard`` is a (key, value) every transaction also
@@ -315,7 +316,8 @@ class EtcdClient:
         """
         expect = expect or {}
         size = MAX_TXN_OPS - (1 if guard else 0)
-        ops = itertools.chain(puts.items(), ((k, None) for k in deletes))
+        pairs = puts.items() if isinstance(puts, Mapping) else puts
+        ops = itertools.chain(pairs, ((k, None) for k in deletes))
         # Built as they are sent: a million keys' requests at once took ~700 MiB.
         chunks = iter(lambda: list(itertools.islice(ops, size)), [])
         try:
