@@ -303,13 +303,15 @@ class Reconciler:
                     for key, value in want.items():
                         if key in others:
                             foreign.add(key)
-                        elif owned.get(key) != value:
+                        elif (found := owned.get(key)) != value:
                             yield key, value
+                        elif found is not None:  # as wanted: never asked about again, so
+                            del owned[key]  # a restart does not hold every value twice
 
-            # The deletes are looked at after the last put: desired is complete by then.
-            puts, deletes = self._apply(client, changed(),
-                                        (k for k in owned if k not in desired),
-                                        _Expected(owned))
+            def gone() -> Iterator[str]:  # runs after the last put: desired is complete
+                yield from (key for key in owned if key not in desired)
+
+            puts, deletes = self._apply(client, changed(), gone(), _Expected(owned))
             owned.clear()  # the read-back is done with: free it now
             others.clear()
         except BaseException:
