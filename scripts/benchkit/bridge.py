@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit.net import free_port, http_status, query_a, udp_socket
-from benchkit.procs import CLK_TCK, Procs, Server, cpu_ticks, wait_until
+from benchkit.procs import CLK_TCK, Procs, Server, cpu_ticks, interpreter_version, wait_until
 from benchkit.report import percentile
 from benchkit.servers import REPO, start_etcd
 from benchkit.session import bench_main
@@ -207,7 +207,9 @@ def changes(api: FakeKubeAPI, sky: Server, services: list[tuple[str, str, bool]]
 
 def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
     res: dict[str, Any] = {"services": args.services, "endpoints": args.services * args.endpoints,
-                           "headless_percent": args.headless_percent, "changes": args.changes}
+                           "headless_percent": args.headless_percent, "changes": args.changes,
+                           "python": args.python,
+                           "python_version": interpreter_version(args.python)}
     api = FakeKubeAPI(bookmark_interval=5.0, max_watch_seconds=600.0).start()
     try:
         services = populate(api, args)
@@ -235,7 +237,8 @@ def report(res: dict[str, Any]) -> None:
     s, c = res["sync"], res.get("change_to_answer", {})
     hwm = max(s["vmhwm_kb_after_sync"], res.get("vmhwm_kb_end", 0)) / 1024
     print(f"\n{res['services']} services, {res['endpoints']} endpoints, "
-          f"{res['headless_percent']}% headless")
+          f"{res['headless_percent']}% headless; bridge and skyserve on {res['python']} "
+          f"({res['python_version'].split()[0]})")
     print(f"initial sync      {s['sync_s']:.2f} s (bridge CPU {s['sync_cpu_s']} s)")
     print(f"peak memory       {hwm:.0f} MiB (VmHWM)")
     if "restart" in res:

@@ -43,7 +43,7 @@ from benchkit.dataset import load_records, write_queries, write_zone
 from benchkit.dnsperf import bench_server
 from benchkit.forward import run_forward
 from benchkit.forward_report import report_forward
-from benchkit.procs import Procs, rss_kb
+from benchkit.procs import Procs, interpreter_version, rss_kb
 from benchkit.servers import (
     REPO,
     check_answers,
@@ -124,9 +124,7 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
                            "records": args.records,
                            "duration": args.duration, "rate": args.rate,
                            "reference_server": args.reference, "logs": {}}
-    ver = subprocess.run([args.python, "-c", "import sys; print(sys.version)"],
-                         capture_output=True, text=True, timeout=30, check=True)
-    res["python"], res["python_version"] = args.python, ver.stdout.strip()
+    res["python"], res["python_version"] = args.python, interpreter_version(args.python)
     print(f"skyserve interpreter: {args.python}  ({res['python_version']})")
     etcd_port = start_etcd(procs, work)
     res["load_s"] = load_records(etcd_port, args.records)
