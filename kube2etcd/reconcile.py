@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from tenacity import wait_exponential_jitter
 
@@ -45,6 +45,7 @@ from skydns.record import owner_of
 
 from .cluster import ClusterState, Group
 from .etcdcheck import lost_state
+from .leader import Always, Leadership
 from .metrics import Metrics
 from .objects import Event, Source
 from .records import OWNER_FIELD, Domain, kind_of
@@ -53,27 +54,6 @@ log = logging.getLogger(__name__)
 
 _WAKE = object()  # queue item: look at the flags again
 _T = TypeVar("_T")
-
-
-class Leadership(Protocol):
-    def is_leader(self) -> bool: ...
-
-    def guard(self) -> tuple[str, str] | None: ...
-
-    @property
-    def error(self) -> str: ...
-
-
-class Always:
-    """No election: this bridge is the only writer."""
-
-    error = ""
-
-    def is_leader(self) -> bool:
-        return True
-
-    def guard(self) -> tuple[str, str] | None:
-        return None
 
 
 class _Expected(Mapping[str, str | None]):
