@@ -1,6 +1,6 @@
 """The churn suite: skyserve serving a fixed query rate while etcd changes under it.
 
-etcd holds --records names (the auth suite's h0..hN-1). One skyserve is measured twice
+etcd holds --records names (the auth suite's h0..hN-1). One skyserve is measured three times
 with the same dnsperf runs (max throughput, then --rate qps with per-query times):
 
 * quiet: nothing changes in etcd;
