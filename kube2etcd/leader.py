@@ -18,11 +18,35 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from skydns.background import Background
 from skydns.etcd import EtcdClient, EtcdError, EtcdSettings
 
 log = logging.getLogger(__name__)
+
+
+class Leadership(Protocol):
+    """What the reconciler asks of an election: ``Leader`` below, or ``Always``."""
+
+    def is_leader(self) -> bool: ...
+
+    def guard(self) -> tuple[str, str] | None: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+class Always:
+    """No election: this bridge is the only writer."""
+
+    error = ""
+
+    def is_leader(self) -> bool:
+        return True
+
+    def guard(self) -> tuple[str, str] | None:
+        return None
 
 KEY_PREFIX = "/kube2etcd/leader/"
 

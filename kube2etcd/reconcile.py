@@ -33,18 +33,19 @@ import logging
 import queue
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from tenacity import wait_exponential_jitter
 
 from skydns.background import Background
-from skydns.etcd import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings
+from skydns.etcd import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings, KeyValue
 from skydns.record import owner_of
 
 from .cluster import ClusterState, Group
 from .etcdcheck import lost_state
+from .leader import Always, Leadership
 from .metrics import Metrics
 from .objects import Event, Source
 from .records import OWNER_FIELD, Domain, kind_of
@@ -52,27 +53,28 @@ from .records import OWNER_FIELD, Domain, kind_of
 log = logging.getLogger(__name__)
 
 _WAKE = object()  # queue item: look at the flags again
+_T = TypeVar("_T")
 
 
-class Leadership(Protocol):
-    def is_leader(self) -> bool: ...
+class _Expected(Mapping[str, str | None]):
+    """What every key a pass writes must hold first: the bridge's value read back (or
+    remembered), else nothing (None). A view for ``EtcdClient.apply``, which asks only
+    about keys it writes; not a second dict of a million keys."""
 
-    def guard(self) -> tuple[str, str] | None: ...
+    def __init__(self, owned: dict[str, str]) -> None:
+        self._owned = owned
 
-    @property
-    def error(self) -> str: ...
+    def __getitem__(self, key: str) -> str | None:
+        return self._owned.get(key)
 
-
-class Always:
-    """No election: this bridge is the only writer."""
-
-    error = ""
-
-    def is_leader(self) -> bool:
+    def __contains__(self, key: object) -> bool:
         return True
 
-    def guard(self) -> tuple[str, str] | None:
-        return None
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._owned)
+
+    def __len__(self) -> int:
+        return len(self._owned)
 
 
 class Conflict(Exception):
@@ -241,40 +243,63 @@ class Reconciler:
         owner = self.zone.owner
         owned: dict[str, str] = {}
         others: set[str] = set()
+        marker = OWNER_FIELD.encode()
         self._op = "load"
-        kvs = [kv for p in self.zone.owned_prefixes() for kv in client.load(p)[0]]
+
+        def take(kvs: list[KeyValue]) -> None:
+            for kv in kvs:
+                if marker in kv.value and owner_of(kv.value, OWNER_FIELD) == owner:
+                    owned[kv.key] = kv.value.decode()
+                else:
+                    others.add(kv.key)
+
+        # A page at a time: a million keys read back whole first cost ~500 MiB at once.
+        for prefix in self.zone.owned_prefixes():
+            for page, _ in client.pages(prefix):
+                take(page)
         version, header = client.get_with_header(self.zone.version_key)
         self.cluster_id, self.revision = header.cluster_id, header.revision
         self.metrics.etcd_ops.labels("load", "ok").inc(len(self.zone.owned_prefixes()) + 1)
-        for kv in [*kvs, *([version] if version else [])]:
-            if OWNER_FIELD.encode() in kv.value and owner_of(kv.value, OWNER_FIELD) == owner:
-                owned[kv.key] = kv.value.decode()
-            else:
-                others.add(kv.key)
+        take([version] if version else [])
         return owned, others
 
     def _full(self, client: EtcdClient) -> None:
         start = time.monotonic()
         dirty, self.dirty = self.dirty, {}
+        desired: dict[str, str] = {}
+        written: dict[Group, tuple[str, ...]] = {}
+        foreign: set[str] = set()
         try:
-            desired: dict[str, str] = {}
-            written: dict[Group, tuple[str, ...]] = {}
-            for group in list(self.cluster.groups()):
-                want = self.cluster.desired(group)
-                if want:
-                    desired.update(want)
-                    written[group] = tuple(want)
             owned, others = self._load(client)
-            foreign = others & desired.keys()
-            puts = {k: v for k, v in desired.items() if owned.get(k) != v and k not in foreign}
-            deletes = [k for k in owned if k not in desired]
-            expect: dict[str, str | None] = {k: owned.get(k) for k in puts}
-            expect.update((k, owned[k]) for k in deletes)
-            self._apply(client, puts, deletes, expect)
+
+            def changed() -> Iterator[tuple[str, str]]:
+                """Each group's records as they are computed, the ones etcd lacks sent on
+                at once: computing a million records overlaps with etcd committing them."""
+                for group in list(self.cluster.groups()):
+                    want = self.cluster.desired(group)
+                    if want:
+                        desired.update(want)
+                        written[group] = tuple(want)
+                    for key, value in want.items():
+                        if key in others:
+                            foreign.add(key)
+                        elif (found := owned.get(key)) != value:
+                            yield key, value
+                        elif found is not None:  # as wanted: never asked about again, so
+                            del owned[key]  # a restart does not hold every value twice
+
+            def gone() -> Iterator[str]:  # runs after the last put: desired is complete
+                yield from (key for key in owned if key not in desired)
+
+            puts, deletes = self._apply(client, changed(), gone(), _Expected(owned))
+            owned.clear()  # the read-back is done with: free it now
+            others.clear()
         except BaseException:
             self.dirty.update(dirty)
             raise
-        self.state = {k: v for k, v in desired.items() if k not in foreign}
+        for key in foreign:  # desired becomes the state: no second dict of every key
+            del desired[key]
+        self.state = desired
         self.written = written
         if foreign != self.foreign and foreign:
             log.warning("leaving %d keys alone that other writers hold, e.g. %s",
@@ -294,13 +319,13 @@ class Reconciler:
         self.full_passes += 1
         if not self.synced:
             log.info("first sync done: %d records in etcd (%d written, %d removed) in %.2fs",
-                     len(self.state), len(puts), len(deletes), now - start)
+                     len(self.state), puts, deletes, now - start)
             # The cache and state are long-lived and acyclic: keep them out of the cyclic
             # collector's scans, which would otherwise pause every thread now and then.
             gc.collect()
             gc.freeze()
         elif puts or deletes:
-            log.info("full resync: %d keys written, %d removed", len(puts), len(deletes))
+            log.info("full resync: %d keys written, %d removed", puts, deletes)
         self.synced = True
         self.metrics.synced.set(1)
         self._next_resync = now + self.settings.resync_period
@@ -374,9 +399,7 @@ class Reconciler:
         for _, _, _, p, _ in batch:
             puts.update(p)
         deletes = [k for _, _, _, _, d in batch for k in d if k not in puts]
-        expect: dict[str, str | None] = {k: state.get(k) for k in puts}
-        expect.update((k, state[k]) for k in deletes)
-        self._apply(client, puts, deletes, expect)
+        self._apply(client, puts.items(), deletes, _Expected(state))
         for key, value in puts.items():
             old = state.get(key)
             if old is not None:
@@ -400,24 +423,32 @@ class Reconciler:
     # -- shared ---------------------------------------------------------------------------
 
     def _apply(
-        self, client: EtcdClient, puts: dict[str, str], deletes: list[str],
-        expect: dict[str, str | None],
-    ) -> None:
-        if not puts and not deletes:
-            return
-        total = len(puts) + len(deletes)
+        self, client: EtcdClient, puts: Iterable[tuple[str, str]], deletes: Iterable[str],
+        expect: Mapping[str, str | None],
+    ) -> tuple[int, int]:
+        """Write, in transactions; returns how many (puts, deletes) were written."""
+        sent: Counter[str] = Counter()
+
+        def counted(items: Iterable[_T], kind: str) -> Iterator[_T]:
+            for item in items:
+                sent[kind] += 1
+                yield item
+
         self._op = "txn"
-        done = client.apply(puts, deletes, expect=expect, guard=self.leader.guard())
-        applied_puts = min(done, len(puts))
+        done = client.apply(counted(puts, "put"), counted(deletes, "delete"), expect=expect,
+                            guard=self.leader.guard())
+        total = sent["put"] + sent["delete"]
+        applied_puts = min(done, sent["put"])
         self.metrics.etcd_ops.labels("put", "ok").inc(applied_puts)
         self.metrics.etcd_ops.labels("delete", "ok").inc(done - applied_puts)
         self.metrics.changes.labels("put").inc(applied_puts)
         self.metrics.changes.labels("delete").inc(done - applied_puts)
-        if done < total:
+        if done < total:  # a refused transaction's operations were sent, not done
             self.metrics.etcd_ops.labels("txn", "conflict").inc()
             self.state = None
             raise Conflict(f"{total - done} of {total} writes refused: etcd changed under us")
         self.metrics.etcd_ops.labels("txn", "ok").inc(-(-total // self.settings.batch_ops))
+        return sent["put"], sent["delete"]
 
     def _done(self, mode: str, start: float) -> None:
         self.metrics.reconcile_duration.labels(mode).observe(time.monotonic() - start)

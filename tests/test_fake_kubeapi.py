@@ -102,6 +102,19 @@ def test_paged_list_has_one_resource_version(kube: FakeKubeAPI, core: client.Cor
     assert kube.count("list", "services", namespace="ns1") == 1
 
 
+def test_paged_list_serves_its_snapshot_not_later_changes(
+    kube: FakeKubeAPI, core: client.CoreV1Api
+) -> None:
+    _seed_services(kube)
+    first = core.list_service_for_all_namespaces(limit=2)
+    kube.upsert("services", fk.service("ns1", "svc3", ["10.9.9.9"]))  # on the next page
+    rest = core.list_service_for_all_namespaces(limit=10, _continue=first.metadata._continue)
+    svc3 = next(s for s in rest.items if s.metadata.name == "svc3")
+    assert svc3.spec.cluster_ip == "10.0.0.3"
+    fresh = core.list_namespaced_service("ns1")
+    assert [s.spec.cluster_ip for s in fresh.items] == ["10.0.0.1", "10.9.9.9"]
+
+
 def test_typed_endpoint_slices_and_other_resources(
     kube: FakeKubeAPI, apic: client.ApiClient, core: client.CoreV1Api
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import socket
 import time
 from typing import Any
 
@@ -14,6 +15,30 @@ from benchkit.procs import Server
 from benchkit.report import fmt, percentile, print_logs
 
 
+def change_and_wait(sock: socket.socket, etcd_port: int, i: int, ip: str, timeout: float,
+                    gap: float = 0.0) -> tuple[float | None, float]:
+    """Put a new address for h{i}, then query until it is answered (every ``gap`` s; 0:
+    back to back): (put -> answer ms or None on timeout, put RTT ms)."""
+    name = f"h{i}.{ZONE}"
+    t0 = time.monotonic()
+    etcd_put(etcd_port, key_for(i), record(ip))
+    put_ms = (time.monotonic() - t0) * 1e3
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        got = query_a(sock, name, 0.2)
+        if got is not None and ip in got[1]:
+            return (time.monotonic() - t0) * 1e3, put_ms
+        if gap:
+            time.sleep(gap)
+    return None, put_ms
+
+def delay_stats(delays: list[float], put_ms: list[float], timeouts: int) -> dict[str, Any]:
+    delays, put_ms = sorted(delays), sorted(put_ms)
+    return {"changes": len(delays) + timeouts, "timeouts": timeouts,
+            "p50_ms": percentile(delays, 50), "p90_ms": percentile(delays, 90),
+            "p99_ms": percentile(delays, 99), "max_ms": percentile(delays, 100),
+            "put_p50_ms": percentile(put_ms, 50), "put_p99_ms": percentile(put_ms, 99)}
+
 def propagation(srv: Server, etcd_port: int, args: argparse.Namespace,
                 rng: random.Random) -> dict[str, Any]:
     print(f"== skyserve: propagation, {args.changes} changes", flush=True)
@@ -21,27 +46,16 @@ def propagation(srv: Server, etcd_port: int, args: argparse.Namespace,
     delays, put_ms, timeouts = [], [], 0
     try:
         for k in range(args.changes):
-            i, ip = rng.randrange(args.records), new_ip(k)
-            name = f"h{i}.{ZONE}"
-            t0 = time.monotonic()
-            etcd_put(etcd_port, key_for(i), record(ip))
-            put_ms.append((time.monotonic() - t0) * 1e3)
-            deadline = t0 + args.change_timeout
-            while time.monotonic() < deadline:
-                got = query_a(sock, name, 0.2)
-                if got is not None and ip in got[1]:
-                    delays.append((time.monotonic() - t0) * 1e3)
-                    break
-            else:
+            delay, put = change_and_wait(sock, etcd_port, rng.randrange(args.records),
+                                         new_ip(k), args.change_timeout)
+            put_ms.append(put)
+            if delay is None:
                 timeouts += 1
+            else:
+                delays.append(delay)
     finally:
         sock.close()
-    delays.sort()
-    put_ms.sort()
-    return {"changes": args.changes, "timeouts": timeouts,
-            "p50_ms": percentile(delays, 50), "p90_ms": percentile(delays, 90),
-            "p99_ms": percentile(delays, 99), "max_ms": percentile(delays, 100),
-            "put_p50_ms": percentile(put_ms, 50), "put_p99_ms": percentile(put_ms, 99)}
+    return delay_stats(delays, put_ms, timeouts)
 
 def report(res: dict[str, Any], ref_name: str) -> None:
     s, r = res.get("skyserve"), res.get("reference")

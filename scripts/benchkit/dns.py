@@ -22,6 +22,8 @@ Knot's mod-stats counts the queries that really reached the upstream in every ru
 in alternating rounds, medians, ratios against the targets (see benchkit/shapes.py);
 ``--charts DIR`` draws them as PNGs (needs matplotlib: the ``bench`` extra), and
 ``--charts-from results.json`` redraws and reprints a saved run without starting anything.
+``--suite churn``: skyserve alone, quiet and while etcd changes --churn-rate times a
+second, with put -> answer propagation sampled meanwhile (scripts/benchkit/churn.py).
 
 ``--suite all`` runs auth and forward. Everything it starts is stopped by PID in a ``finally``
 block. Stdlib only: etcd is driven through its JSON gateway (/v3/kv/...), so any python3
@@ -42,11 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from benchkit.auth import propagation, report
+from benchkit.churn import report_churn, run_churn
 from benchkit.dataset import load_records, write_queries, write_zone
 from benchkit.dnsperf import bench_server
 from benchkit.forward import run_forward
 from benchkit.forward_report import report_forward
-from benchkit.procs import Procs, rss_kb
+from benchkit.procs import Procs, interpreter_version, rss_kb
 from benchkit.servers import (
     REPO,
     check_answers,
@@ -63,10 +66,17 @@ from benchkit.shapes_report import report_shapes
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["auth", "forward", "all", "shapes"], default="auth",
+    ap.add_argument("--suite", choices=["auth", "forward", "all", "shapes", "churn"],
+                    default="auth",
                     help="auth: skyserve vs knot/nsd + propagation; forward: forwarding, "
                     "cache hits and workers vs dnsmasq/unbound; all: both; shapes: issue "
-                    "11's load shapes vs knot")
+                    "11's load shapes vs knot; churn: skyserve quiet vs under etcd churn")
+    ap.add_argument("--churn-rate", type=int, default=1000, help="etcd puts/s (churn suite)")
+    ap.add_argument("--churn-batch", type=int, default=10,
+                    help="puts per etcd transaction of the churn writer (1: single puts, "
+                    "which one writer cannot send 1,000 a second of on a busy 2-core box)")
+    ap.add_argument("--probe-rate", type=float, default=20.0,
+                    help="propagation probes/s during the churn runs (churn suite)")
     ap.add_argument("--records", type=int, default=10000)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load")
@@ -129,9 +139,7 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
                            "records": args.records,
                            "duration": args.duration, "rate": args.rate,
                            "reference_server": args.reference, "logs": {}}
-    ver = subprocess.run([args.python, "-c", "import sys; print(sys.version)"],
-                         capture_output=True, text=True, timeout=30, check=True)
-    res["python"], res["python_version"] = args.python, ver.stdout.strip()
+    res["python"], res["python_version"] = args.python, interpreter_version(args.python)
     print(f"skyserve interpreter: {args.python}  ({res['python_version']})")
     etcd_port = start_etcd(procs, work)
     res["load_s"] = load_records(etcd_port, args.records)
@@ -156,6 +164,9 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
         res["forward_suite"] = run_forward(args, procs, work, etcd_port, rng)
     if args.suite == "shapes":
         res["shapes"] = run_shapes(args, procs, work, etcd_port, rng)
+    if args.suite == "churn":
+        qfile = write_queries(work, args.records, args.nx_fraction, rng)
+        res["churn_suite"] = run_churn(args, procs, work, etcd_port, qfile)
     res["code_at_end"] = code_state()
     return res
 
@@ -179,6 +190,8 @@ def main() -> int:
             report_shapes(res["shapes"], interpreter(res))
         if args.suite in ("forward", "all"):
             report_forward(res["forward_suite"])
+        if args.suite == "churn":
+            report_churn(res["churn_suite"], args.rate)
         if args.json:
             args.json.write_text(json.dumps(res, indent=2) + "\n")
         if "shapes" in res:

@@ -143,10 +143,9 @@ def latency_run(srv_pid: int, port: int, qfile: Path, args: argparse.Namespace, 
           f"  rcodes {lat['rcodes']}  (others {res['lat_others_cpu_pct']:.0f}%)")
     return res
 
-def bench_server(srv: Server, qfile: Path, args: argparse.Namespace, rate: int | None = None,
-                 upstream: Upstream | None = None, label: str = "") -> dict[str, Any]:
-    """Max-throughput run (after an unmeasured warm-up), then a fixed-rate latency run."""
-    label, rate = label or srv.name, rate or args.rate
+def max_run(srv: Server, qfile: Path, args: argparse.Namespace, upstream: Upstream | None,
+            label: str) -> dict[str, Any]:
+    """Max-throughput run, after an unmeasured warm-up."""
     print(f"== {label}: warmup {args.warmup}s, max-throughput {args.duration}s", flush=True)
     tput, _ = clean_run(srv.pid, srv.port, qfile, args, [], upstream, label, args.warmup)
     res: dict[str, Any] = {
@@ -159,6 +158,13 @@ def bench_server(srv: Server, qfile: Path, args: argparse.Namespace, rate: int |
           f" box busy {res['box_busy_pct']:.0f}% of {NCPU} cores"
           f" (others {res['others_cpu_pct']:.0f}%)"
           + (f"; upstream got {res['upstream_queries']} queries" if upstream else ""))
+    return res
+
+def bench_server(srv: Server, qfile: Path, args: argparse.Namespace, rate: int | None = None,
+                 upstream: Upstream | None = None, label: str = "") -> dict[str, Any]:
+    """Max-throughput run (after an unmeasured warm-up), then a fixed-rate latency run."""
+    label, rate = label or srv.name, rate or args.rate
+    res = max_run(srv, qfile, args, upstream, label)
     res.update(latency_run(srv.pid, srv.port, qfile, args, rate, label, upstream))
     res["rss_kb"] = rss_kb(srv.pid)
     return res

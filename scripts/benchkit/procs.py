@@ -177,3 +177,10 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str,
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 NCPU = os.cpu_count() or 1
+
+
+def interpreter_version(python: str) -> str:
+    """What ``python`` is (``sys.version``): the figures depend on it."""
+    ver = subprocess.run([python, "-c", "import sys; print(sys.version)"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return ver.stdout.strip()

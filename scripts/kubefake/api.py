@@ -16,7 +16,16 @@ from types import TracebackType
 from typing import Any
 
 from kubefake.handler import APIServer
-from kubefake.model import HOST, RESOURCES, Event, Obj, Request, store_key, visible
+from kubefake.model import (
+    HOST,
+    RESOURCES,
+    Event,
+    Obj,
+    Request,
+    list_item_json,
+    store_key,
+    visible,
+)
 
 
 class FakeKubeAPI:
@@ -33,7 +42,11 @@ class FakeKubeAPI:
         self._compacted = 0  # watch RVs below this get 410; continue tokens are dropped
         self._objects: dict[tuple[str, str, str], Obj] = {}  # (resource, namespace, name)
         self._log: list[Event] = []
-        self._snapshots: dict[tuple[str, int], list[Obj]] = {}  # pinned lists for `continue`
+        # pinned lists for `continue`, by (resource, rv, namespace, labelSelector)
+        self._snapshots: dict[tuple[str, int, str | None, str], list[Obj]] = {}
+        # each stored object as a list item's JSON, made when it is stored (by id: objects
+        # are never mutated once stored), so a list's cost stays out of a benchmark's time
+        self._item_json: dict[int, tuple[Obj, bytes]] = {}
         self._requests: list[Request] = []
         self._watches: Counter[str] = Counter()  # open watch streams per resource
         self._epoch = 0  # bumped by stop()/set_down(True): open watches end
@@ -136,6 +149,8 @@ class FakeKubeAPI:
             meta["creationTimestamp"] = base.get("creationTimestamp") or time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self._objects[key] = new
+            self._item_json.pop(id(old), None)
+            self._item_json[id(new)] = (new, list_item_json(new))
             self._append(Event(self._rv, resource, "MODIFIED" if old else "ADDED", new, old))
             return self._rv
 
@@ -143,6 +158,7 @@ class FakeKubeAPI:
         """Delete an object (DELETED event; KeyError if absent). Returns the new resourceVersion."""
         with self._cond:
             old = self._objects.pop(store_key(resource, namespace, name))
+            self._item_json.pop(id(old), None)
             self._rv += 1
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._rv)
@@ -170,6 +186,11 @@ class FakeKubeAPI:
             self._snapshots.clear()
             self._cond.notify_all()
             return self._rv
+
+    def _list_item(self, obj: Obj) -> bytes:
+        """``obj`` as an item of a list response (call with _cond held)."""
+        cached = self._item_json.get(id(obj))
+        return cached[1] if cached and cached[0] is obj else list_item_json(obj)
 
     def _sorted(self, resource: str) -> list[Obj]:
         return [o for (r, _, _), o in sorted(self._objects.items()) if r == resource]

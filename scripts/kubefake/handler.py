@@ -70,15 +70,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, code: int, body: Obj | str) -> None:
-        text = body if isinstance(body, str) else json.dumps(body)
+    def _send(self, code: int, body: Obj | str | bytes) -> None:
+        """A JSON object (given as such or already encoded), or plain text (str)."""
+        data = body if isinstance(body, bytes) else (
+            body if isinstance(body, str) else json.dumps(body)).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "text/plain" if text is body else "application/json")
-        self.send_header("Content-Length", str(len(text.encode())))
+        self.send_header("Content-Type",
+                         "text/plain" if isinstance(body, str) else "application/json")
+        self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(text.encode())
+        self.wfile.write(data)
 
     def _event(self, type_: str, obj: Obj) -> None:
         data = json.dumps({"type": type_, "object": obj}).encode() + b"\n"
@@ -153,26 +156,26 @@ class _Handler(BaseHTTPRequestHandler):
             raise APIError(400, "BadRequest", "invalid limit or continue parameter") from None
         with api._cond:
             if token:
-                snapshot = api._snapshots.get((res.name, rv))
-                if snapshot is None:
+                items = api._snapshots.get((res.name, rv, ns, query.get("labelSelector", "")))
+                if items is None:
                     raise APIError(410, "Expired", "The provided continue parameter is too old "
                                     "to display a consistent list result.")
             else:
-                rv, snapshot = api._rv, api._sorted(res.name)
-            items = [o for o in snapshot if visible(o, ns, reqs)]
+                rv = api._rv
+                items = [o for o in api._sorted(res.name) if visible(o, ns, reqs)]
             page = items[offset: offset + limit] if limit else items[offset:]
             left = len(items) - offset - len(page)
             meta: Obj = {"resourceVersion": str(rv)}
-            if left > 0:
-                api._snapshots[(res.name, rv)] = snapshot
+            if left > 0:  # the filtered list is kept: each page costs its size, not the list's
+                api._snapshots[(res.name, rv, ns, query.get("labelSelector", ""))] = items
                 cont = json.dumps({"rv": rv, "offset": offset + len(page)}).encode()
                 meta["continue"] = base64.urlsafe_b64encode(cont).decode()
                 if not reqs:  # like the real apiserver: no count when a selector is used
                     meta["remainingItemCount"] = left
-        # items in a real list response carry no kind/apiVersion
-        items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in page]
-        self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.api_version,
-                         "metadata": meta, "items": items})
+            body = b",".join(api._list_item(o) for o in page)
+        head = json.dumps({"kind": f"{res.kind}List", "apiVersion": res.api_version,
+                           "metadata": meta})
+        self._send(200, head[:-1].encode() + b',"items":[' + body + b"]}")
 
     def _watch(self, res: Resource, ns: str | None, query: dict[str, str],
                reqs: list[Requirement]) -> None:

@@ -3,6 +3,7 @@ Kubernetes-style errors, and label selectors with Kubernetes' semantics."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,10 @@ def watcher_view(e: Event, ns: str | None,
     if was and e.old is not None:  # left the selector: the old content at the event's RV
         return "DELETED", {**e.old, "metadata": {**e.old["metadata"], "resourceVersion": str(e.rv)}}
     return None
+
+def list_item_json(obj: Obj) -> bytes:
+    """An object as an item of a list response: a real API server leaves kind/apiVersion out."""
+    return json.dumps({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}).encode()
 
 def store_key(resource: str, namespace: str | None, name: str) -> tuple[str, str, str]:
     return resource, (namespace or "default") if RESOURCES[resource].namespaced else "", name
