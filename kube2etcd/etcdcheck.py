@@ -1,4 +1,5 @@
-"""Whether etcd still holds what the bridge wrote: the verdict of one probe, no I/O.
+"""What etcd must hold: the verdict of one probe on whether etcd still holds what the
+bridge wrote, and what each key a write touches must hold first. No I/O.
 
 An etcd can be replaced (another cluster behind the same address), restored from a backup
 (its revisions go back in time) or wiped; the reconciler probes one key it wrote and asks
@@ -6,6 +7,8 @@ An etcd can be replaced (another cluster behind the same address), restored from
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 
 from skydns.etcd import Header, KeyValue
 
@@ -28,3 +31,24 @@ def lost_state(
     if expected is not None and found is None:
         return "missing"
     return ""
+
+
+class Expected(Mapping[str, str | None]):
+    """What every key a pass writes must hold first: the bridge's value read back (or
+    remembered), else nothing (None). A view for ``EtcdClient.apply``, which asks only
+    about keys it writes; not a second dict of a million keys."""
+
+    def __init__(self, owned: dict[str, str]) -> None:
+        self._owned = owned
+
+    def __getitem__(self, key: str) -> str | None:
+        return self._owned.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._owned)
+
+    def __len__(self) -> int:
+        return len(self._owned)

@@ -44,7 +44,7 @@ from skydns.etcd import MAX_TXN_OPS, EtcdClient, EtcdError, EtcdSettings, KeyVal
 from skydns.record import owner_of
 
 from .cluster import ClusterState, Group
-from .etcdcheck import lost_state
+from .etcdcheck import Expected, lost_state
 from .leader import Always, Leadership
 from .metrics import Metrics
 from .objects import Event, Source
@@ -54,27 +54,6 @@ log = logging.getLogger(__name__)
 
 _WAKE = object()  # queue item: look at the flags again
 _T = TypeVar("_T")
-
-
-class _Expected(Mapping[str, str | None]):
-    """What every key a pass writes must hold first: the bridge's value read back (or
-    remembered), else nothing (None). A view for ``EtcdClient.apply``, which asks only
-    about keys it writes; not a second dict of a million keys."""
-
-    def __init__(self, owned: dict[str, str]) -> None:
-        self._owned = owned
-
-    def __getitem__(self, key: str) -> str | None:
-        return self._owned.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._owned)
-
-    def __len__(self) -> int:
-        return len(self._owned)
 
 
 class Conflict(Exception):
@@ -291,7 +270,7 @@ class Reconciler:
             def gone() -> Iterator[str]:  # runs after the last put: desired is complete
                 yield from (key for key in owned if key not in desired)
 
-            puts, deletes = self._apply(client, changed(), gone(), _Expected(owned))
+            puts, deletes = self._apply(client, changed(), gone(), Expected(owned))
             owned.clear()  # the read-back is done with: free it now
             others.clear()
         except BaseException:
@@ -399,7 +378,7 @@ class Reconciler:
         for _, _, _, p, _ in batch:
             puts.update(p)
         deletes = [k for _, _, _, _, d in batch for k in d if k not in puts]
-        self._apply(client, puts.items(), deletes, _Expected(state))
+        self._apply(client, puts.items(), deletes, Expected(state))
         for key, value in puts.items():
             old = state.get(key)
             if old is not None:
