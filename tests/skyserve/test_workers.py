@@ -10,8 +10,10 @@ from collections.abc import Callable
 import dns.rcode
 import pytest
 
+from tests.support.dnsutil import addresses, key
 from tests.support.etcd_server import EtcdServer
 from tests.support.netutil import http_get, metric_families
+from tests.support.polling import wait_for
 from tests.support.skyserve_proc import SkyserveProcess
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +49,44 @@ def test_workers_share_the_port_and_sum_their_metrics(
     assert requests_for(proc, "skydns.test.") == 40
 
 
+def loads(proc: SkyserveProcess) -> int:
+    """Full reads of the etcd prefix so far, by the supervisor and the workers together."""
+    return proc.log_text().count("etcd: loaded ")
+
+
+def everyone_answers(proc: SkyserveProcess, name: str, want: list[str]) -> bool:
+    """Each query comes from a new socket, so SO_REUSEPORT spreads 30 of them over the
+    workers: all of them answer (a worker missing a change would turn up)."""
+    return all(addresses(proc.query(name)) == want for _ in range(30))
+
+
+def test_workers_share_one_load_and_each_follows_the_changes(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start
+) -> None:
+    etcd.put(key(clean_prefix, "before.skydns.test"), '{"host":"10.20.1.1"}')
+    proc = skyserve(["skydns.test."], ["--workers", "2"])
+    assert loads(proc) == 1  # the supervisor's, before it forked the workers
+    assert everyone_answers(proc, "before.skydns.test", ["10.20.1.1"])
+    etcd.put(key(clean_prefix, "after.skydns.test"), '{"host":"10.20.1.2"}')
+    etcd.put(key(clean_prefix, "before.skydns.test"), '{"host":"10.20.1.3"}')
+    assert wait_for(lambda: everyone_answers(proc, "after.skydns.test", ["10.20.1.2"]))
+    assert wait_for(lambda: everyone_answers(proc, "before.skydns.test", ["10.20.1.3"]))
+    assert loads(proc) == 1  # the changes came through each worker's watch
+
+
+def test_workers_load_for_themselves_when_etcd_comes_late(
+    fresh_etcd: EtcdServer, clean_prefix: str, skyserve: Start
+) -> None:
+    fresh_etcd.put(key(clean_prefix, "late.skydns.test"), '{"host":"10.20.2.1"}')
+    fresh_etcd.stop()
+    proc = skyserve(["skydns.test."], ["--workers", "2"], etcd_endpoints=fresh_etcd.endpoint,
+                    wait=False)
+    assert wait_for(lambda: "each worker loads the records itself" in proc.log_text(), 15)
+    fresh_etcd.start()
+    proc.wait_ready(30)
+    assert everyone_answers(proc, "late.skydns.test", ["10.20.2.1"])
+
+
 def test_a_dead_worker_is_replaced(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:
     etcd.put(f"{clean_prefix}/test/skydns/w", '{"host":"10.20.0.2"}')
     proc = skyserve(["skydns.test."], ["--workers", "2"])
@@ -63,4 +103,31 @@ def test_a_dead_worker_is_replaced(etcd: EtcdServer, clean_prefix: str, skyserve
         raise AssertionError("the killed worker was not replaced")
     for _ in range(10):
         assert proc.query("w.skydns.test").rcode() == dns.rcode.NOERROR
+    assert loads(proc) == 2  # the replacement read etcd itself
+    etcd.put(f"{clean_prefix}/test/skydns/w", '{"host":"10.20.0.3"}')
+    assert wait_for(lambda: everyone_answers(proc, "w.skydns.test", ["10.20.0.3"]))
     assert proc.stop() == 0
+
+
+def test_a_worker_whose_watch_was_compacted_reloads(
+    fresh_etcd: EtcdServer, clean_prefix: str, skyserve: Start
+) -> None:
+    fresh_etcd.put(key(clean_prefix, "keep.cw.skydns.test"), '{"host":"10.20.3.1"}')
+    fresh_etcd.put(key(clean_prefix, "gone.cw.skydns.test"), '{"host":"10.20.3.2"}')
+    proc = skyserve(["skydns.test."], ["--workers", "2", "--etcd-probe-interval", "0.3"],
+                    etcd_endpoints=fresh_etcd.endpoint)
+    assert proc.pid is not None
+    frozen = [proc.pid, *children(proc.pid)]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        fresh_etcd.restart()  # breaks every watch while the workers cannot see it
+        fresh_etcd.delete(key(clean_prefix, "gone.cw.skydns.test"))
+        fresh_etcd.put(key(clean_prefix, "new.cw.skydns.test"), '{"host":"10.20.3.3"}')
+        fresh_etcd.compact(fresh_etcd.revision())
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert wait_for(lambda: everyone_answers(proc, "cw.skydns.test", ["10.20.3.1", "10.20.3.3"]),
+                    15)
+    assert proc.log_text().count("reloading the whole prefix") == 2
