@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from tenacity import wait_exponential_jitter
@@ -62,7 +62,7 @@ def decode(key: str, value: bytes | None, prefix: str) -> Change | None:
         return Change(path, key, invalid=str(exc))
 
 
-def add_to_index(index: Index, kvs: list[KeyValue], prefix: str) -> None:
+def add_to_index(index: Index, kvs: Iterable[KeyValue], prefix: str) -> None:
     for kv in kvs:
         change = decode(kv.key, kv.value, prefix)
         if change is not None:
