@@ -67,7 +67,7 @@ def measure(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: int,
     busy, _ = wait_quiet(args.quiet_wait, 30)
     t0 = time.monotonic()
     sky = start_skyserve(procs, work, args.python, etcd_port, name=f"skyserve-w{workers}",
-                         extra=("--workers", str(workers)))
+                         extra=("--workers", str(workers), *args.skyserve_args))
     ready_s = time.monotonic() - t0
     time.sleep(args.settle)
     res: dict[str, Any] = {"workers": workers, "ready_s": ready_s, "other_work_pct": busy,
@@ -86,13 +86,14 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
     qfile = write_queries(work, args.records, 0.0, random.Random(1))
     logs: dict[str, Any] = {}
     runs = [measure(args, procs, work, etcd_port, qfile, w, logs) for w in args.workers]
-    return {"python": args.python, "records": args.records, "etcd_load_s": load_s,
+    return {"python": args.python, "args": list(args.skyserve_args),
+            "records": args.records, "etcd_load_s": load_s,
             "passes": args.passes, "runs": runs, "logs": logs}
 
 
 def report(res: dict[str, Any]) -> None:
-    print(f"\nskyserve memory, {res['records']:,} records (python: {res['python']}); MiB "
-          f"summed over the supervisor and its workers")
+    print(f"\nskyserve {' '.join(res['args'])} memory, {res['records']:,} records (python: "
+          f"{res['python']}); MiB summed over the supervisor and its workers")
     print(f"{'workers':>7} {'ready s':>8} {'other %':>8} | {'RSS':>7} {'PSS':>7} {'USS':>7} |"
           f" after {res['passes']} passes over every name: {'RSS':>7} {'PSS':>7} {'USS':>7}")
     for r in res["runs"]:
@@ -113,10 +114,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--settle", type=float, default=2.0, help="seconds before each reading")
     ap.add_argument("--quiet-wait", type=float, default=20.0,
                     help="wait at most this long for a quiet machine before each start")
+    ap.add_argument("--cache-entries", type=int, help="skyserve's answer cache size (0: what "
+                    "the passes leave is the index and its copied pages, not cached answers)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for skyserve")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
-    return ap.parse_args()
+    args = ap.parse_args()
+    args.skyserve_args = () if args.cache_entries is None else \
+        ("--cache-entries", str(args.cache_entries))
+    return args
 
 
 def main() -> int:
