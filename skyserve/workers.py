@@ -223,8 +223,9 @@ class Supervisor:
             if self.preload is not None and not self.preload.thread.alive:
                 self.start_workers(self.preload)
                 self.preload = None
+                reload.clear()  # a SIGHUP during the load: the workers read the file anyway
             self.reap()
-            if reload.is_set() and self.preload is None:  # workers forked later read the file
+            if reload.is_set() and self.preload is None:
                 reload.clear()
                 self.signal_all(signal.SIGHUP)
             with contextlib.suppress(TimeoutError):

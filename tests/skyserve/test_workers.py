@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
+from pathlib import Path
 
 import dns.rcode
 import pytest
@@ -87,26 +87,43 @@ def test_workers_load_for_themselves_when_etcd_comes_late(
     assert everyone_answers(proc, "late.skydns.test", ["10.20.2.1"])
 
 
+def replace_a_worker(proc: SkyserveProcess) -> None:
+    """Kill one of two workers; wait until its replacement is there and ready."""
+    pid = proc.pid
+    assert pid is not None
+    victim = children(pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_for(lambda: victim not in children(pid) and len(children(pid)) == 2
+                    and http_get(proc.ready_port, "/ready")[0] == 200, 15), \
+        "the killed worker was not replaced"
+
+
 def test_a_dead_worker_is_replaced(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:
     etcd.put(f"{clean_prefix}/test/skydns/w", '{"host":"10.20.0.2"}')
     proc = skyserve(["skydns.test."], ["--workers", "2"])
-    assert proc.pid is not None
-    victim = children(proc.pid)[0]
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        now = children(proc.pid)
-        if len(now) == 2 and victim not in now and http_get(proc.ready_port, "/ready")[0] == 200:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("the killed worker was not replaced")
+    replace_a_worker(proc)
     for _ in range(10):
         assert proc.query("w.skydns.test").rcode() == dns.rcode.NOERROR
     assert loads(proc) == 2  # the replacement read etcd itself
     etcd.put(f"{clean_prefix}/test/skydns/w", '{"host":"10.20.0.3"}')
     assert wait_for(lambda: everyone_answers(proc, "w.skydns.test", ["10.20.0.3"]))
     assert proc.stop() == 0
+
+
+
+
+def test_a_replacement_serves_the_config_file_as_it_is_now(
+    etcd: EtcdServer, clean_prefix: str, skyserve: Start, tmp_path: Path
+) -> None:
+    config = tmp_path / "skyserve.toml"
+    config.write_text("default-ttl = 300\n")
+    etcd.put(key(clean_prefix, "ttl.skydns.test"), '{"host":"10.20.4.1"}')
+    proc = skyserve(["skydns.test."], ["--workers", "2", "--config", str(config),
+                                       "--reload-interval", "0"])
+    config.write_text("default-ttl = 42\n")  # no SIGHUP: only a new worker reads it
+    replace_a_worker(proc)
+    ttls = {proc.query("ttl.skydns.test").answer[0].ttl for _ in range(30)}
+    assert min(ttls) <= 42 < max(ttls), ttls  # the replacement's, and its sibling's
 
 
 def test_a_worker_whose_watch_was_compacted_reloads(
