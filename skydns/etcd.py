@@ -90,6 +90,10 @@ class WatchBatch:
 WatchCallback = Callable[[WatchBatch | Exception], None]
 
 
+def _key_value(kv: Any) -> KeyValue:
+    return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision, kv.lease)
+
+
 def parse_endpoint(url: str) -> tuple[str, int, bool]:
     """``http(s)://host:port`` (or bare ``host:port``) -> (host, port, tls)."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
@@ -161,12 +165,15 @@ class EtcdClient:
             revision = at
         return out, revision
 
-    def pages(self, prefix: str) -> Iterator[tuple[list[KeyValue], int]]:
+    def pages(self, prefix: str) -> Iterator[tuple[Iterator[KeyValue], int]]:
         """Every key under ``prefix/`` at one revision, in pages of growing size (each
         with that revision), so a caller can digest a big prefix a page at a time.
 
         Unsorted: etcd returns a range in key order anyway, and asking it to sort makes it
-        read the whole rest of the range for every page."""
+        read the whole rest of the range for every page. A page's keys come one by one from
+        the response (digest a page before asking for the next): built all at once, the
+        ~100,000 keys of a page left their memory behind between what a load keeps, ~15 MB
+        more resident at 100,000 records."""
         start = (prefix + "/").encode()
         end = etcd3.utils.prefix_range_end(start)
         revision: int | None = None
@@ -179,13 +186,9 @@ class EtcdClient:
                 raise _translate(exc) from exc
             if revision is None:
                 revision = int(resp.header.revision)
-            page = []
-            for kv in resp.kvs:
-                size += len(kv.key) + len(kv.value)
-                page.append(KeyValue(kv.key.decode("utf-8", "replace"), kv.value,
-                                     kv.mod_revision, kv.lease))
-            count += len(page)
-            yield page, revision
+            size += sum(len(kv.key) + len(kv.value) for kv in resp.kvs)
+            count += len(resp.kvs)
+            yield map(_key_value, resp.kvs), revision
             if not resp.more or not resp.kvs:
                 return
             start = resp.kvs[-1].key + b"\0"

@@ -86,6 +86,17 @@ _INT_FIELDS: dict[str, tuple[int, int]] = {
     "targetstrip": (0, 127),
 }
 _STR_FIELDS = ("host", "text", "group")
+# json.loads makes a new int object for every number above 256 (32 bytes as allocated), and
+# TTLs and ports repeat from record to record: a big zone keeps each distinct value once.
+# Bounded, so odd values cannot grow it without end.
+_INTS: dict[int, int] = {}
+_MAX_INTS = 4096
+
+
+def _shared(value: int) -> int:
+    if len(_INTS) < _MAX_INTS:
+        return _INTS.setdefault(value, value)
+    return _INTS.get(value, value)
 
 
 def decode_record(key: str, value: bytes | str) -> Record:
@@ -111,7 +122,7 @@ def decode_record(key: str, value: bytes | str) -> Record:
             low, high = _INT_FIELDS[name]
             if not low <= val <= high:
                 raise RecordError(f"field {name!r} out of range [{low}, {high}]: {val}")
-            fields[name] = val
+            fields[name] = _shared(val)
         elif name == "mail":
             if not isinstance(val, bool):
                 raise RecordError(f"field 'mail' must be a boolean, got {json.dumps(val)}")

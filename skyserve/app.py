@@ -202,12 +202,18 @@ class App:
 
     # -- running ---------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, reload: asyncio.Event) -> int:
+    async def run(self, stop: asyncio.Event, reload: asyncio.Event,
+                  loaded: tuple[Index, int] | None = None) -> int:
+        """Serve until ``stop``; ``loaded``: a full load already made (by the ``--workers``
+        supervisor, before it forked us), served at once and watched from its revision."""
         loop = asyncio.get_running_loop()
         self.sink = LoopSink(loop, self)
         self.mirror = Mirror(self.config.etcd, self.config.etcd_prefix, self.sink,
                              state=self.stats.etcd,
-                             probe_interval=self.config.etcd_probe_interval)
+                             probe_interval=self.config.etcd_probe_interval,
+                             loaded_at=loaded[1] if loaded else 0)
+        if loaded is not None:
+            self.sink.loaded(*loaded)
         if self.primary is not None:
             self.notifier = Notifier(self.primary)
         self.udp.start(loop)

@@ -35,14 +35,23 @@ _NO_CHILDREN: dict[str, Node] = {}
 
 
 class Node:
-    __slots__ = ("children", "count", "values")
+    __slots__ = ("children", "count", "held")
 
     def __init__(self) -> None:
         self.children: dict[str, Node] = _NO_CHILDREN
         # The records whose keys end here: nearly always one (keys are unique; only keys
-        # that differ in case or in empty components meet), so a tuple, a third of a dict.
-        self.values: tuple[Record, ...] = ()
-        self.count = 0  # records in this subtree, including self.values
+        # that differ in case or in empty components meet), so that one is held as itself,
+        # not in a tuple of one (48 bytes a record); several are a tuple.
+        self.held: Record | tuple[Record, ...] = ()
+        self.count = 0  # records in this subtree, including those held here
+
+    @property
+    def values(self) -> tuple[Record, ...]:
+        held = self.held
+        return (held,) if isinstance(held, Record) else held
+
+    def hold(self, records: tuple[Record, ...]) -> None:
+        self.held = records[0] if len(records) == 1 else records
 
 
 class Index:
@@ -76,9 +85,10 @@ class Index:
                 child = node.children[part] = Node()
             nodes.append(child)
             node = child
-        kept = tuple(r for r in node.values if r.key != record.key)
-        added = len(kept) == len(node.values)
-        node.values = (*kept, record)
+        values = node.values
+        kept = tuple(r for r in values if r.key != record.key)
+        added = len(kept) == len(values)
+        node.hold((*kept, record))
         if added:
             for n in nodes:
                 n.count += 1
@@ -98,10 +108,11 @@ class Index:
                 return False
             nodes.append(child)
             node = child
-        kept = tuple(r for r in node.values if r.key != key)
-        if len(kept) == len(node.values):
+        values = node.values
+        kept = tuple(r for r in values if r.key != key)
+        if len(kept) == len(values):
             return False
-        node.values = kept
+        node.hold(kept)
         for n in nodes:
             n.count -= 1
         # Prune from the leaf up so that an emptied branch stops existing for DNS.
@@ -149,7 +160,11 @@ def subtree(node: Node) -> list[Record]:
     stack = [node]
     while stack:
         n = stack.pop()
-        out.extend(n.values)
+        held = n.held  # not n.values: no tuple made for the usual one record
+        if isinstance(held, Record):
+            out.append(held)
+        else:
+            out.extend(held)
         stack.extend(n.children.values())
     out.sort(key=_by_key)
     return out

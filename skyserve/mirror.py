@@ -9,6 +9,9 @@ The loop runs in its own thread, because the etcd client is blocking:
    missed or replayed; if that revision was compacted, go back to 1 and swap the new
    snapshot in at once, so answers never go missing in between.
 
+With ``--workers`` the supervisor makes step 1 once, before it forks (``loaded_at``), and
+each worker's mirror starts at step 2.
+
 A watch can also go silent without an error (a frozen etcd, a dropped stream). When no
 event has arrived for ``probe_interval`` seconds the loop asks etcd whether keys under the
 prefix changed after our revision; an error, or changes still unseen at the next probe,
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from tenacity import wait_exponential_jitter
@@ -59,11 +62,24 @@ def decode(key: str, value: bytes | None, prefix: str) -> Change | None:
         return Change(path, key, invalid=str(exc))
 
 
-def add_to_index(index: Index, kvs: list[KeyValue], prefix: str) -> None:
+def add_to_index(index: Index, kvs: Iterable[KeyValue], prefix: str) -> None:
     for kv in kvs:
         change = decode(kv.key, kv.value, prefix)
         if change is not None:
             index.apply(change)
+
+
+def load_index(client: EtcdClient, prefix: str,
+               check: Callable[[], None] = lambda: None) -> tuple[Index, int]:
+    """The whole prefix as a fresh index, with the revision it was read at. A page at a
+    time, so less memory is held at once; ``check`` runs between pages (to leave early)."""
+    index, revision = Index(), 0
+    for page, at in client.pages(prefix):
+        add_to_index(index, page, prefix)
+        revision = at
+        check()
+    log.info("etcd: loaded %d records at revision %d", len(index), revision)
+    return index, revision
 
 
 class Mirror:
@@ -77,7 +93,10 @@ class Mirror:
         probe_interval: float = 3.0,
         max_backoff: float = 5.0,
         connect: Callable[[EtcdSettings], EtcdClient] = EtcdClient,
+        loaded_at: int = 0,
     ) -> None:
+        """``loaded_at``: the sink already has a full load made elsewhere at this revision
+        (the ``--workers`` supervisor's), so the mirror starts watching right after it."""
         self.settings = settings
         self.prefix = prefix
         self.sink = sink
@@ -85,7 +104,10 @@ class Mirror:
         self.max_backoff = max_backoff
         self.connect = connect
         self.stats = state if state is not None else EtcdState()
-        self.revision = 0  # the last revision applied; 0 = nothing loaded yet
+        self.revision = loaded_at  # the last revision applied; 0 = nothing loaded yet
+        if loaded_at:
+            self.stats.loads += 1
+            self.stats.last_update = time.time()
         self.quiet = False  # shutting down: etcd going away is expected, not a warning
         self._queue: queue.Queue[WatchBatch | Exception | None] = queue.Queue()
         self._thread = Background("etcd-mirror", self._run)
@@ -118,14 +140,10 @@ class Mirror:
         client = self.connect(self.settings)
         try:
             if self.revision == 0:
-                index, revision = Index(), 0
-                for page, at in client.pages(self.prefix):  # a page at a time: less
-                    add_to_index(index, page, self.prefix)  # memory held at once
-                    revision = at
+                index, revision = load_index(client, self.prefix, self._thread.check)
                 self.revision = revision
                 self.stats.loads += 1
                 self.stats.last_update = time.time()
-                log.info("etcd: loaded %d records at revision %d", len(index), revision)
                 self.sink.loaded(index, revision)
             self._queue = queue.Queue()
             client.watch(self.prefix, self.revision + 1, self._queue.put)

@@ -13,11 +13,7 @@ import binascii
 import hashlib
 import struct
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING
 
 from skydns.record import Labels
 
@@ -31,7 +27,12 @@ SEP = 0x0001  # the secure entry point: a key-signing key
 PROTOCOL = 3
 DS_SHA256 = 2  # RFC 4509
 
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+# cryptography is imported where a key is read or used: loaded with OpenSSL it is ~8 MiB
+# of resident memory that a server without --dnssec does not need.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
 class KeyFileError(ValueError):
@@ -63,6 +64,10 @@ class ZoneKey:
 
     def sign(self, data: bytes) -> bytes:
         """The signature field of an RRSIG over ``data`` (RFC 6605 r||s, or RFC 8080)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
         if isinstance(self.private, ed25519.Ed25519PrivateKey):
             return self.private.sign(data)
         r, s = decode_dss_signature(self.private.sign(data, ec.ECDSA(hashes.SHA256())))
@@ -135,6 +140,8 @@ def _read_private(path: str, algorithm: int) -> PrivateKey:
                            f".key file says {algorithm}")
     if "PrivateKey" not in fields:
         raise KeyFileError(f"{path}: no PrivateKey field (not a private key file?)")
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     try:
         secret = base64.b64decode(fields["PrivateKey"], validate=True)
         if algorithm == ED25519:
@@ -145,6 +152,9 @@ def _read_private(path: str, algorithm: int) -> PrivateKey:
 
 
 def _public_bytes(private: PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     if isinstance(private, ed25519.Ed25519PrivateKey):
         return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     point = private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)

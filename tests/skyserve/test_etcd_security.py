@@ -79,10 +79,14 @@ def test_tls_etcd_is_really_tls_only(tls_etcd: TlsEtcd, etcdctl: Callable[..., s
     assert "is healthy" in etcdctl(tls_etcd.endpoint, "endpoint", "health", certs=certs)
 
 
+# With workers, the supervisor's TLS client loads and is closed before the fork; each
+# worker then opens its own for its watch.
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
 def test_tls_with_client_certificate(tls_etcd: TlsEtcd, clean_prefix: str, skyserve: Start,
-                                     etcdctl: Callable[..., str], certs: Certs) -> None:
+                                     etcdctl: Callable[..., str], certs: Certs,
+                                     workers: list[str]) -> None:
     tls_etcd.put(key(clean_prefix, "a.tls.skydns.test"), '{"host":"10.10.0.1"}')
-    proc = skyserve(ZONES, tls_args(certs), etcd_endpoints=tls_etcd.endpoint)
+    proc = skyserve(ZONES, [*tls_args(certs), *workers], etcd_endpoints=tls_etcd.endpoint)
     assert addresses(proc.query("tls.skydns.test")) == ["10.10.0.1"]
     # The watch works over TLS: a put afterwards (by etcdctl) and a delete are seen.
     etcdctl(tls_etcd.endpoint, "put", key(clean_prefix, "b.tls.skydns.test"),

@@ -40,3 +40,17 @@ def test_a_new_leaf_shares_the_empty_dicts_until_it_holds_something() -> None:
     idx.apply(change("/skydns/test/leaf", '{"host":"10.0.0.2"}'))  # replaced, not added
     assert [r.host for r in leaf.values] == ["10.0.0.2"] and len(idx) == 1
     assert index_module._NO_CHILDREN == {}
+
+
+def test_keys_that_meet_on_one_node_are_all_held_and_one_is_held_alone() -> None:
+    idx = Index()
+    keys = ["/skydns/test/Meet", "/skydns/test/meet", "/skydns/test//meet"]  # one path
+    for i, key in enumerate(keys):
+        idx.apply(change(key, f'{{"host":"10.0.0.{i + 1}"}}'))
+    node = idx.find(("test", "meet"))
+    assert node is not None and [r.key for r in node.values] == keys and len(idx) == 3
+    assert [r.key for r in index_module.subtree(idx.root)] == sorted(keys)
+    idx.apply(change(keys[0]))
+    idx.apply(change(keys[2]))
+    assert node.held is node.values[0] and node.held.key == keys[1]  # no tuple of one
+    assert [r.key for r in index_module.subtree(idx.root)] == [keys[1]]

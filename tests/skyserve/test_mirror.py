@@ -1,0 +1,77 @@
+"""The mirror against a real etcd, in this process: a start from a load made elsewhere."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from skydns.etcd import EtcdSettings
+from skyserve.index import Change, Index
+from skyserve.mirror import Mirror
+from tests.support.dnsutil import key
+from tests.support.etcd_server import EtcdServer
+
+pytestmark = pytest.mark.e2e
+
+HOST = '{"host":"10.30.0.1"}'
+
+
+class Recorder:
+    """A sink that keeps what the mirror hands over."""
+
+    def __init__(self) -> None:
+        self.loads: list[tuple[int, int]] = []  # (records, revision)
+        self.changes: list[tuple[list[Change], int]] = []
+        self.event = threading.Event()
+
+    def loaded(self, index: Index, revision: int) -> None:
+        self.loads.append((len(index), revision))
+        self.event.set()
+
+    def changed(self, changes: list[Change], revision: int) -> None:
+        self.changes.append((changes, revision))
+        self.event.set()
+
+    def state(self, connected: bool, reason: str) -> None:
+        pass
+
+
+def mirror(etcd: EtcdServer, prefix: str, sink: Recorder, loaded_at: int) -> Mirror:
+    m = Mirror(EtcdSettings(endpoints=(etcd.endpoint,)), prefix, sink, loaded_at=loaded_at)
+    m.start()
+    return m
+
+
+def test_a_mirror_loaded_elsewhere_only_watches_after_that_revision(
+    fresh_etcd: EtcdServer, clean_prefix: str
+) -> None:
+    at = fresh_etcd.put(key(clean_prefix, "a.m.skydns.test"), HOST)
+    later = fresh_etcd.put(key(clean_prefix, "b.m.skydns.test"), HOST)
+    sink = Recorder()
+    m = mirror(fresh_etcd, clean_prefix, sink, at)
+    try:
+        assert sink.event.wait(10)
+        assert sink.loads == []
+        assert [(c.key, rev) for cs, rev in sink.changes for c in cs] == \
+            [(key(clean_prefix, "b.m.skydns.test"), later)]
+        assert m.stats.loads == 1  # the load made elsewhere counts as this mirror's
+    finally:
+        m.stop()
+
+
+def test_a_mirror_loaded_at_a_compacted_revision_loads_in_full(
+    fresh_etcd: EtcdServer, clean_prefix: str
+) -> None:
+    at = fresh_etcd.put(key(clean_prefix, "a.m.skydns.test"), HOST)
+    fresh_etcd.put(key(clean_prefix, "b.m.skydns.test"), HOST)
+    fresh_etcd.put(key(clean_prefix, "c.m.skydns.test"), HOST)
+    fresh_etcd.compact(fresh_etcd.revision())  # the watch would start below it
+    sink = Recorder()
+    m = mirror(fresh_etcd, clean_prefix, sink, at)
+    try:
+        assert sink.event.wait(10)
+        assert sink.loads == [(3, fresh_etcd.revision())]
+        assert m.stats.loads == 2
+    finally:
+        m.stop()
