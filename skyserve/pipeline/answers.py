@@ -8,8 +8,10 @@ answer carries the current serial. Forwarded replies are kept until their TTLs w
 tick down a second, then re-aged in place while the forward cache still holds them.
 Multi-record answers are kept in several rotations, served in turn. It is bounded by
 entries and by bytes (the replies, their keys and a fixed estimate of the bookkeeping per
-entry); when either is reached it starts again empty (cheaper than tracking recency per
-hit).
+entry). When either is reached it starts again empty (cheaper than tracking recency per
+hit), but at most once every ``REFILL_PERIOD`` seconds; in between, answers that find it
+full are not kept. So a working set a little larger than the cache (every name of a zone
+asked in turn) keeps most of itself cached instead of emptying the cache over and over.
 
 Admission: answers the general path renders (~30 µs) are kept at once. Answers the direct
 stage makes in a few microseconds are kept only on their query's second sighting: a flood
@@ -34,6 +36,7 @@ from .request import Request
 
 CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
 
+REFILL_PERIOD = 10.0  # seconds between two restarts of a full cache
 ENTRY_OVERHEAD = 600  # bytes per entry besides reply and key (objects, dict slots, deps), measured
 
 
@@ -62,6 +65,7 @@ class AnswerCache:
         self.serial = b"\0\0\0\0"  # the SOA serial served, as it goes on the wire
         self._turn = 0
         self._bytes = 0
+        self._refill_after = 0.0  # when a full cache may start again empty
         self._cache: dict[CacheKey, CachedAnswer] = {}
         # path -> the keys of the answers read from it: one key alone (nearly always: a
         # set costs ~200 bytes an entry), or a set of them.
@@ -165,7 +169,11 @@ class AnswerCache:
     def _store(self, key: CacheKey, entry: CachedAnswer, deps: set[Labels] | tuple[()]) -> None:
         size = _size(key, entry)
         if len(self._cache) >= self.capacity or self._bytes + size > self.max_bytes:
+            now = time.monotonic()
+            if now < self._refill_after:
+                return  # full, and emptied not long ago: this one is not kept
             self.clear()
+            self._refill_after = now + REFILL_PERIOD
         old = self._cache.get(key)
         if old is not None:
             self._bytes -= _size(key, old)

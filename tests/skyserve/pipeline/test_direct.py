@@ -240,3 +240,24 @@ def test_the_answer_cache_is_bounded_by_bytes() -> None:
     assert max(sizes) <= 3000
     assert max(sizes) > 2000  # it filled up before starting again
     assert sizes.count(0) < len(sizes) // 2
+
+
+def test_a_full_cache_keeps_what_it_has_between_refills() -> None:
+    """Full again soon after it was emptied: new answers are not kept, the old ones stay
+    (a zone-wide mix a little larger than the cache stays mostly cached)."""
+    fast, _ = pipelines(cache_entries=4)
+    queries = [dns.message.make_query(f"n{i}.skydns.test", "A").to_wire() for i in range(12)]
+    for data in queries:  # NXDOMAIN: direct, kept on the second sighting
+        fast.handle(data)
+        fast.handle(data)
+
+    def hit(data: bytes) -> bool:
+        before = fast.stats.answer_hits
+        fast.handle(data)
+        return fast.stats.answer_hits > before
+
+    # n4 found it full the first time: emptied, n4-n7 kept; n8 found it full again.
+    assert [hit(data) for data in queries] == [False] * 4 + [True] * 4 + [False] * 4
+    fast.answers._refill_after = 0.0  # as when REFILL_PERIOD has passed
+    fast.handle(queries[8])  # the second sighting since it was last refused: emptied, kept
+    assert [hit(queries[i]) for i in (8, 4)] == [True, False]
