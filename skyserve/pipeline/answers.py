@@ -36,7 +36,7 @@ from .request import Request
 
 CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
 
-REFILL_PERIOD = 10.0  # seconds between two restarts of a full cache
+REFILL_PERIOD = 60.0  # seconds between two restarts of a full cache
 ENTRY_OVERHEAD = 600  # bytes per entry besides reply and key (objects, dict slots, deps), measured
 
 
