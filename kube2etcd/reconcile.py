@@ -225,7 +225,7 @@ class Reconciler:
         marker = OWNER_FIELD.encode()
         self._op = "load"
 
-        def take(kvs: list[KeyValue]) -> None:
+        def take(kvs: Iterable[KeyValue]) -> None:
             for kv in kvs:
                 if marker in kv.value and owner_of(kv.value, OWNER_FIELD) == owner:
                     owned[kv.key] = kv.value.decode()
