@@ -8,18 +8,20 @@ answer carries the current serial. Forwarded replies are kept until their TTLs w
 tick down a second, then re-aged in place while the forward cache still holds them.
 Multi-record answers are kept in several rotations, served in turn. It is bounded by
 entries and by bytes (the replies, their keys and a fixed estimate of the bookkeeping per
-entry). When either is reached it starts again empty (cheaper than tracking recency per
-hit), but at most once every ``REFILL_PERIOD`` seconds; in between, answers that find it
-full are not kept. So a working set a little larger than the cache (every name of a zone
-asked in turn) keeps most of itself cached instead of emptying the cache over and over.
+entry). When either is reached, answers that find it full are not kept; once it has been
+full for ``REFILL_PERIOD`` seconds it starts again empty (cheaper than tracking recency per
+hit). So a working set a little larger than the cache (every name of a zone asked in
+turn) keeps most of itself cached instead of emptying the cache over and over, and a
+working set that moves on is picked up within the period.
 
 Admission: answers the general path renders (~30 µs) are kept at once. Answers the direct
 stage makes in a few microseconds are kept only on their query's second sighting: a flood
 of names that never repeat then costs no insertions and cannot empty the cache. The
-doorkeeper marks the hashes of first sightings in a bitmap of bytes (no object per query),
-and starts again blank after twice the cache's capacity of them, so a name that comes back
-within that many new queries is admitted (a zone-wide mix the cache can hold is cached);
-a hash collision only admits an answer early.
+doorkeeper is a Bloom filter (two bits a query, from the two halves of its hash, in 16
+million bits: 2 MiB, no object per query) that starts again blank after twice the cache's
+capacity of first sightings (at most ``MAX_WINDOW``), so a name that comes back within
+that many new queries is admitted (a zone-wide mix the cache can hold is cached); a false
+positive (under 0.1% at the default capacity) only admits an answer early.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from .request import Request
 
 CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
 
-REFILL_PERIOD = 60.0  # seconds between two restarts of a full cache
+REFILL_PERIOD = 60.0  # seconds a cache stays full before it starts again empty
+DOORKEEPER_BITS = 1 << 24
+MAX_WINDOW = 1_000_000  # first sightings remembered at most (1.4% false positives then)
 ENTRY_OVERHEAD = 600  # bytes per entry besides reply and key (objects, dict slots, deps), measured
 
 
@@ -65,15 +69,13 @@ class AnswerCache:
         self.serial = b"\0\0\0\0"  # the SOA serial served, as it goes on the wire
         self._turn = 0
         self._bytes = 0
-        self._refill_after = 0.0  # when a full cache may start again empty
+        self._full_since: float | None = None  # when it was first found full (monotonic)
         self._cache: dict[CacheKey, CachedAnswer] = {}
         # path -> the keys of the answers read from it: one key alone (nearly always: a
         # set costs ~200 bytes an entry), or a set of them.
         self._deps: dict[Labels, CacheKey | set[CacheKey]] = {}
-        # The doorkeeper: a byte per hash slot, 8 slots per remembered sighting.
-        self._window = 2 * max(1, capacity)
-        self._mask = (1 << min(22, (8 * self._window - 1).bit_length())) - 1
-        self._seen = bytearray(self._mask + 1)
+        self._window = min(MAX_WINDOW, 2 * max(1, capacity))  # the doorkeeper's memory
+        self._seen = bytearray(DOORKEEPER_BITS // 8)
         self._marks = 0
         self._hit_ids: dict[tuple[int, str | None], int] = {}  # a reply's Stat -> its hit's
 
@@ -134,15 +136,16 @@ class AnswerCache:
     def seen_before(self, data: bytes, tcp: bool) -> bool:
         """The doorkeeper: whether this query (minus its ID) came recently and found the
         cache without it. The first time it only remembers it."""
-        h = hash((tcp, data[2:])) & self._mask
+        h = hash((tcp, data[2:]))
+        a, b = h & (DOORKEEPER_BITS - 1), (h >> 32) & (DOORKEEPER_BITS - 1)
         seen = self._seen
-        if seen[h]:
-            seen[h] = 0
+        if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:
             return True
         if self._marks >= self._window:
             self._seen = seen = bytearray(len(seen))
             self._marks = 0
-        seen[h] = 1
+        seen[a >> 3] |= 1 << (a & 7)
+        seen[b >> 3] |= 1 << (b & 7)
         self._marks += 1
         return False
 
@@ -170,10 +173,11 @@ class AnswerCache:
         size = _size(key, entry)
         if len(self._cache) >= self.capacity or self._bytes + size > self.max_bytes:
             now = time.monotonic()
-            if now < self._refill_after:
-                return  # full, and emptied not long ago: this one is not kept
+            if self._full_since is None:
+                self._full_since = now
+            if now - self._full_since < REFILL_PERIOD:
+                return  # full, not for long: this one is not kept
             self.clear()
-            self._refill_after = now + REFILL_PERIOD
         old = self._cache.get(key)
         if old is not None:
             self._bytes -= _size(key, old)
@@ -193,6 +197,7 @@ class AnswerCache:
         self._cache.clear()
         self._deps.clear()
         self._bytes = 0
+        self._full_since = None
 
     @property
     def size_bytes(self) -> int:
