@@ -15,7 +15,11 @@ each worker's mirror starts at step 2.
 A watch can also go silent without an error (a frozen etcd, a dropped stream). When no
 event has arrived for ``probe_interval`` seconds the loop asks etcd whether keys under the
 prefix changed after our revision; an error, or changes still unseen at the next probe,
-means the stream is dead, and the loop reconnects.
+means the stream is dead, and the loop reconnects. That question makes etcd look at every
+key under the prefix (its revision filter is applied after the range is read): a quarter
+of a core at 1,000,000 keys every 3 s. So it is asked only when etcd's revision (from a
+one-key read) has moved past what is already known to hold nothing unseen: an etcd where
+nothing is written costs one point read a probe.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ class Mirror:
         self.connect = connect
         self.stats = state if state is not None else EtcdState()
         self.revision = loaded_at  # the last revision applied; 0 = nothing loaded yet
+        self.scans = 0  # probes that asked etcd to look at the whole prefix
         if loaded_at:
             self.stats.loads += 1
             self.stats.last_update = time.time()
@@ -156,11 +161,12 @@ class Mirror:
 
     def _watch(self, client: EtcdClient) -> None:
         suspicious = False
+        clean = self.revision  # etcd's revision up to which nothing under the prefix is unseen
         while not self._thread.stopping:
             try:
                 item = self._queue.get(timeout=self.probe_interval)
             except queue.Empty:
-                unseen = client.changed_since(self.prefix, self.revision)
+                unseen, clean = self._probe(client, clean)
                 if unseen and suspicious:
                     raise EtcdError("watch silent while etcd has changes unseen") from None
                 suspicious = unseen
@@ -171,6 +177,16 @@ class Mirror:
                 raise item if isinstance(item, EtcdError) else EtcdError(str(item))
             suspicious = False
             self._deliver(item)
+
+    def _probe(self, client: EtcdClient, clean: int) -> tuple[bool, int]:
+        """Whether etcd holds changes under the prefix the watch has not delivered, and
+        the revision up to which it holds none (only read in full when etcd moved on)."""
+        _, header = client.get_with_header(self.prefix)
+        if header.revision <= max(clean, self.revision):
+            return False, clean
+        self.scans += 1
+        unseen = client.changed_since(self.prefix, self.revision)
+        return unseen, (clean if unseen else header.revision)
 
     def _deliver(self, batch: WatchBatch) -> None:
         changes = [c for k, v, _ in batch.events if (c := decode(k, v, self.prefix))]
