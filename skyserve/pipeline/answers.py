@@ -149,6 +149,14 @@ class AnswerCache:
         self._marks += 1
         return False
 
+    def admits(self) -> bool:
+        """Whether an answer would be kept now: there is room, or the cache has been full
+        long enough to start again. The direct stage asks before it builds an entry."""
+        if len(self._cache) < self.capacity and self._bytes + 2 * ENTRY_OVERHEAD <= self.max_bytes:
+            return True
+        since = self._full_since
+        return since is None or time.monotonic() - since >= REFILL_PERIOD
+
     def keep_forwarded(self, req: Request, variants: list[bytes], stat_id: int, until: float,
                        source: CachedResponse | None, aging: Aging | None = None) -> None:
         """Keep a relayed upstream reply until ``until`` (monotonic), and then for as long

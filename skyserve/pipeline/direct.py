@@ -123,7 +123,7 @@ class Direct:
                                rcode[1], edns == 2, "etcd", len(data), len(reply),
                                0 if seconds <= FIRST_BUCKET else duration_bucket(seconds)),
                               seconds)
-        if self.answers.seen_before(data, tcp):
+        if self.answers.seen_before(data, tcp) and self.answers.admits():
             self._keep(data, tcp, reply, stat, path, depth, zone, end + len(body) - 16)
         return reply
 

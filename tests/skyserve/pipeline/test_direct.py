@@ -261,6 +261,8 @@ def test_a_full_cache_keeps_what_it_has_between_refills() -> None:
 
     # From n4 on they found it full: n0-n3 kept, the rest not.
     assert [hit(data) for data in queries] == [True] * 4 + [False] * 8
+    assert not fast.answers.admits()  # so the direct stage does not even build an entry
     fast.answers._full_since = -REFILL_PERIOD  # as when it has been full that long
+    assert fast.answers.admits()
     fast.handle(queries[8])  # its second sighting since it was last refused: emptied, kept
     assert [hit(queries[i]) for i in (8, 0)] == [True, False]
