@@ -260,14 +260,7 @@ class EtcdClient:
 
     def get(self, key: str) -> KeyValue | None:
         """One key, or None when it does not exist."""
-        try:
-            resp = self._client.get_response(key)
-        except _FAILURES as exc:
-            raise _translate(exc) from exc
-        for kv in resp.kvs:
-            return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision,
-                            kv.lease)
-        return None
+        return self.get_with_header(key)[0]
 
     def get_with_header(self, key: str) -> tuple[KeyValue | None, Header]:
         """One key (None when it does not exist) and the header of the response."""
@@ -278,8 +271,7 @@ class EtcdClient:
         h = resp.header
         header = Header(int(h.cluster_id), int(h.member_id), int(h.revision), int(h.raft_term))
         for kv in resp.kvs:
-            return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision,
-                            kv.lease), header
+            return _key_value(kv), header
         return None, header
 
     def put_if_absent(self, key: str, value: str, lease: int | None = None) -> bool:
