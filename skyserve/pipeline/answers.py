@@ -152,10 +152,7 @@ class AnswerCache:
     def admits(self) -> bool:
         """Whether an answer would be kept now: there is room, or the cache has been full
         long enough to start again. The direct stage asks before it builds an entry."""
-        if len(self._cache) < self.capacity and self._bytes + 2 * ENTRY_OVERHEAD <= self.max_bytes:
-            return True
-        since = self._full_since
-        return since is None or time.monotonic() - since >= REFILL_PERIOD
+        return self._fits(2 * ENTRY_OVERHEAD) or self._refill_due()
 
     def keep_forwarded(self, req: Request, variants: list[bytes], stat_id: int, until: float,
                        source: CachedResponse | None, aging: Aging | None = None) -> None:
@@ -179,11 +176,8 @@ class AnswerCache:
 
     def _store(self, key: CacheKey, entry: CachedAnswer, deps: set[Labels] | tuple[()]) -> None:
         size = _size(key, entry)
-        if len(self._cache) >= self.capacity or self._bytes + size > self.max_bytes:
-            now = time.monotonic()
-            if self._full_since is None:
-                self._full_since = now
-            if now - self._full_since < REFILL_PERIOD:
+        if not self._fits(size):
+            if not self._refill_due():
                 return  # full, not for long: this one is not kept
             self.clear()
         old = self._cache.get(key)
@@ -200,6 +194,17 @@ class AnswerCache:
                 keys.add(key)
             elif keys != key:
                 deps_map[path] = {keys, key}
+
+    def _fits(self, size: int) -> bool:
+        return len(self._cache) < self.capacity and self._bytes + size <= self.max_bytes
+
+    def _refill_due(self) -> bool:
+        """Asked of a full cache: whether it has been full for ``REFILL_PERIOD`` (the first
+        time it is found full starts that period)."""
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        return now - self._full_since >= REFILL_PERIOD
 
     def clear(self) -> None:
         self._cache.clear()
