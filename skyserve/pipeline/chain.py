@@ -88,31 +88,26 @@ class Pipeline:
     def handle(self, data: bytes, tcp: bool = False, peer: Any = None,
                send: Send | None = None) -> bytes | None:
         """Answer one query: the reply, or None (dropped, or sent later through ``send``)."""
-        start = time.perf_counter()
-        try:
-            reply = self._hit(data, tcp, start)
-            if reply is not None:
-                if self.querylog is not None:
-                    self.querylog.log(data, reply, peer, tcp, 0.0)
-                return reply
-            reply = self._direct(data, tcp, start) or self._first(
-                Request(data, tcp, peer, send, start, self._deliver))
-        except Exception:
-            reply = self._panic(data)
-        if reply is not None and self.querylog is not None:
-            self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
-        return reply
+        return self._answer(data, tcp, peer, send, self._first)
 
     def quick(self, data: bytes, peer: Any = None) -> bytes | None:
         """A UDP query's reply if the answer cache or the direct stage has it, else None
         (then ``handle`` must answer it). What the transport's reading thread asks."""
+        return self._answer(data, False, peer, None, None)
+
+    def _answer(self, data: bytes, tcp: bool, peer: Any, send: Send | None,
+                rest: Handler | None) -> bytes | None:
+        """The answer cache, direct answers, then (unless None) ``rest``: the reply, logged;
+        an exception is a SERVFAIL."""
         start = time.perf_counter()
         try:
-            reply = self._hit(data, False, start) or self._direct(data, False, start)
+            reply = self._hit(data, tcp, start) or self._direct(data, tcp, start)
+            if reply is None and rest is not None:
+                reply = rest(Request(data, tcp, peer, send, start, self._deliver))
         except Exception:
             reply = self._panic(data)
         if reply is not None and self.querylog is not None:
-            self.querylog.log(data, reply, peer, False, time.perf_counter() - start)
+            self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
         return reply
 
     def _deliver(self, req: Request, build: Build) -> None:
