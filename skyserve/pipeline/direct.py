@@ -42,6 +42,8 @@ from ..lookup import Zone, group_filter, structural, wildcard_deps
 from ..tally import DURATION_BUCKETS, duration_bucket
 from ..wire import constants as T
 from ..wire.constants import AA, CD, HEADER, QR, RA, RD, RR_FIXED, SOA_TIMERS
+from ..wire.query import encode_name
+from ..wire.rr import RR
 from .answers import AnswerCache
 from .context import Shared
 from .zones import Zones
@@ -53,7 +55,6 @@ ONE_ANSWER, ONE_AUTHORITY = 0x10000, 0x1
 FIRST_BUCKET = DURATION_BUCKETS[0]  # the duration bucket of (nearly) every direct answer
 NOT_HERE = frozenset((T.AXFR, T.IXFR, T.SOA, T.ANY))  # transfers, SOA probes, ANY
 ADDRESS_TYPES = {T.A: 4, T.AAAA: 16}  # qtype -> address length
-NEAR_APEX = frozenset(("dns", "hostmaster"))  # labels the SOA's names share
 
 
 class Direct:
@@ -73,9 +74,10 @@ class Direct:
         self.default_ttl = settings.lookup.default_ttl
         signer = settings.dnssec
         # Longest apex first, as ``Authority.zone_of`` matches.
-        self.facts = [ZoneFacts(z, settings.lookup.min_ttl, z in settings.fallthrough,
+        authority = zones.authority
+        self.facts = [ZoneFacts(z, authority.soa(z), z in settings.fallthrough,
                                 signer is not None and signer.signs(z))
-                      for z in zones.authority.zones]
+                      for z in authority.zones]
 
     def answer(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply, or None when the general path must answer."""
@@ -97,7 +99,7 @@ class Direct:
             return None
         path = labels[::-1]
         rel = path[zone.depth :]
-        if not WILDCARD_LABELS.isdisjoint(path) or rel[0] in NEAR_APEX or (
+        if not WILDCARD_LABELS.isdisjoint(path) or rel[0] in zone.near_apex or (
                 zone.cluster and structural(rel)):
             return None
         depth, node = self.zones.authority.index.closest_encloser(path)
@@ -231,18 +233,22 @@ def _plain_options(data: bytes, pos: int, end: int) -> bool:
 class ZoneFacts:
     """What the direct stage needs of a zone, worked out once."""
 
-    __slots__ = ("cluster", "depth", "fallthrough", "labels", "signed", "soa", "text",
-                 "ttl", "wire_length")
+    __slots__ = ("cluster", "depth", "fallthrough", "labels", "near_apex", "signed", "soa",
+                 "soa_rr", "text", "wire_length")
 
-    def __init__(self, zone: Zone, ttl: int, fallthrough: bool, signed: bool) -> None:
+    def __init__(self, zone: Zone, soa: RR, fallthrough: bool, signed: bool) -> None:
         self.labels = zone.labels
         self.depth = len(zone.labels)
         self.text = zone.text
         self.cluster = zone.cluster
         self.fallthrough = fallthrough
         self.signed = signed
-        self.ttl = ttl
-        self.wire_length = sum(1 + len(label) for label in zone.labels) + 1
+        self.wire_length = len(encode_name(zone.labels))
+        self.soa_rr = soa  # ``lookup.Authority.soa``: what the general path renders
+        mname, rname = soa.rdata[0], soa.rdata[1]
+        # A question with one of these just below the apex shares more of the SOA's names
+        # than the apex: ``render`` would compress them further than the template does.
+        self.near_apex = frozenset((mname[-self.depth - 1], rname[-self.depth - 1]))
         self.soa: dict[int, tuple[bytes, bytes]] = {}  # by where the apex is in the question
 
     def negative(self, end: int, serial: bytes) -> bytes:
@@ -251,15 +257,19 @@ class ZoneFacts:
         pointer = end - self.wire_length
         pieces = self.soa.get(pointer)
         if pieces is None:
-            pieces = self.soa[pointer] = soa_pieces(pointer, self.ttl)
+            pieces = self.soa[pointer] = soa_pieces(self.soa_rr, self.depth, pointer)
         return pieces[0] + serial + pieces[1]
 
 
-def soa_pieces(pointer: int, ttl: int) -> tuple[bytes, bytes]:
-    """The synthesized SOA (``lookup.Authority.soa``) as ``render`` writes it after a
-    question whose apex starts at ``pointer``: the bytes before the serial and after."""
+def soa_pieces(soa: RR, depth: int, pointer: int) -> tuple[bytes, bytes]:
+    """The synthesized SOA as ``render`` writes it after a question whose apex (``depth``
+    labels) starts at ``pointer``: the bytes before the serial and after. Its owner is the
+    apex; its two names are their own labels above the apex, then a pointer to it (they
+    share nothing else with each other)."""
     apex = (0xC000 | pointer).to_bytes(2, "big")
-    rdata_head = b"\x02ns\x03dns" + apex + b"\x0ahostmaster" + apex
-    tail = SOA_TIMERS.pack(7200, 1800, 86400, ttl)
-    fixed = RR_FIXED.pack(T.SOA, T.CLASS_IN, ttl, len(rdata_head) + 4 + len(tail))
+    mname, rname, *timers = soa.rdata
+    rdata_head = (encode_name(mname[:-depth])[:-1] + apex
+                  + encode_name(rname[:-depth])[:-1] + apex)
+    tail = SOA_TIMERS.pack(*timers)
+    fixed = RR_FIXED.pack(T.SOA, T.CLASS_IN, soa.ttl, len(rdata_head) + 4 + len(tail))
     return apex + fixed + rdata_head, tail
