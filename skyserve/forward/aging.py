@@ -48,7 +48,13 @@ class Aging:
             self.age = age
             heads = tuple(_lowered(head, at, passed) for head, at in zip(heads, self.offsets,
                                                                            strict=True))
-        return heads, min(entry.expires, entry.stored + age + 1)
+        return heads, ticks_at(entry.expires, entry.stored, age)
+
+
+def ticks_at(expires: float, stored: float, age: int) -> float:
+    """Until when reply bytes written at ``age`` seconds are right: their TTLs tick down a
+    second later, or the entry expires (monotonic)."""
+    return min(expires, stored + age + 1)
 
 
 def _lowered(head: bytes, offsets: tuple[int, ...], seconds: int) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ..forward.aging import Aging, ttl_offsets
+from ..forward.aging import Aging, ticks_at, ttl_offsets
 from ..forward.cache import STALE_TTL, Key
 from ..forward.policy import Outcome
 from ..wire.constants import EDE_NOT_AUTHORITATIVE, EDE_STALE, REFUSED, TC
@@ -66,7 +66,7 @@ class Forwarding:
         stat_id = req.count(shared.stats.tally, ".", resp.rcode, plugin, len(reply))
         if outcome.expires and not outcome.stale and not reply[2] & (TC >> 8):
             # Keep the bytes until their TTLs would tick down by one second.
-            until = min(outcome.expires, outcome.stored + outcome.age + 1)
+            until = ticks_at(outcome.expires, outcome.stored, outcome.age)
             if until > time.monotonic():
                 shared.answers.keep_forwarded(req, variants, stat_id, until, outcome.entry,
                                               self._aging(req, outcome, variants))
