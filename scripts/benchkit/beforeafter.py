@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +35,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=int, default=20_000, help="the fixed rate (QPS)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for skyserve")
-    return ap.parse_args()
+    args = ap.parse_args()
+    # Both skyservers run from their own trees: a relative interpreter path must not be.
+    found = shutil.which(args.python)
+    if found is None:
+        ap.error(f"--python: no interpreter at {args.python}")
+    args.python = str(Path(found).absolute())
+    return args
 
 
 def dnsperf(srv: Server, qfile: Path, duration: float, rate: int | None) -> tuple[float, float]:
