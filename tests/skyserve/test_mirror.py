@@ -96,7 +96,11 @@ def test_the_silent_watch_probe_reads_the_prefix_only_when_etcd_moved_on(
         assert m.scans == 1  # one look, then it knows nothing is unseen up to there
         fresh_etcd.put(key(clean_prefix, "b.m.skydns.test"), HOST)  # delivered by the watch
         assert sink.event.wait(5)
+        # A probe between the put and its delivery may look once more (etcd moved on and
+        # that change was not seen yet); once the watch has delivered it, none does.
+        time.sleep(0.1)
+        caught_up = m.scans
         time.sleep(0.6)
-        assert m.scans == 1 and not sink.loads  # the watch was never taken for dead
+        assert m.scans == caught_up <= 2 and not sink.loads  # the watch never taken for dead
     finally:
         m.stop()
