@@ -88,13 +88,32 @@ def test_report_judges_the_targets_on_the_ratios(capsys: pytest.CaptureFixture[s
     assert "[PASS] check: flood answers all NXDOMAIN" in out
 
 
+def test_report_names_the_targets_the_floor_itself_misses(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    res = tiny_result()["shapes"]
+    floor = {"qps": 80000.0, "cpu_us_per_query": 5.0, "lost": 0.0, "others_cpu_pct": 1.0}
+    for block in res["repeated"].values():
+        block["floor"] = {"rounds": [floor], "median": median_of([floor])}
+    report_shapes(res, "/usr/bin/python3, 3.11.2")
+    out = capsys.readouterr().out
+    beyond = out.split("out of reach of a one-process CPython server")[1]
+    # knot: 100,000 qps at 6 us; the floor: 0.80 of its QPS (target 0.9), 0.83 of its CPU
+    assert "repeated 10,000, -q 100: QPS (max) ratio >= 0.9 (the floor: 0.80)" in beyond
+    assert "CPU us/query" not in beyond  # the floor meets <= 1.3
+    assert "-q 200" not in beyond  # no target there
+    assert "[FAIL] repeated 10,000, -q 100: QPS (max) ratio >= 0.9 (0.50)" in out  # still judged
+
+
 def test_charts_from_a_saved_result_are_pngs(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from benchkit.charts import draw
 
     saved = tmp_path / "results.json"
     saved.write_text(json.dumps(tiny_result()))
-    paths = draw(json.loads(saved.read_text()), tmp_path / "charts")
+    res = json.loads(saved.read_text())
+    floor = {"qps": 80000.0, "cpu_us_per_query": 5.0}
+    res["shapes"]["repeated"]["100"]["floor"] = {"rounds": [floor], "median": floor}
+    paths = draw(res, tmp_path / "charts")
     assert sorted(p.name for p in paths) == ["latency-vs-load.png", "ratios.png",
                                              "zone-size.png"]
     for p in paths:

@@ -1,6 +1,7 @@
 """PNG charts of a shapes-suite result (a run's, or one saved with --json): QPS and CPU per
 query against zone size, latency percentiles and CPU per query against offered load, and the
-skyserve/knot ratios per shape against the targets; skyserve and knot on the same axes.
+skyserve/knot ratios per shape against the targets; skyserve and knot on the same axes, and
+the floor (a bare CPython receive/send loop, benchkit/floor.py) where it ran.
 
 matplotlib is imported only here, when charts are asked for (the ``bench`` extra), so the
 benchmark itself still runs on any python3."""
@@ -16,11 +17,14 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-STYLE = {"skyserve": ("tab:blue", "o"), "knot": ("tab:orange", "s")}  # (colour, marker)
+STYLE = {"skyserve": ("tab:blue", "o"), "knot": ("tab:orange", "s"),  # (colour, marker)
+         "floor": ("tab:gray", "^")}
 
 Series = dict[str, list[tuple[float, float, float, float]]]  # role -> (x, median, lo, hi)
 
 def _spread(block: dict[str, Any], role: str, key: str) -> tuple[float, float, float] | None:
+    if role not in block:
+        return None
     vals = [x[key] for x in block[role]["rounds"] if isinstance(x.get(key), float | int)]
     med = block[role]["median"].get(key)
     return None if med is None or not vals else (med, min(vals), max(vals))
@@ -102,6 +106,10 @@ def draw(res: dict[str, Any], outdir: Path) -> list[Path]:
         ax.bar(labels, [b[1] or 0 for b in bars], color="tab:blue")
         ax.scatter(labels, [b[2] for b in bars], marker="_", s=900, color="tab:red",
                    zorder=3, label="target")
+        floors = [(b[0], b[3]) for b in bars if b[3] is not None]
+        if floors:
+            ax.scatter(*zip(*floors, strict=True), marker="^", color="tab:gray", zorder=3,
+                       label="floor / knot (bare CPython loop)")
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set(ylabel="skyserve / knot (median of rounds)")
         ax.tick_params(axis="x", labelsize="small", rotation=20)
@@ -109,14 +117,17 @@ def draw(res: dict[str, Any], outdir: Path) -> list[Path]:
         written.append(_save(fig, outdir / "ratios.png", _subtitle(res)))
     return written
 
-def ratio_bars(sh: dict[str, Any]) -> list[tuple[str, float | None, float]]:
-    """(label, skyserve/knot ratio, target) for each shape the result has, issue 11's
-    targets: a QPS ratio at least the target, a CPU ratio at most it."""
-    out: list[tuple[str, float | None, float]] = []
+Bar = tuple[str, float | None, float, float | None]  # label, ratio, target, the floor's ratio
+
+def ratio_bars(sh: dict[str, Any]) -> list[Bar]:
+    """(label, skyserve/knot ratio, target, floor/knot ratio or None) for each shape the
+    result has, issue 11's targets: a QPS ratio at least the target, a CPU ratio at most it."""
+    out: list[Bar] = []
 
     def add(label: str, block: dict[str, Any], key: str, target: float) -> None:
-        out.append((label, paired_ratio(block["skyserve"]["rounds"],
-                                        block["knot"]["rounds"], key), target))
+        knot = block["knot"]["rounds"]
+        floor = paired_ratio(block["floor"]["rounds"], knot, key) if "floor" in block else None
+        out.append((label, paired_ratio(block["skyserve"]["rounds"], knot, key), target, floor))
 
     if "100" in sh.get("repeated", {}):
         add("repeated QPS (>=)", sh["repeated"]["100"], "qps", 0.9)

@@ -93,6 +93,19 @@ def start_skyserve(procs: Procs, work: Path, python: str, etcd_port: int,
                f"{name} /ready", srv)
     return srv
 
+def start_floor(procs: Procs, work: Path, python: str) -> Server:
+    """The floor (benchkit/floor.py): a bare receive-and-send loop on ``python``."""
+    port = free_port()
+    srv = procs.start("floor", [python, str(Path(__file__).with_name("floor.py")), str(port)],
+                      work / "floor.log", port)
+    sock = udp_socket(port)
+    try:
+        wait_until(lambda: query_a(sock, f"h0.{ZONE}", 0.2) is not None, 30,
+                   "floor answering", srv)
+    finally:
+        sock.close()
+    return srv
+
 def check_answers(srv: Server, n: int, zone: str = ZONE) -> None:
     """Fail loudly if the server does not answer like the records say."""
     sock = udp_socket(srv.port)

@@ -11,6 +11,11 @@ in alternating rounds, judged on medians:
             whole passes: max throughput and latency at --rate, the time to ready and RSS
             after the load and after the runs.
 
+Unless --no-floor, the first three also run the floor (benchkit/floor.py: a bare CPython
+receive-and-send loop on skyserve's interpreter) in the same rounds: what no one-process
+CPython server can beat, so the report can tell a target skyserve misses from one that
+none could meet.
+
 The etcd zone only grows (h0..hN-1), so the --records shapes run first, then the zone sizes
 in ascending order, each on a fresh pair of servers."""
 
@@ -27,7 +32,13 @@ from benchkit.dataset import load_records, write_flood_queries, write_queries, w
 from benchkit.dnsperf import clean_run, dnsperf, latency_run
 from benchkit.procs import Procs, Server, rss_kb
 from benchkit.rounds import Measure, alternate
-from benchkit.servers import check_answers, start_knot, start_skyserve, stop_noting_logs
+from benchkit.servers import (
+    check_answers,
+    start_floor,
+    start_knot,
+    start_skyserve,
+    stop_noting_logs,
+)
 
 SHAPES = ("repeated", "rates", "flood", "zonewide")
 
@@ -65,6 +76,9 @@ def add_shape_args(ap: argparse.ArgumentParser) -> None:
                    "rounds (each server)")
     g.add_argument("--sky-args", default="",
                    help="extra skyserve options for this suite, e.g. '--cache-success 200000'")
+    g.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="leave out the floor (a bare CPython receive/send loop) of the "
+                   "repeated, rates and flood shapes")
     g.add_argument("--ready-timeout", type=float, default=600,
                    help="seconds to wait for skyserve's /ready on the biggest zone")
 
@@ -162,22 +176,27 @@ def run_small(res: dict[str, Any], args: argparse.Namespace, procs: Procs, work:
     n = args.records
     pair, info = start_pair(procs, work, args, etcd_port, n)
     res["zones"][str(n)] = info
+    servers = dict(pair)
+    if args.floor:
+        servers["floor"] = start_floor(procs, work, args.python)
     qfile = write_queries(work, n, 0.0, rng)
     if "repeated" in args.shapes:
         res["repeated"] = {}
         for q in args.shape_outstanding:
             print(f"\n#### repeated names, {n:,} records, -c {args.clients} -q {q}")
-            res["repeated"][str(q)] = alternate(pair, args.rounds,
+            res["repeated"][str(q)] = alternate(servers, args.rounds,
                                                 throughput(qfile, args, q, args.warmup))
     if "rates" in args.shapes:
         res["rates"] = {}
         for rate in res["rate_list"]:
             print(f"\n#### fixed rate {rate:,} qps, {n:,} records")
-            res["rates"][str(rate)] = alternate(pair, args.rounds, latency(qfile, args, rate))
+            res["rates"][str(rate)] = alternate(servers, args.rounds, latency(qfile, args, rate))
     if "flood" in args.shapes:
         print(f"\n#### random-subdomain flood, -c {args.clients} -q {DEFAULT_Q}")
-        res["flood"] = alternate(pair, args.rounds, flood(work, args, rng))
+        res["flood"] = alternate(servers, args.rounds, flood(work, args, rng))
     stop_pair(procs, pair, info, res["logs"])
+    if "floor" in servers:
+        stop_noting_logs(procs, servers["floor"], res["logs"])
 
 def warm_passes(pair: dict[str, Server], info: dict[str, Any], qfile: Path,
                 args: argparse.Namespace) -> None:

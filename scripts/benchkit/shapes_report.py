@@ -1,5 +1,7 @@
 """The shapes suite's report: medians of skyserve and knot per shape, skyserve/knot ratios (the
-median of each round's ratio) against issue 11's targets, and the verdict."""
+median of each round's ratio) against issue 11's targets, and the verdict. Where the floor
+(benchkit/floor.py) ran, its row follows skyserve's, and a target the floor itself misses is
+named: no one-process CPython server can meet it."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Table:
 
     def __init__(self) -> None:
         self.checks: list[tuple[str, bool | None]] = []
+        self.beyond: list[str] = []  # targets the floor itself misses
         self.shape = ""  # of the rows that follow with an empty shape
         print(f"\n{'shape':<30}{'metric':<22}{'skyserve':>12}{'knot':>12}{'ratio':>8}"
               f"  target")
@@ -56,6 +59,22 @@ class Table:
         med = [block[r]["median"].get(key) for r in ROLES]
         ratio = paired_ratio(block["skyserve"]["rounds"], block["knot"]["rounds"], key)
         self.row(shape, metric, med[0], med[1], ratio, nd, target)
+        if "floor" in block:
+            self.floor(block, metric, key, nd, target)
+
+    def floor(self, block: dict[str, Any], metric: str, key: str, nd: int,
+              target: Target | None) -> None:
+        """The floor's row (in skyserve's column, its ratio to knot); a ratio target it
+        misses is noted, not judged."""
+        value = block["floor"]["median"].get(key)
+        ratio = paired_ratio(block["floor"]["rounds"], block["knot"]["rounds"], key)
+        beyond = (target is not None and target.on_ratio and isinstance(ratio, float)
+                  and not target.met(ratio))
+        knot = block["knot"]["median"].get(key)
+        print(f"{'':<30}{'  floor':<22}{fmt(value, nd):>12}{fmt(knot, nd):>12}"
+              f"{fmt(ratio, 2):>8}  {'floor misses ' + str(target) if beyond else ''}")
+        if beyond:
+            self.beyond.append(f"{self.shape}: {metric} {target} (the floor: {fmt(ratio, 2)})")
 
     def others(self, shape: str, block: dict[str, Any]) -> None:
         """The most other work on the machine took during any of the block's runs."""
@@ -143,4 +162,8 @@ def report_shapes(res: dict[str, Any], python: str) -> None:
         _zonewide(t, res)
     print("\ntargets (issue 11):")
     verdict(t.checks)
+    if t.beyond:
+        print("\nout of reach of a one-process CPython server (the floor misses them too):")
+        for text in t.beyond:
+            print(f"  {text}")
     print_logs(res["logs"])
