@@ -4,7 +4,8 @@ UDP does not use asyncio's DatagramProtocol: its one-datagram-per-loop-iteration
 about 50 microseconds a query, more than answering does. On a ``GatedLoop``
 (``eventloop``, how skyserve runs) a thread of its own reads the socket in a blocking
 ``recvfrom`` and, holding the loop's gate, answers what ``quick`` can (cached and direct
-answers); everything else goes to the loop's thread, to ``handler``. Elsewhere (tests on
+answers; plain forwarded queries it sends upstream, the reply going out later through
+``send``); everything else goes to the loop's thread, to ``handler``. Elsewhere (tests on
 a plain loop) the socket is registered with ``add_reader`` and drained, up to ``DRAIN``
 datagrams per wake-up.
 
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 Send = Callable[[bytes, Any], None]
 # handler(query, tcp, peer, send) -> reply now, or None (dropped, or sent later via send)
 Handler = Callable[[bytes, bool, Any, Send], "bytes | None"]
-# quick(query, peer) -> a reply made at once without the event loop, or None
-Quick = Callable[[bytes, Any], "bytes | None"]
+# quick(query, peer, send) -> a reply made at once without the event loop; b"" when the
+# reply goes later through send; None to pass the query on to handler
+Quick = Callable[[bytes, Any, Send], "bytes | None"]
 
 DRAIN = 64
 
@@ -115,6 +117,7 @@ class UdpServer:
         reader = self.sock.dup()
         reader.settimeout(None)
         recvfrom, sendto, later = reader.recvfrom, reader.sendto, loop.call_soon_threadsafe
+        send = self.send
         try:
             while not self._stopping:
                 try:
@@ -124,13 +127,13 @@ class UdpServer:
                     continue
                 with gate:
                     quick = self.quick
-                    reply = quick(data, peer) if quick is not None else None
-                if reply is not None:
+                    reply = quick(data, peer, send) if quick is not None else None
+                if reply:
                     try:
                         sendto(reply, peer)
                     except OSError:
                         log.debug("udp send to %s failed", peer, exc_info=True)
-                elif data and not self._stopping:
+                elif reply is None and data and not self._stopping:
                     try:
                         later(self._on_loop, data, peer)
                     except RuntimeError:  # the loop has closed: we are done

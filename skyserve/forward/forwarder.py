@@ -50,6 +50,7 @@ class Forwarder:
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
         self._tcp = 0
         self._sweeping = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one forwarding runs on
         self._last_error_log = 0.0
         self._errors_unlogged = 0
 
@@ -124,6 +125,17 @@ class Forwarder:
         except OSError as exc:
             self._failed(q, "network", f"socket: {exc}")
             return
+        error = self._send(q, s)
+        if error is not None:
+            self._failed(q, "network", f"send: {error}")
+            return
+        loop = self._loop = asyncio.get_running_loop()
+        if not self._sweeping:
+            self._sweeping = True
+            loop.call_later(SWEEP, self._sweep)
+
+    def _send(self, q: Attempt, s: UdpSocket) -> OSError | None:
+        """Send ``q`` on ``s`` with a fresh ID and wait for its reply (or its deadline)."""
         qid = random_id()
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
@@ -131,14 +143,42 @@ class Forwarder:
         try:
             s.sock.send(qid.to_bytes(2, "big") + q.body)
         except OSError as exc:
-            self._failed(q, "network", f"send: {exc}")
-            return
+            return exc
         s.pending[qid] = q
         q.deadline = q.started + self.settings.read_timeout
         self._inflight[q] = None
+        return None
+
+    def send_now(self, key: Key, qname: bytes, flags: int, pool: Pool, done: Done) -> bool:
+        """A UDP question's first try, sent from the UDP reading thread (which holds the
+        loop's gate), as ``fetch`` with no cache entry would send it; the reply and any
+        failover are handled on the loop as usual. False, with nothing sent, when it needs
+        the loop's thread: at max_concurrent (it refuses), before any query was forwarded
+        from the loop (which it is run on is not known yet), on a socket error (it
+        counts the failure and fails over): then the caller must ``fetch`` it there."""
+        loop, settings = self._loop, self.settings
+        if loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
+            return False
+        order = pool.order(settings.max_fails)
+        if not order:
+            return False
+        if not order[0].healthy(settings.max_fails):  # healthy come first
+            self.stats.counters["healthcheck_broken"] += 1  # all down: try them anyway
+        up = order[0]
+        query = build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
+                            udp_size=settings.udp_size)
+        q = Attempt(key, qname, query[2:], False, order[1:], None, done)
+        q.upstream, q.started = up, time.monotonic()
+        try:
+            if self._send(q, self._socks.pick(up, loop)) is not None:
+                return False
+        except OSError:
+            return False
+        self.stats.requests_to[up.name] += 1
         if not self._sweeping:
             self._sweeping = True
-            asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+            loop.call_soon_threadsafe(loop.call_later, SWEEP, self._sweep)
+        return True
 
     def _opened(self, up: Upstream) -> None:
         self.stats.conn_misses[(up.name, "udp")] += 1

@@ -52,19 +52,23 @@ class UdpSockets:
         self._by_upstream: dict[Upstream, list[UdpSocket]] = {}
         self._retired: list[UdpSocket] = []
 
-    def pick(self, up: Upstream) -> UdpSocket:
-        """A socket to send on: a new one until the set is full, then one at random."""
+    def pick(self, up: Upstream, loop: asyncio.AbstractEventLoop | None = None) -> UdpSocket:
+        """A socket to send on: a new one until the set is full, then one at random.
+        ``loop``: called from another thread than that loop's (the UDP reading thread,
+        holding the loop's gate): a new socket is registered with the loop through
+        ``call_soon_threadsafe``; a reply that comes first waits in the socket till then."""
         socks = self._by_upstream.setdefault(up, [])
         if len(socks) < self.per_upstream:
-            s = self._open(up)
+            s = self._open(up, loop)
             socks.append(s)
             return s
         i = random_id() % len(socks)
         s = socks[i]
         s.uses += 1
         if s.uses >= SOCKET_USES:  # a fresh random port now and then
+            fresh = self._open(up, loop)  # first: if that fails, ``s`` stays in use
             self._retired.append(s)
-            socks[i] = s = self._open(up)
+            socks[i] = s = fresh
         return s
 
     def sweep_retired(self) -> bool:
@@ -83,11 +87,19 @@ class UdpSockets:
             _close(s)
         self._retired.clear()
 
-    def _open(self, up: Upstream) -> UdpSocket:
+    def _open(self, up: Upstream, loop: asyncio.AbstractEventLoop | None) -> UdpSocket:
         self.on_open(up)
         s = UdpSocket(up)
-        asyncio.get_running_loop().add_reader(s.sock.fileno(), self.on_readable, s)
+        if loop is None:
+            asyncio.get_running_loop().add_reader(s.sock.fileno(), self.on_readable, s)
+        else:
+            loop.call_soon_threadsafe(self._register, s)
         return s
+
+    def _register(self, s: UdpSocket) -> None:
+        """On the loop: read ``s`` from now on, unless it was closed meanwhile."""
+        if s.sock.fileno() >= 0:
+            asyncio.get_running_loop().add_reader(s.sock.fileno(), self.on_readable, s)
 
 
 def _close(s: UdpSocket) -> None:

@@ -87,11 +87,11 @@ class Direct:
         if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
             return None  # a response, another opcode, or more than a question and an OPT
         try:
-            labels, end = _question(data)
+            labels, end = plain_question(data)
             qtype = data[end] << 8 | data[end + 1]
             if data[end + 2] or data[end + 3] != T.CLASS_IN or qtype in NOT_HERE:
                 return None
-            edns = _edns(data, end + 4) if arcount else 0
+            edns = plain_edns(data, end + 4) if arcount else 0
         except IndexError:
             return None
         zone = self._zone_of(labels)
@@ -187,7 +187,7 @@ def _only(node: Node) -> tuple[Record, ...]:
     return node.values
 
 
-def _question(data: bytes) -> tuple[Labels, int]:
+def plain_question(data: bytes) -> tuple[Labels, int]:
     """The question name's labels, lower-case, and where its type starts. Names with a
     compressed or extended label, or longer than 255 octets, raise IndexError (the general
     path gives them their FORMERR)."""
@@ -205,7 +205,7 @@ def _question(data: bytes) -> tuple[Labels, int]:
     return tuple(labels), pos + 1
 
 
-def _edns(data: bytes, pos: int) -> int:
+def plain_edns(data: bytes, pos: int) -> int:
     """The one additional record: 1 for a plain OPT, 2 with DO set, -1 for anything the
     general path must see (another record type, a version, NSID, trailing bytes)."""
     if data[pos] != 0 or data[pos + 1] << 8 | data[pos + 2] != T.OPT:

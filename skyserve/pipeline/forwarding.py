@@ -14,7 +14,7 @@ import time
 
 from ..forward.aging import Aging, ticks_at, ttl_offsets
 from ..forward.cache import STALE_TTL, Key
-from ..forward.policy import Outcome
+from ..forward.policy import Done, Outcome
 from ..wire.constants import EDE_NOT_AUTHORITATIVE, EDE_STALE, REFUSED, TC
 from ..wire.query import ede_option, reply_limit
 from ..wire.response import relay, rotations
@@ -36,12 +36,18 @@ class Forwarding:
         if pool is None or not req.can_defer:
             return self.shared.error(req, REFUSED, "dropped", EDE_NOT_AUTHORITATIVE)
 
+        self.forwarder.fetch(query.labels, query.qname, query.qtype, query.qclass,
+                             flags=query.flags, do=query.do, tcp=req.tcp,
+                             done=self.relayer(req), pool=pool)
+        return None
+
+    def relayer(self, req: Request) -> Done:
+        """What the forwarder calls with the outcome: the request's deferred reply."""
+
         def done(outcome: Outcome) -> None:
             req.later(lambda: self._relay(req, outcome))
 
-        self.forwarder.fetch(query.labels, query.qname, query.qtype, query.qclass,
-                             flags=query.flags, do=query.do, tcp=req.tcp, done=done, pool=pool)
-        return None
+        return done
 
     def _relay(self, req: Request, outcome: Outcome) -> bytes:
         resp, shared = outcome.response, self.shared
