@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 import threading
 import time
@@ -58,6 +59,14 @@ class UdpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Other sockets the reading thread reads (``forward.sockets.Readers``): fd ->
+        # (callback, whether a datagram is expected, read by the thread rather than the
+        # loop), and each such ``waiting`` once.
+        self._watched: dict[int, tuple[Callable[[], None], Callable[[], bool], bool]] = {}
+        self._waiting: Counter[Callable[[], bool]] = Counter()
+        self._epoll = select.epoll()
+        self._plain = False  # the thread waits in a receive on our socket only
+        self._kicker: socket.socket | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -65,25 +74,38 @@ class UdpServer:
         if gate is None or self.quick is None:
             loop.add_reader(self.sock.fileno(), self._drain)
             return
+        self._epoll.register(self.sock.fileno(), select.EPOLLIN)
+        self._plain = True  # what the thread starts with
         self._thread = threading.Thread(target=self._read, args=(loop, gate),
                                         name="udp", daemon=True)
         self._thread.start()
 
     def stop_reading(self) -> None:
-        """Take no new queries; replies to forwarded ones can still be sent."""
+        """Take no new queries; replies to forwarded ones can still be sent (the sockets
+        the thread watched are read by the loop from now on)."""
         if self._thread is not None:
             # Not joined: it may be waiting for the gate this thread holds. It ends after
             # the datagram in hand, at the latest on the wake-up datagram.
             self._stopping = True
             self._wake_reader()
             self._thread = None
+            assert self._loop is not None
+            for fd, (callback, waiting, threaded) in self._watched.items():
+                if threaded:
+                    self._loop.add_reader(fd, callback)
+                    self._watched[fd] = (callback, waiting, False)
         elif self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
         self._loop = None
 
     def close(self) -> None:
+        started = self._thread is not None or self._stopping
         self.stop_reading()
         self.sock.close()
+        if not started:  # else the thread closes it as it ends
+            self._epoll.close()
+        if self._kicker is not None:
+            self._kicker.close()
 
     def send(self, reply: bytes, peer: Any) -> None:
         """Send a reply that was produced later (forwarded queries)."""
@@ -91,6 +113,42 @@ class UdpServer:
             self.sock.sendto(reply, socket.MSG_DONTWAIT, peer)
         except OSError:
             log.debug("udp send to %s failed", peer, exc_info=True)
+
+    # -- reading other sockets (``forward.sockets.Readers``) ---------------------------
+
+    def watch(self, fd: int, callback: Callable[[], None], waiting: Callable[[], bool]) -> None:
+        """Read ``fd`` too: in the reading thread (holding the gate) if there is one, else
+        on the loop. Called holding the gate."""
+        threaded = self._thread is not None
+        self._watched[fd] = (callback, waiting, threaded)
+        self._waiting[waiting] += 1
+        if threaded:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            asyncio.get_running_loop().add_reader(fd, callback)
+
+    def unwatch(self, fd: int) -> None:
+        entry = self._watched.pop(fd, None)
+        if entry is None:
+            return
+        _, waiting, threaded = entry
+        self._waiting[waiting] -= 1
+        if not self._waiting[waiting]:
+            del self._waiting[waiting]
+        if threaded:
+            with suppress(OSError, ValueError):  # ValueError: the thread has ended
+                self._epoll.unregister(fd)
+            return
+        with suppress(RuntimeError):  # the loop is already gone at exit
+            asyncio.get_running_loop().remove_reader(fd)
+
+    def sent(self) -> None:
+        """A query went out from the loop's thread: if the reading thread waits on our
+        socket alone, wake it to wait for the reply too."""
+        if self._plain:
+            self._wake_reader()
+
+    # -- reading ---------------------------------------------------------------------
 
     def _drain(self) -> None:
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
@@ -111,35 +169,83 @@ class UdpServer:
                     log.debug("udp send to %s failed", peer, exc_info=True)
 
     def _read(self, loop: asyncio.AbstractEventLoop, gate: threading.Lock) -> None:
-        """The reading thread: blocking receives on a twin of the socket; quick answers
-        made holding the gate, the rest handed to the loop's thread."""
+        """The reading thread. While no reply to a forwarded query is awaited, a blocking
+        receive on a twin of our socket (one system call a query); otherwise ``epoll`` on
+        it and the watched sockets, so a query and its upstream's reply are both handled
+        here. Everything is done holding the gate; what ``quick`` cannot answer is handed
+        to the loop's thread."""
         # Its own descriptor, blocking (deferred replies are sent with MSG_DONTWAIT).
         reader = self.sock.dup()
         reader.settimeout(None)
-        recvfrom, sendto, later = reader.recvfrom, reader.sendto, loop.call_soon_threadsafe
-        send = self.send
+        recvfrom, ours, poll = reader.recvfrom, self.sock.fileno(), self._epoll.poll
+        plain = True
         try:
             while not self._stopping:
-                try:
-                    data, peer = recvfrom(65535)
-                except OSError:
-                    log.debug("udp receive failed", exc_info=True)
-                    continue
-                with gate:
-                    quick = self.quick
-                    reply = quick(data, peer, send) if quick is not None else None
-                if reply:
+                if plain:
                     try:
-                        sendto(reply, peer)
+                        data, peer = recvfrom(65535)
                     except OSError:
-                        log.debug("udp send to %s failed", peer, exc_info=True)
-                elif reply is None and data and not self._stopping:
-                    try:
-                        later(self._on_loop, data, peer)
-                    except RuntimeError:  # the loop has closed: we are done
-                        return
+                        log.debug("udp receive failed", exc_info=True)
+                        continue
+                    with gate:
+                        self._plain = False
+                        if not self._answer(data, peer, reader, loop):
+                            return
+                        plain = self._plain = not self._expecting()
+                    continue
+                events = poll()
+                with gate:
+                    for fd, _ in events:
+                        if fd == ours:
+                            if not self._drain_thread(reader, loop):
+                                return
+                        else:
+                            watched = self._watched.get(fd)
+                            if watched is not None and not self._stopping:
+                                watched[0]()
+                    plain = self._plain = not self._expecting()
         finally:
             reader.close()
+            self._epoll.close()
+
+    def _expecting(self) -> bool:
+        return any(waiting() for waiting in self._waiting)
+
+    def _drain_thread(self, reader: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
+        """The datagrams waiting on our socket; False once the thread must end."""
+        recvfrom = reader.recvfrom  # the socket is blocking (it shares the reader's flags)
+        for _ in range(DRAIN):
+            try:
+                data, peer = recvfrom(65535, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                log.debug("udp receive failed", exc_info=True)
+                return True
+            if not self._answer(data, peer, reader, loop):
+                return False
+        return True
+
+    def _answer(self, data: bytes, peer: Any, reader: socket.socket,
+                loop: asyncio.AbstractEventLoop) -> bool:
+        """One datagram, in the thread holding the gate; False once the thread must end."""
+        if self._stopping:
+            return False
+        if not data:  # a wake-up
+            return True
+        quick = self.quick
+        reply = quick(data, peer, self.send) if quick is not None else None
+        if reply:
+            try:
+                reader.sendto(reply, peer)
+            except OSError:
+                log.debug("udp send to %s failed", peer, exc_info=True)
+        elif reply is None:
+            try:
+                loop.call_soon_threadsafe(self._on_loop, data, peer)
+            except RuntimeError:  # the loop has closed: we are done
+                return False
+        return True
 
     def _on_loop(self, data: bytes, peer: Any) -> None:
         """A query the reading thread passed on, answered on the loop's thread."""
@@ -152,8 +258,10 @@ class UdpServer:
         host, port = self.sock.getsockname()[:2]
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1" if self.sock.family == socket.AF_INET else "::1"
-        with suppress(OSError), socket.socket(self.sock.family, socket.SOCK_DGRAM) as s:
-            s.sendto(b"", (host, port))
+        if self._kicker is None:
+            self._kicker = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+        with suppress(OSError):
+            self._kicker.sendto(b"", (host, port))
 
 
 class TcpPeer:

@@ -17,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from skydns.record import Labels
 
@@ -30,7 +33,7 @@ from ..wire.response import Response, build_query, parse_response
 from . import policy
 from .cache import ForwardCache, Key
 from .policy import Attempt, Done, ForwardSettings, Outcome, Pool, Upstream, Verdict
-from .sockets import UdpSocket, UdpSockets, probe, random_id, tcp_exchange
+from .sockets import Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,13 @@ class Forwarder:
         self.stats = stats if stats is not None else ForwardStats()
         self.pools = policy.pools(settings)
         self.probes: dict[Labels, Upstream] = {}
-        self._socks = UdpSockets(settings.sockets, self._drain, self._opened)
+        self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self.waiting)
         self._buckets: dict[tuple[Upstream, int], list[float]] = {}  # into stats.durations
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
         self._tcp = 0
         self._sweeping = False
-        self._loop: asyncio.AbstractEventLoop | None = None  # the one forwarding runs on
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by ``read_with``
+        self._loop_thread = 0
         self._last_error_log = 0.0
         self._errors_unlogged = 0
 
@@ -78,6 +82,17 @@ class Forwarder:
             if entry is not None:
                 stale = Outcome(entry.response, stale=True, cached=True)
         self._forward(key, qname, flags, tcp, stale, done, pool)
+
+    def read_with(self, readers: Readers, loop: asyncio.AbstractEventLoop) -> None:
+        """Have ``readers`` (the UDP server's reading thread, holding ``loop``'s gate) read
+        the upstream sockets; then ``send_now`` may be called from that thread, and replies
+        are handled there. Called on the loop's thread, before any query is forwarded."""
+        self._socks.readers = readers
+        self._loop, self._loop_thread = loop, threading.get_ident()
+
+    def waiting(self) -> bool:
+        """Whether UDP replies are awaited."""
+        return bool(self._inflight)
 
     def in_flight(self) -> int:
         return len(self._inflight) + self._tcp
@@ -118,7 +133,7 @@ class Forwarder:
         if q.tcp:
             self.stats.conn_misses[(up.name, "tcp")] += 1  # one connection per query
             self._tcp += 1
-            asyncio.get_running_loop().create_task(self._tcp_query(q, up))
+            self._on_loop(self._start_tcp, q, up)
             return
         try:
             s = self._socks.pick(up)
@@ -129,10 +144,29 @@ class Forwarder:
         if error is not None:
             self._failed(q, "network", f"send: {error}")
             return
-        loop = self._loop = asyncio.get_running_loop()
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self._socks.readers.sent()
+        self._arm_sweep()
+
+    def _on_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        """``fn(*args)`` on the loop's thread: now if this is it, else soon."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _start_tcp(self, q: Attempt, up: Upstream) -> None:
+        asyncio.get_running_loop().create_task(self._tcp_query(q, up))
+
+    def _arm_sweep(self) -> None:
+        """Check timeouts every ``SWEEP`` seconds while UDP queries are in flight."""
         if not self._sweeping:
             self._sweeping = True
-            loop.call_later(SWEEP, self._sweep)
+            self._on_loop(self._sweep_later)
+
+    def _sweep_later(self) -> None:
+        asyncio.get_running_loop().call_later(SWEEP, self._sweep)
 
     def _send(self, q: Attempt, s: UdpSocket) -> OSError | None:
         """Send ``q`` on ``s`` with a fresh ID and wait for its reply (or its deadline)."""
@@ -151,13 +185,12 @@ class Forwarder:
 
     def send_now(self, key: Key, qname: bytes, flags: int, pool: Pool, done: Done) -> bool:
         """A UDP question's first try, sent from the UDP reading thread (which holds the
-        loop's gate), as ``fetch`` with no cache entry would send it; the reply and any
-        failover are handled on the loop as usual. False, with nothing sent, when it needs
-        the loop's thread: at max_concurrent (it refuses), before any query was forwarded
-        from the loop (which it is run on is not known yet), on a socket error (it
-        counts the failure and fails over): then the caller must ``fetch`` it there."""
-        loop, settings = self._loop, self.settings
-        if loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
+        loop's gate) as ``fetch`` with no cache entry would send it; its reply, failover and
+        timeout are handled as usual. False, with nothing sent, when the reading thread
+        does not read the upstream sockets (``read_with``), at max_concurrent (``fetch``
+        refuses), or on a socket error (``fetch`` counts it and fails over)."""
+        settings = self.settings
+        if self._loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
             return False
         order = pool.order(settings.max_fails)
         if not order:
@@ -170,14 +203,12 @@ class Forwarder:
         q = Attempt(key, qname, query[2:], False, order[1:], None, done)
         q.upstream, q.started = up, time.monotonic()
         try:
-            if self._send(q, self._socks.pick(up, loop)) is not None:
+            if self._send(q, self._socks.pick(up)) is not None:
                 return False
         except OSError:
             return False
         self.stats.requests_to[up.name] += 1
-        if not self._sweeping:
-            self._sweeping = True
-            loop.call_soon_threadsafe(loop.call_later, SWEEP, self._sweep)
+        self._arm_sweep()
         return True
 
     def _opened(self, up: Upstream) -> None:
@@ -251,7 +282,7 @@ class Forwarder:
         self.stats.failures[(up.name, reason)] += 1
         log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
         if policy.failed(up, self.settings.max_fails):
-            asyncio.get_running_loop().create_task(self._health_loop(up))
+            self._on_loop(self._start_health_check, up)
         self._next(q)
 
     def _log_failure(self, q: Attempt) -> None:
@@ -292,6 +323,9 @@ class Forwarder:
         self._answered(q, resp)
 
     # -- health and loops ------------------------------------------------------------
+
+    def _start_health_check(self, up: Upstream) -> None:
+        asyncio.get_running_loop().create_task(self._health_loop(up))
 
     async def _health_loop(self, up: Upstream) -> None:
         query = build_query(0, b"\x00", T.NS, T.CLASS_IN, flags=0, do=False, udp_size=512)

@@ -74,6 +74,7 @@ def test_forwarded_at_once_is_byte_identical_to_the_general_path(
     async def main() -> list[tuple[str, bytes, bytes]]:
         slow = UdpServer(_bound(), pipeline.handle)  # every query to the loop
         fast = UdpServer(_bound(), general, pipeline.quick)
+        fwd.read_with(fast, asyncio.get_running_loop())  # as the app does
         slow.start(asyncio.get_running_loop())
         fast.start(asyncio.get_running_loop())
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
