@@ -9,7 +9,9 @@ for it. The reading thread (holding the loop's gate, so this never interleaves w
 loop's work) reads those straight from the raw bytes, makes the ``Request`` the parse
 stage would have made, and has the forwarder send the first try
 (``Forwarder.send_now``); the reply, failover, TCP retry and the relay to the client
-then run on the loop exactly as for a query that came the long way (``Forwarding``).
+then run exactly as for a query that came the long way (``Forwarding``). The reply is
+read by the same thread (``Forwarder.read_with``): one thread handles the query from
+end to end, with no hand-over of the GIL and the gate to the loop's thread and back.
 
 Contract: the upstream query and the client's reply are byte for byte those of the general
 path (tests/skyserve/pipeline/test_sendnow.py compares them); anything this stage is unsure
@@ -26,9 +28,9 @@ from typing import Any
 from ..forward.cache import Key
 from ..forward.forwarder import Forwarder
 from ..wire import constants as T
-from ..wire.constants import HEADER, MIN_UDP
+from ..wire.constants import MIN_UDP
 from ..wire.query import Query
-from .direct import plain_edns, plain_question
+from .direct import plain_query
 from .forwarding import Forwarding
 from .request import Build, Request, Send
 from .zones import Zones
@@ -48,20 +50,11 @@ class SendNow:
     def send(self, data: bytes, peer: Any, send: Send, start: float) -> bool:
         """Forward the query now; False when the general path must take it."""
         fwd = self.forwarder
-        if len(data) < 17 or fwd.probes:
+        plain = plain_query(data)
+        if plain is None or plain[4] in NOT_HERE or fwd.probes:
             return False
-        qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
-        if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
-            return False  # a response, another opcode, or more than a question and an OPT
-        try:
-            labels, end = plain_question(data)
-            qtype = data[end] << 8 | data[end + 1]
-            if data[end + 2] or data[end + 3] != T.CLASS_IN or qtype in NOT_HERE:
-                return False
-            edns = plain_edns(data, end + 4) if arcount else 0
-        except IndexError:
-            return False
-        if edns < 0 or self.zones.authority.zone_of(labels) is not None:
+        qid, flags, labels, end, qtype, edns = plain
+        if self.zones.authority.zone_of(labels) is not None:
             return False
         pool = fwd.pool_for(labels)
         key = Key(labels, qtype, T.CLASS_IN, edns == 2)
