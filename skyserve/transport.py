@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +60,11 @@ class UdpServer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         # Other sockets the reading thread reads (``forward.sockets.Readers``): fd ->
-        # (callback, whether a datagram is expected, read by the thread rather than the
-        # loop), and each such ``waiting`` once.
-        self._watched: dict[int, tuple[Callable[[], None], Callable[[], bool], bool]] = {}
-        self._waiting: Counter[Callable[[], bool]] = Counter()
+        # (callback, what is non-empty while a datagram is awaited, read by the thread
+        # rather than the loop); and each such collection once (``any`` of them is
+        # asked after every query: truth tests in C, no call).
+        self._watched: dict[int, tuple[Callable[[], None], Sized, bool]] = {}
+        self._awaited: list[Sized] = []
         self._epoll = select.epoll()
         self._plain = False  # the thread waits in a receive on our socket only
         self._kicker: socket.socket | None = None
@@ -90,10 +91,10 @@ class UdpServer:
             self._wake_reader()
             self._thread = None
             assert self._loop is not None
-            for fd, (callback, waiting, threaded) in self._watched.items():
+            for fd, (callback, awaited, threaded) in self._watched.items():
                 if threaded:
                     self._loop.add_reader(fd, callback)
-                    self._watched[fd] = (callback, waiting, False)
+                    self._watched[fd] = (callback, awaited, False)
         elif self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
         self._loop = None
@@ -116,12 +117,13 @@ class UdpServer:
 
     # -- reading other sockets (``forward.sockets.Readers``) ---------------------------
 
-    def watch(self, fd: int, callback: Callable[[], None], waiting: Callable[[], bool]) -> None:
+    def watch(self, fd: int, callback: Callable[[], None], awaited: Sized) -> None:
         """Read ``fd`` too: in the reading thread (holding the gate) if there is one, else
         on the loop. Called holding the gate."""
         threaded = self._thread is not None
-        self._watched[fd] = (callback, waiting, threaded)
-        self._waiting[waiting] += 1
+        self._watched[fd] = (callback, awaited, threaded)
+        if not any(a is awaited for a in self._awaited):
+            self._awaited.append(awaited)
         if threaded:
             self._epoll.register(fd, select.EPOLLIN)
         else:
@@ -131,10 +133,9 @@ class UdpServer:
         entry = self._watched.pop(fd, None)
         if entry is None:
             return
-        _, waiting, threaded = entry
-        self._waiting[waiting] -= 1
-        if not self._waiting[waiting]:
-            del self._waiting[waiting]
+        _, awaited, threaded = entry
+        if not any(e[1] is awaited for e in self._watched.values()):
+            self._awaited = [a for a in self._awaited if a is not awaited]
         if threaded:
             with suppress(OSError, ValueError):  # ValueError: the thread has ended
                 self._epoll.unregister(fd)
@@ -191,7 +192,7 @@ class UdpServer:
                         self._plain = False
                         if not self._answer(data, peer, reader, loop):
                             return
-                        plain = self._plain = not self._expecting()
+                        plain = self._plain = not any(self._awaited)
                     continue
                 events = poll()
                 with gate:
@@ -203,13 +204,10 @@ class UdpServer:
                             watched = self._watched.get(fd)
                             if watched is not None and not self._stopping:
                                 watched[0]()
-                    plain = self._plain = not self._expecting()
+                    plain = self._plain = not any(self._awaited)
         finally:
             reader.close()
             self._epoll.close()
-
-    def _expecting(self) -> bool:
-        return any(waiting() for waiting in self._waiting)
 
     def _drain_thread(self, reader: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
         """The datagrams waiting on our socket; False once the thread must end."""

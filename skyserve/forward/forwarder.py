@@ -48,9 +48,9 @@ class Forwarder:
         self.stats = stats if stats is not None else ForwardStats()
         self.pools = policy.pools(settings)
         self.probes: dict[Labels, Upstream] = {}
-        self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self.waiting)
         self._buckets: dict[tuple[Upstream, int], list[float]] = {}  # into stats.durations
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
+        self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self._inflight)
         self._tcp = 0
         self._sweeping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # set by ``read_with``
@@ -89,10 +89,6 @@ class Forwarder:
         are handled there. Called on the loop's thread, before any query is forwarded."""
         self._socks.readers = readers
         self._loop, self._loop_thread = loop, threading.get_ident()
-
-    def waiting(self) -> bool:
-        """Whether UDP replies are awaited."""
-        return bool(self._inflight)
 
     def in_flight(self) -> int:
         return len(self._inflight) + self._tcp

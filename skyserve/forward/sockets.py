@@ -17,7 +17,7 @@ import contextlib
 import functools
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Protocol
 
 from .policy import Attempt, Upstream
@@ -51,9 +51,9 @@ class Readers(Protocol):
     """Who reads the upstream sockets; callbacks run on the loop's thread or holding its
     gate (``eventloop``)."""
 
-    def watch(self, fd: int, callback: Callable[[], None], waiting: Callable[[], bool]) -> None:
-        """Call ``callback`` whenever ``fd`` is readable, until ``unwatch``; ``waiting``
-        tells whether a datagram is expected on it now."""
+    def watch(self, fd: int, callback: Callable[[], None], awaited: Sized) -> None:
+        """Call ``callback`` whenever ``fd`` is readable, until ``unwatch``; ``awaited``
+        is non-empty while a datagram is expected on it."""
 
     def unwatch(self, fd: int) -> None: ...
 
@@ -64,7 +64,7 @@ class Readers(Protocol):
 class LoopReaders:
     """The event loop's ``add_reader``: the default."""
 
-    def watch(self, fd: int, callback: Callable[[], None], waiting: Callable[[], bool]) -> None:
+    def watch(self, fd: int, callback: Callable[[], None], awaited: Sized) -> None:
         asyncio.get_running_loop().add_reader(fd, callback)
 
     def unwatch(self, fd: int) -> None:
@@ -79,10 +79,10 @@ class UdpSockets:
     """The UDP sockets of every upstream, each watched by ``readers``."""
 
     def __init__(self, per_upstream: int, on_readable: Callable[[UdpSocket], None],
-                 on_open: Callable[[Upstream], None], waiting: Callable[[], bool]) -> None:
+                 on_open: Callable[[Upstream], None], awaited: Sized) -> None:
         self.per_upstream = per_upstream
         self.on_readable = on_readable  # called when a socket has datagrams
-        self.waiting = waiting  # whether any reply is awaited
+        self.awaited = awaited  # non-empty while any reply is awaited
         self.on_open = on_open  # a new socket was needed (coredns_proxy_conn_cache_misses)
         self.readers: Readers = LoopReaders()  # set before the first socket is opened
         self._by_upstream: dict[Upstream, list[UdpSocket]] = {}
@@ -123,7 +123,7 @@ class UdpSockets:
     def _open(self, up: Upstream) -> UdpSocket:
         self.on_open(up)
         s = UdpSocket(up)
-        self.readers.watch(s.sock.fileno(), functools.partial(self.on_readable, s), self.waiting)
+        self.readers.watch(s.sock.fileno(), functools.partial(self.on_readable, s), self.awaited)
         return s
 
     def _close(self, s: UdpSocket) -> None:
