@@ -178,21 +178,32 @@ class UdpServer:
         # Its own descriptor, blocking (deferred replies are sent with MSG_DONTWAIT).
         reader = self.sock.dup()
         reader.settimeout(None)
-        recvfrom, ours, poll = reader.recvfrom, self.sock.fileno(), self._epoll.poll
+        recvfrom, sendto, send = reader.recvfrom, reader.sendto, self.send
+        later = loop.call_soon_threadsafe
+        ours, poll = self.sock.fileno(), self._epoll.poll
         plain = True
         try:
             while not self._stopping:
-                if plain:
+                if plain:  # as lean as can be: cache hits and direct answers come this way
                     try:
                         data, peer = recvfrom(65535)
                     except OSError:
                         log.debug("udp receive failed", exc_info=True)
                         continue
                     with gate:
-                        self._plain = False
-                        if not self._answer(data, peer, reader, loop):
-                            return
+                        quick = self.quick
+                        reply = quick(data, peer, send) if quick is not None and data else None
+                        if reply is None and data and not self._stopping:
+                            try:
+                                later(self._on_loop, data, peer)
+                            except RuntimeError:  # the loop has closed: we are done
+                                return
                         plain = self._plain = not any(self._awaited)
+                    if reply:
+                        try:
+                            sendto(reply, peer)
+                        except OSError:
+                            log.debug("udp send to %s failed", peer, exc_info=True)
                     continue
                 events = poll()
                 with gate:
