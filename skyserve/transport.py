@@ -89,7 +89,7 @@ class UdpServer:
             # the datagram in hand, at the latest on the wake-up datagram.
             self._stopping = True
             self._wake_reader()
-            self._thread = None
+            self._thread, self._plain = None, False  # no more wake-ups: it is ending
             assert self._loop is not None
             for fd, (callback, awaited, threaded) in self._watched.items():
                 if threaded:
