@@ -216,6 +216,8 @@ class App:
             self.sink.loaded(*loaded)
         if self.primary is not None:
             self.notifier = Notifier(self.primary)
+        if self.pipeline.forwarder is not None:  # read by the UDP thread, if it has one
+            self.pipeline.forwarder.read_with(self.udp, loop)
         self.udp.start(loop)
         await self.tcp.start()
         for server in self.http:
@@ -333,6 +335,8 @@ class App:
             return False
         pipeline.adopt(old)
         self.pipeline = pipeline
+        if pipeline.forwarder is not None:
+            pipeline.forwarder.read_with(self.udp, asyncio.get_running_loop())
         self.udp.handler = self.tcp.handler = pipeline.handle
         self.udp.quick = pipeline.quick
         self.tcp.limits = new.tcp_limits

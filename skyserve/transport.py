@@ -4,7 +4,8 @@ UDP does not use asyncio's DatagramProtocol: its one-datagram-per-loop-iteration
 about 50 microseconds a query, more than answering does. On a ``GatedLoop``
 (``eventloop``, how skyserve runs) a thread of its own reads the socket in a blocking
 ``recvfrom`` and, holding the loop's gate, answers what ``quick`` can (cached and direct
-answers); everything else goes to the loop's thread, to ``handler``. Elsewhere (tests on
+answers; plain forwarded queries it sends upstream, the reply going out later through
+``send``); everything else goes to the loop's thread, to ``handler``. Elsewhere (tests on
 a plain loop) the socket is registered with ``add_reader`` and drained, up to ``DRAIN``
 datagrams per wake-up.
 
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 Send = Callable[[bytes, Any], None]
 # handler(query, tcp, peer, send) -> reply now, or None (dropped, or sent later via send)
 Handler = Callable[[bytes, bool, Any, Send], "bytes | None"]
-# quick(query, peer) -> a reply made at once without the event loop, or None
-Quick = Callable[[bytes, Any], "bytes | None"]
+# quick(query, peer, send) -> a reply made at once without the event loop; b"" when the
+# reply goes later through send; None to pass the query on to handler
+Quick = Callable[[bytes, Any, Send], "bytes | None"]
 
 DRAIN = 64
 
@@ -56,6 +59,15 @@ class UdpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Other sockets the reading thread reads (``forward.sockets.Readers``): fd ->
+        # (callback, what is non-empty while a datagram is awaited, read by the thread
+        # rather than the loop); and each such collection once (``any`` of them is
+        # asked after every query: truth tests in C, no call).
+        self._watched: dict[int, tuple[Callable[[], None], Sized, bool]] = {}
+        self._awaited: list[Sized] = []
+        self._epoll = select.epoll()
+        self._plain = False  # the thread waits in a receive on our socket only
+        self._kicker: socket.socket | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -63,25 +75,38 @@ class UdpServer:
         if gate is None or self.quick is None:
             loop.add_reader(self.sock.fileno(), self._drain)
             return
+        self._epoll.register(self.sock.fileno(), select.EPOLLIN)
+        self._plain = True  # what the thread starts with
         self._thread = threading.Thread(target=self._read, args=(loop, gate),
                                         name="udp", daemon=True)
         self._thread.start()
 
     def stop_reading(self) -> None:
-        """Take no new queries; replies to forwarded ones can still be sent."""
+        """Take no new queries; replies to forwarded ones can still be sent (the sockets
+        the thread watched are read by the loop from now on)."""
         if self._thread is not None:
             # Not joined: it may be waiting for the gate this thread holds. It ends after
             # the datagram in hand, at the latest on the wake-up datagram.
             self._stopping = True
             self._wake_reader()
-            self._thread = None
+            self._thread, self._plain = None, False  # no more wake-ups: it is ending
+            assert self._loop is not None
+            for fd, (callback, awaited, threaded) in self._watched.items():
+                if threaded:
+                    self._loop.add_reader(fd, callback)
+                    self._watched[fd] = (callback, awaited, False)
         elif self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
         self._loop = None
 
     def close(self) -> None:
+        started = self._thread is not None or self._stopping
         self.stop_reading()
         self.sock.close()
+        if not started:  # else the thread closes it as it ends
+            self._epoll.close()
+        if self._kicker is not None:
+            self._kicker.close()
 
     def send(self, reply: bytes, peer: Any) -> None:
         """Send a reply that was produced later (forwarded queries)."""
@@ -89,6 +114,42 @@ class UdpServer:
             self.sock.sendto(reply, socket.MSG_DONTWAIT, peer)
         except OSError:
             log.debug("udp send to %s failed", peer, exc_info=True)
+
+    # -- reading other sockets (``forward.sockets.Readers``) ---------------------------
+
+    def watch(self, fd: int, callback: Callable[[], None], awaited: Sized) -> None:
+        """Read ``fd`` too: in the reading thread (holding the gate) if there is one, else
+        on the loop. Called holding the gate."""
+        threaded = self._thread is not None
+        self._watched[fd] = (callback, awaited, threaded)
+        if not any(a is awaited for a in self._awaited):
+            self._awaited.append(awaited)
+        if threaded:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            asyncio.get_running_loop().add_reader(fd, callback)
+
+    def unwatch(self, fd: int) -> None:
+        entry = self._watched.pop(fd, None)
+        if entry is None:
+            return
+        _, awaited, threaded = entry
+        if not any(e[1] is awaited for e in self._watched.values()):
+            self._awaited = [a for a in self._awaited if a is not awaited]
+        if threaded:
+            with suppress(OSError, ValueError):  # ValueError: the thread has ended
+                self._epoll.unregister(fd)
+            return
+        with suppress(RuntimeError):  # the loop is already gone at exit
+            asyncio.get_running_loop().remove_reader(fd)
+
+    def sent(self) -> None:
+        """A query went out from the loop's thread: if the reading thread waits on our
+        socket alone, wake it to wait for the reply too."""
+        if self._plain:
+            self._wake_reader()
+
+    # -- reading ---------------------------------------------------------------------
 
     def _drain(self) -> None:
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
@@ -109,34 +170,91 @@ class UdpServer:
                     log.debug("udp send to %s failed", peer, exc_info=True)
 
     def _read(self, loop: asyncio.AbstractEventLoop, gate: threading.Lock) -> None:
-        """The reading thread: blocking receives on a twin of the socket; quick answers
-        made holding the gate, the rest handed to the loop's thread."""
+        """The reading thread. While no reply to a forwarded query is awaited, a blocking
+        receive on a twin of our socket (one system call a query); otherwise ``epoll`` on
+        it and the watched sockets, so a query and its upstream's reply are both handled
+        here. Everything is done holding the gate; what ``quick`` cannot answer is handed
+        to the loop's thread."""
         # Its own descriptor, blocking (deferred replies are sent with MSG_DONTWAIT).
         reader = self.sock.dup()
         reader.settimeout(None)
-        recvfrom, sendto, later = reader.recvfrom, reader.sendto, loop.call_soon_threadsafe
+        recvfrom, sendto, send = reader.recvfrom, reader.sendto, self.send
+        later = loop.call_soon_threadsafe
+        ours, poll = self.sock.fileno(), self._epoll.poll
+        plain = True
         try:
             while not self._stopping:
-                try:
-                    data, peer = recvfrom(65535)
-                except OSError:
-                    log.debug("udp receive failed", exc_info=True)
-                    continue
-                with gate:
-                    quick = self.quick
-                    reply = quick(data, peer) if quick is not None else None
-                if reply is not None:
+                if plain:  # as lean as can be: cache hits and direct answers come this way
                     try:
-                        sendto(reply, peer)
+                        data, peer = recvfrom(65535)
                     except OSError:
-                        log.debug("udp send to %s failed", peer, exc_info=True)
-                elif data and not self._stopping:
-                    try:
-                        later(self._on_loop, data, peer)
-                    except RuntimeError:  # the loop has closed: we are done
-                        return
+                        log.debug("udp receive failed", exc_info=True)
+                        continue
+                    with gate:
+                        quick = self.quick
+                        reply = quick(data, peer, send) if quick is not None and data else None
+                        if reply is None and data and not self._stopping:
+                            try:
+                                later(self._on_loop, data, peer)
+                            except RuntimeError:  # the loop has closed: we are done
+                                return
+                        plain = self._plain = not any(self._awaited)
+                    if reply:
+                        try:
+                            sendto(reply, peer)
+                        except OSError:
+                            log.debug("udp send to %s failed", peer, exc_info=True)
+                    continue
+                events = poll()
+                with gate:
+                    for fd, _ in events:
+                        if fd == ours:
+                            if not self._drain_thread(reader, loop):
+                                return
+                        else:
+                            watched = self._watched.get(fd)
+                            if watched is not None and not self._stopping:
+                                watched[0]()
+                    plain = self._plain = not any(self._awaited)
         finally:
             reader.close()
+            self._epoll.close()
+
+    def _drain_thread(self, reader: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
+        """The datagrams waiting on our socket; False once the thread must end."""
+        recvfrom = reader.recvfrom  # the socket is blocking (it shares the reader's flags)
+        for _ in range(DRAIN):
+            try:
+                data, peer = recvfrom(65535, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                log.debug("udp receive failed", exc_info=True)
+                return True
+            if not self._answer(data, peer, reader, loop):
+                return False
+        return True
+
+    def _answer(self, data: bytes, peer: Any, reader: socket.socket,
+                loop: asyncio.AbstractEventLoop) -> bool:
+        """One datagram, in the thread holding the gate; False once the thread must end."""
+        if self._stopping:
+            return False
+        if not data:  # a wake-up
+            return True
+        quick = self.quick
+        reply = quick(data, peer, self.send) if quick is not None else None
+        if reply:
+            try:
+                reader.sendto(reply, peer)
+            except OSError:
+                log.debug("udp send to %s failed", peer, exc_info=True)
+        elif reply is None:
+            try:
+                loop.call_soon_threadsafe(self._on_loop, data, peer)
+            except RuntimeError:  # the loop has closed: we are done
+                return False
+        return True
 
     def _on_loop(self, data: bytes, peer: Any) -> None:
         """A query the reading thread passed on, answered on the loop's thread."""
@@ -149,8 +267,10 @@ class UdpServer:
         host, port = self.sock.getsockname()[:2]
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1" if self.sock.family == socket.AF_INET else "::1"
-        with suppress(OSError), socket.socket(self.sock.family, socket.SOCK_DGRAM) as s:
-            s.sendto(b"", (host, port))
+        if self._kicker is None:
+            self._kicker = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+        with suppress(OSError):
+            self._kicker.sendto(b"", (host, port))
 
 
 class TcpPeer:

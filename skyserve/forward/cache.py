@@ -103,6 +103,14 @@ class ForwardCache:
         self.stats["misses"] += 1
         return None, False
 
+    def holds(self, key: Key, now: float) -> bool:
+        """Whether ``get`` would find an entry to serve, fresh or stale (counts nothing)."""
+        for table in (self._success, self._denial):
+            entry = table.get(key)
+            if entry is not None and now < entry.expires + self.settings.stale:
+                return True
+        return False
+
     def wants_prefetch(self, entry: CachedResponse, now: float) -> bool:
         if not self._prefetch_due(entry, now):
             return False

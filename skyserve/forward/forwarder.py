@@ -17,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from skydns.record import Labels
 
@@ -30,7 +33,7 @@ from ..wire.response import Response, build_query, parse_response
 from . import policy
 from .cache import ForwardCache, Key
 from .policy import Attempt, Done, ForwardSettings, Outcome, Pool, Upstream, Verdict
-from .sockets import UdpSocket, UdpSockets, probe, random_id, tcp_exchange
+from .sockets import Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,13 @@ class Forwarder:
         self.stats = stats if stats is not None else ForwardStats()
         self.pools = policy.pools(settings)
         self.probes: dict[Labels, Upstream] = {}
-        self._socks = UdpSockets(settings.sockets, self._drain, self._opened)
         self._buckets: dict[tuple[Upstream, int], list[float]] = {}  # into stats.durations
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
+        self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self._inflight)
         self._tcp = 0
         self._sweeping = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by ``read_with``
+        self._loop_thread = 0
         self._last_error_log = 0.0
         self._errors_unlogged = 0
 
@@ -77,6 +82,13 @@ class Forwarder:
             if entry is not None:
                 stale = Outcome(entry.response, stale=True, cached=True)
         self._forward(key, qname, flags, tcp, stale, done, pool)
+
+    def read_with(self, readers: Readers, loop: asyncio.AbstractEventLoop) -> None:
+        """Have ``readers`` (the UDP server's reading thread, holding ``loop``'s gate) read
+        the upstream sockets; then ``send_now`` may be called from that thread, and replies
+        are handled there. Called on the loop's thread, before any query is forwarded."""
+        self._socks.readers = readers
+        self._loop, self._loop_thread = loop, threading.get_ident()
 
     def in_flight(self) -> int:
         return len(self._inflight) + self._tcp
@@ -117,13 +129,43 @@ class Forwarder:
         if q.tcp:
             self.stats.conn_misses[(up.name, "tcp")] += 1  # one connection per query
             self._tcp += 1
-            asyncio.get_running_loop().create_task(self._tcp_query(q, up))
+            self._on_loop(self._start_tcp, q, up)
             return
         try:
             s = self._socks.pick(up)
         except OSError as exc:
             self._failed(q, "network", f"socket: {exc}")
             return
+        error = self._send(q, s)
+        if error is not None:
+            self._failed(q, "network", f"send: {error}")
+            return
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self._socks.readers.sent()
+        self._arm_sweep()
+
+    def _on_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        """``fn(*args)`` on the loop's thread: now if this is it, else soon."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _start_tcp(self, q: Attempt, up: Upstream) -> None:
+        asyncio.get_running_loop().create_task(self._tcp_query(q, up))
+
+    def _arm_sweep(self) -> None:
+        """Check timeouts every ``SWEEP`` seconds while UDP queries are in flight."""
+        if not self._sweeping:
+            self._sweeping = True
+            self._on_loop(self._sweep_later)
+
+    def _sweep_later(self) -> None:
+        asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def _send(self, q: Attempt, s: UdpSocket) -> OSError | None:
+        """Send ``q`` on ``s`` with a fresh ID and wait for its reply (or its deadline)."""
         qid = random_id()
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
@@ -131,14 +173,39 @@ class Forwarder:
         try:
             s.sock.send(qid.to_bytes(2, "big") + q.body)
         except OSError as exc:
-            self._failed(q, "network", f"send: {exc}")
-            return
+            return exc
         s.pending[qid] = q
         q.deadline = q.started + self.settings.read_timeout
         self._inflight[q] = None
-        if not self._sweeping:
-            self._sweeping = True
-            asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+        return None
+
+    def send_now(self, key: Key, qname: bytes, flags: int, pool: Pool, done: Done) -> bool:
+        """A UDP question's first try, sent from the UDP reading thread (which holds the
+        loop's gate) as ``fetch`` with no cache entry would send it; its reply, failover and
+        timeout are handled as usual. False, with nothing sent, when the reading thread
+        does not read the upstream sockets (``read_with``), at max_concurrent (``fetch``
+        refuses), or on a socket error (``fetch`` counts it and fails over)."""
+        settings = self.settings
+        if self._loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
+            return False
+        order = pool.order(settings.max_fails)
+        if not order:
+            return False
+        if not order[0].healthy(settings.max_fails):  # healthy come first
+            self.stats.counters["healthcheck_broken"] += 1  # all down: try them anyway
+        up = order[0]
+        query = build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
+                            udp_size=settings.udp_size)
+        q = Attempt(key, qname, query[2:], False, order[1:], None, done)
+        q.upstream, q.started = up, time.monotonic()
+        try:
+            if self._send(q, self._socks.pick(up)) is not None:
+                return False
+        except OSError:
+            return False
+        self.stats.requests_to[up.name] += 1
+        self._arm_sweep()
+        return True
 
     def _opened(self, up: Upstream) -> None:
         self.stats.conn_misses[(up.name, "udp")] += 1
@@ -211,7 +278,7 @@ class Forwarder:
         self.stats.failures[(up.name, reason)] += 1
         log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
         if policy.failed(up, self.settings.max_fails):
-            asyncio.get_running_loop().create_task(self._health_loop(up))
+            self._on_loop(self._start_health_check, up)
         self._next(q)
 
     def _log_failure(self, q: Attempt) -> None:
@@ -252,6 +319,9 @@ class Forwarder:
         self._answered(q, resp)
 
     # -- health and loops ------------------------------------------------------------
+
+    def _start_health_check(self, up: Upstream) -> None:
+        asyncio.get_running_loop().create_task(self._health_loop(up))
 
     async def _health_loop(self, up: Upstream) -> None:
         query = build_query(0, b"\x00", T.NS, T.CLASS_IN, flags=0, do=False, udp_size=512)

@@ -4,15 +4,21 @@ Each UDP query leaves from a randomly chosen socket of its upstream's set (each 
 random port, connected to that upstream, replaced after ``SOCKET_USES`` queries) with a
 random ID from the OS's CSPRNG. TCP opens one connection per query. Probes (health checks,
 loop detection) use a socket of their own.
+
+The UDP sockets are read by ``Readers``: the event loop by default; in skyserve the UDP
+server's reading thread (``transport.UdpServer``), so that a forwarded query and its reply
+are handled by one thread, with no hand-over between two.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sized
+from typing import Protocol
 
 from .policy import Attempt, Upstream
 
@@ -41,14 +47,44 @@ class UdpSocket:
         self.uses = 0
 
 
+class Readers(Protocol):
+    """Who reads the upstream sockets; callbacks run on the loop's thread or holding its
+    gate (``eventloop``)."""
+
+    def watch(self, fd: int, callback: Callable[[], None], awaited: Sized) -> None:
+        """Call ``callback`` whenever ``fd`` is readable, until ``unwatch``; ``awaited``
+        is non-empty while a datagram is expected on it."""
+
+    def unwatch(self, fd: int) -> None: ...
+
+    def sent(self) -> None:
+        """A query went upstream from the loop's thread: its reply must be read soon."""
+
+
+class LoopReaders:
+    """The event loop's ``add_reader``: the default."""
+
+    def watch(self, fd: int, callback: Callable[[], None], awaited: Sized) -> None:
+        asyncio.get_running_loop().add_reader(fd, callback)
+
+    def unwatch(self, fd: int) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already gone at exit
+            asyncio.get_running_loop().remove_reader(fd)
+
+    def sent(self) -> None:
+        """The loop reads every socket it waits on."""
+
+
 class UdpSockets:
-    """The UDP sockets of every upstream, registered with the event loop for reading."""
+    """The UDP sockets of every upstream, each watched by ``readers``."""
 
     def __init__(self, per_upstream: int, on_readable: Callable[[UdpSocket], None],
-                 on_open: Callable[[Upstream], None]) -> None:
+                 on_open: Callable[[Upstream], None], awaited: Sized) -> None:
         self.per_upstream = per_upstream
-        self.on_readable = on_readable  # called on the loop when a socket has datagrams
+        self.on_readable = on_readable  # called when a socket has datagrams
+        self.awaited = awaited  # non-empty while any reply is awaited
         self.on_open = on_open  # a new socket was needed (coredns_proxy_conn_cache_misses)
+        self.readers: Readers = LoopReaders()  # set before the first socket is opened
         self._by_upstream: dict[Upstream, list[UdpSocket]] = {}
         self._retired: list[UdpSocket] = []
 
@@ -63,37 +99,36 @@ class UdpSockets:
         s = socks[i]
         s.uses += 1
         if s.uses >= SOCKET_USES:  # a fresh random port now and then
+            fresh = self._open(up)  # first: if that fails, ``s`` stays in use
             self._retired.append(s)
-            socks[i] = s = self._open(up)
+            socks[i] = s = fresh
         return s
 
     def sweep_retired(self) -> bool:
         """Close retired sockets nothing waits on; True while some remain."""
         for s in [s for s in self._retired if not s.pending]:
             self._retired.remove(s)
-            _close(s)
+            self._close(s)
         return bool(self._retired)
 
     def close(self) -> None:
         for socks in self._by_upstream.values():
             for s in socks:
-                _close(s)
+                self._close(s)
         self._by_upstream.clear()
         for s in self._retired:
-            _close(s)
+            self._close(s)
         self._retired.clear()
 
     def _open(self, up: Upstream) -> UdpSocket:
         self.on_open(up)
         s = UdpSocket(up)
-        asyncio.get_running_loop().add_reader(s.sock.fileno(), self.on_readable, s)
+        self.readers.watch(s.sock.fileno(), functools.partial(self.on_readable, s), self.awaited)
         return s
 
-
-def _close(s: UdpSocket) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is already gone at exit
-        asyncio.get_running_loop().remove_reader(s.sock.fileno())
-    s.sock.close()
+    def _close(self, s: UdpSocket) -> None:
+        self.readers.unwatch(s.sock.fileno())
+        s.sock.close()
 
 
 async def tcp_exchange(up: Upstream, query: bytes) -> bytes:

@@ -31,6 +31,7 @@ from .loopcheck import LoopCheck
 from .parse import Parse
 from .request import Build, Handler, Request, Send
 from .rrl import RateLimit
+from .sendnow import SendNow
 from .transfer import Transfer
 from .zones import Zones
 
@@ -50,8 +51,8 @@ class Pipeline:
         self.answers = self.shared.answers
         self._hit = self.answers.hit  # bound once: the hot path
         # Built back to front: each stage is given the one after it.
-        last: Handler = (Forwarding(self.shared) if forwarder is not None
-                         else Refuse(self.shared)).handle
+        forwarding = Forwarding(self.shared) if forwarder is not None else None
+        last: Handler = (forwarding or Refuse(self.shared)).handle
         self.zones = Zones(self.shared, last)
         after_parse: Handler = self.zones.handle
         if forwarder is not None:
@@ -62,8 +63,12 @@ class Pipeline:
             after_parse = Transfer(self.shared, primary, after_parse).handle
         # Direct answers for the common first-time shapes (stage 1b), before any parse.
         self._direct = Direct(self.shared, self.zones).answer
+        # Forwarded at once from the reading thread (stage 1c).
+        self._send_now = SendNow(forwarder, self.zones, forwarding, self._deliver).send \
+            if forwarder is not None and forwarding is not None else _keep
         if settings.guarded:  # the cache is asked after the guards, as a stage
             self._hit = self._direct = _miss
+            self._send_now = _keep
             after_parse = self._guards(settings, after_parse)
         self._first = Parse(self.shared, after_parse).handle
 
@@ -90,20 +95,24 @@ class Pipeline:
         """Answer one query: the reply, or None (dropped, or sent later through ``send``)."""
         return self._answer(data, tcp, peer, send, self._first)
 
-    def quick(self, data: bytes, peer: Any = None) -> bytes | None:
-        """A UDP query's reply if the answer cache or the direct stage has it, else None
-        (then ``handle`` must answer it). What the transport's reading thread asks."""
-        return self._answer(data, False, peer, None, None)
+    def quick(self, data: bytes, peer: Any = None, send: Send | None = None) -> bytes | None:
+        """A UDP query's reply if the answer cache or the direct stage has it; b"" when it
+        was forwarded at once (the reply goes later through ``send``); else None (then
+        ``handle`` must answer it). What the transport's reading thread asks."""
+        return self._answer(data, False, peer, send, None)
 
     def _answer(self, data: bytes, tcp: bool, peer: Any, send: Send | None,
                 rest: Handler | None) -> bytes | None:
-        """The answer cache, direct answers, then (unless None) ``rest``: the reply, logged;
-        an exception is a SERVFAIL."""
+        """The answer cache, direct answers, then ``rest`` (None: forwarding at once, if
+        ``send`` is given): the reply, logged; an exception is a SERVFAIL."""
         start = time.perf_counter()
         try:
             reply = self._hit(data, tcp, start) or self._direct(data, tcp, start)
-            if reply is None and rest is not None:
-                reply = rest(Request(data, tcp, peer, send, start, self._deliver))
+            if reply is None:
+                if rest is not None:
+                    reply = rest(Request(data, tcp, peer, send, start, self._deliver))
+                elif send is not None and self._send_now(data, peer, send, start):
+                    return b""
         except Exception:
             reply = self._panic(data)
         if reply is not None and self.querylog is not None:
@@ -158,6 +167,11 @@ def _miss(data: bytes, tcp: bool, start: float) -> None:
     """The hot path's cache lookup and direct answers when guards must come first: always
     a miss (both then wait behind the guards, the cache as a stage, direct answers not at
     all)."""
+
+
+def _keep(data: bytes, peer: Any, send: Send, start: float) -> bool:
+    """Forwarding at once when nothing forwards, or guards come first: never."""
+    return False
 
 
 class CachedAnswers:

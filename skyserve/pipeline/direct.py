@@ -81,21 +81,14 @@ class Direct:
 
     def answer(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply, or None when the general path must answer."""
-        if len(data) < 17 or not self.zones.ready:
+        if not self.zones.ready:
             return None
-        qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
-        if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
-            return None  # a response, another opcode, or more than a question and an OPT
-        try:
-            labels, end = _question(data)
-            qtype = data[end] << 8 | data[end + 1]
-            if data[end + 2] or data[end + 3] != T.CLASS_IN or qtype in NOT_HERE:
-                return None
-            edns = _edns(data, end + 4) if arcount else 0
-        except IndexError:
+        plain = plain_query(data)
+        if plain is None or plain[4] in NOT_HERE:
             return None
+        qid, flags, labels, end, qtype, edns = plain
         zone = self._zone_of(labels)
-        if zone is None or edns < 0 or (edns == 2 and zone.signed) or self.probing():
+        if zone is None or (edns == 2 and zone.signed) or self.probing():
             return None
         path = labels[::-1]
         rel = path[zone.depth :]
@@ -187,7 +180,30 @@ def _only(node: Node) -> tuple[Record, ...]:
     return node.values
 
 
-def _question(data: bytes) -> tuple[Labels, int]:
+Plain = tuple[int, int, Labels, int, int, int]  # ID, flags, labels, question end, type, EDNS
+
+
+def plain_query(data: bytes) -> Plain | None:
+    """A query of the plain shape: one question of class IN, with no other records but a
+    plain OPT (``plain_edns``: 0 none, 1, or 2 with DO); None for anything else (a
+    response, another opcode, other records, a name the general path must read)."""
+    if len(data) < 17:
+        return None
+    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
+        return None  # a response, another opcode, or more than a question and an OPT
+    try:
+        labels, end = plain_question(data)
+        qtype = data[end] << 8 | data[end + 1]
+        if data[end + 2] or data[end + 3] != T.CLASS_IN:
+            return None
+        edns = plain_edns(data, end + 4) if arcount else 0
+    except IndexError:
+        return None
+    return None if edns < 0 else (qid, flags, labels, end, qtype, edns)
+
+
+def plain_question(data: bytes) -> tuple[Labels, int]:
     """The question name's labels, lower-case, and where its type starts. Names with a
     compressed or extended label, or longer than 255 octets, raise IndexError (the general
     path gives them their FORMERR)."""
@@ -205,7 +221,7 @@ def _question(data: bytes) -> tuple[Labels, int]:
     return tuple(labels), pos + 1
 
 
-def _edns(data: bytes, pos: int) -> int:
+def plain_edns(data: bytes, pos: int) -> int:
     """The one additional record: 1 for a plain OPT, 2 with DO set, -1 for anything the
     general path must see (another record type, a version, NSID, trailing bytes)."""
     if data[pos] != 0 or data[pos + 1] << 8 | data[pos + 2] != T.OPT:

@@ -14,7 +14,7 @@ import time
 
 from ..forward.aging import Aging, ticks_at, ttl_offsets
 from ..forward.cache import STALE_TTL, Key
-from ..forward.policy import Outcome
+from ..forward.policy import Done, Outcome
 from ..wire.constants import EDE_NOT_AUTHORITATIVE, EDE_STALE, REFUSED, TC
 from ..wire.query import ede_option, reply_limit
 from ..wire.response import relay, rotations
@@ -36,12 +36,18 @@ class Forwarding:
         if pool is None or not req.can_defer:
             return self.shared.error(req, REFUSED, "dropped", EDE_NOT_AUTHORITATIVE)
 
+        self.forwarder.fetch(query.labels, query.qname, query.qtype, query.qclass,
+                             flags=query.flags, do=query.do, tcp=req.tcp,
+                             done=self.relayer(req), pool=pool)
+        return None
+
+    def relayer(self, req: Request) -> Done:
+        """What the forwarder calls with the outcome: the request's deferred reply."""
+
         def done(outcome: Outcome) -> None:
             req.later(lambda: self._relay(req, outcome))
 
-        self.forwarder.fetch(query.labels, query.qname, query.qtype, query.qclass,
-                             flags=query.flags, do=query.do, tcp=req.tcp, done=done, pool=pool)
-        return None
+        return done
 
     def _relay(self, req: Request, outcome: Outcome) -> bytes:
         resp, shared = outcome.response, self.shared
@@ -58,13 +64,15 @@ class Forwarding:
         fixed = STALE_TTL if outcome.stale else None
         turns = min(rotations(resp), MAX_ROTATIONS) if shared.settings.shuffle else 1
         options = shared.options(req, ede_option(EDE_STALE) if outcome.stale else b"")
+        turn = 0 if turns == 1 else shared.answers.next_turn() % turns
+        keep = outcome.expires and not outcome.stale  # every rotation then, to keep them
         variants = [relay(resp, req.query, limit=limit, max_udp=max_udp, age=outcome.age,
                           fixed_ttl=fixed, max_ttl=cap, rotate=k, options=options)
-                    for k in range(turns)]
-        reply = variants[0] if turns == 1 else variants[shared.answers.next_turn() % turns]
+                    for k in (range(turns) if keep else (turn,))]
+        reply = variants[turn if keep else 0]
         plugin = "cache" if outcome.cached else "forward"
         stat_id = req.count(shared.stats.tally, ".", resp.rcode, plugin, len(reply))
-        if outcome.expires and not outcome.stale and not reply[2] & (TC >> 8):
+        if keep and not reply[2] & (TC >> 8):
             # Keep the bytes until their TTLs would tick down by one second.
             until = ticks_at(outcome.expires, outcome.stored, outcome.age)
             if until > time.monotonic():

@@ -48,8 +48,11 @@ def test_quick_answers_come_from_the_thread_the_rest_from_the_loop() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
 
-    def quick(data: bytes, peer: Any) -> bytes | None:
+    def quick(data: bytes, peer: Any, send: Any) -> bytes | None:
         threads.setdefault(data, []).append(threading.current_thread().name)
+        if data.startswith(b"d"):  # taken: its reply goes through send (later, in skyserve)
+            send(b"sent:" + data, peer)
+            return b""
         return b"quick:" + data if data.startswith(b"q") else None
 
     def handler(data: bytes, tcp: bool, peer: Any, send: Any) -> bytes | None:
@@ -62,7 +65,7 @@ def test_quick_answers_come_from_the_thread_the_rest_from_the_loop() -> None:
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
         replies = set()
-        for query in (b"q1", b"s1", b"q2", b"s2"):
+        for query in (b"q1", b"s1", b"q2", b"s2", b"d1"):
             client.sendto(query, sock.getsockname())
         for _ in range(100):
             await asyncio.sleep(0.01)  # the gate is free while the loop waits
@@ -70,16 +73,17 @@ def test_quick_answers_come_from_the_thread_the_rest_from_the_loop() -> None:
                 replies.add(client.recv(100))
             except BlockingIOError:
                 continue
-            if len(replies) == 4:
+            if len(replies) == 5:
                 break
         udp.close()
         client.close()
-        assert replies == {b"quick:q1", b"quick:q2", b"loop:s1", b"loop:s2"}
+        assert replies == {b"quick:q1", b"quick:q2", b"loop:s1", b"loop:s2", b"sent:d1"}
         return 0
 
     assert eventloop.run(main()) == 0
     loop_thread = threading.current_thread().name
     assert threads[b"q1"] == ["udp"]
     assert threads[b"s1"] == ["udp", loop_thread]  # asked quick first, then the loop
+    assert threads[b"d1"] == ["udp"]  # taken by quick: not passed on
     time.sleep(0.1)
     assert not [t for t in threading.enumerate() if t.name == "udp"]  # stopped by close

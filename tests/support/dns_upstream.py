@@ -9,6 +9,7 @@ behaviour can be changed while it runs, by assigning attributes:
   whose TTL and MINIMUM are ``soa_ttl`` and ``soa_minimum`` (RFC 2308 negative TTL).
   A ``CNAME`` entry is followed one step inside the table.
 * ``delay``: seconds to wait before answering.
+* ``shuffle``: whether RRsets go out in a random order (dnspython's default; True).
 * ``mode``: ``ok``; ``servfail`` / ``refused`` (that rcode); ``drop`` (never answer);
   ``truncate`` (UDP: TC=1 and no records; TCP: the full answer); ``wrong_id``,
   ``wrong_question``, ``from_other_port`` (a forged reply carrying ``SPOOFED``: another ID,
@@ -77,6 +78,7 @@ class DnsUpstream:
         self.soa_ttl = 60
         self.soa_minimum = 60
         self.also_answer = False
+        self.shuffle = True
         self.loop_to: tuple[str, int] | None = None
         self.loop_budget = 20
         self.records: dict[tuple[str, str], tuple[int, list[str]]] = {}
@@ -261,9 +263,11 @@ class DnsUpstream:
             if self.also_answer:
                 out.append((genuine.to_wire(), None))
             return out
+        shuffle = self.shuffle
         if transport == "udp":
-            return [(genuine.to_wire(max_size=limit, prefer_truncation=True), None)]
-        return [(genuine.to_wire(), None)]
+            return [(genuine.to_wire(max_size=limit, prefer_truncation=True,
+                                     want_shuffle=shuffle), None)]
+        return [(genuine.to_wire(want_shuffle=shuffle), None)]
 
     def _note(self, query: dns.message.Message, peer: tuple[str, int], transport: str) -> None:
         q = query.question[0]

@@ -1,0 +1,127 @@
+"""Forwarding at once from the UDP reading thread (``pipeline.sendnow``) against the general
+path: the same query, through two UDP servers on one pipeline — one whose reading thread
+forwards at once, one that hands every query to the loop — must reach the upstream as the
+same question and come back to the client as the same bytes, whatever the upstream does."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import dns.flags
+import dns.message
+import pytest
+
+from skydns.record import name_labels
+from skyserve import eventloop
+from skyserve.forward.forwarder import Forwarder
+from skyserve.forward.policy import ForwardSettings
+from skyserve.lookup import Zone
+from skyserve.pipeline.chain import Pipeline
+from skyserve.pipeline.context import Settings
+from skyserve.stats import ForwardStats
+from skyserve.transport import UdpServer
+from tests.support.dns_upstream import SPOOFED, DnsUpstream
+
+# (name, upstream mode of the first upstream, how the client asks)
+CASES = [
+    ("plain.example.org", "ok", {}),
+    ("MiXeD.Example.ORG", "ok", {"use_edns": 0}),
+    ("many.example.org", "ok", {"use_edns": 0, "payload": 4096, "want_dnssec": True}),
+    ("many.example.org", "ok", {"use_edns": 0, "payload": 700}),
+    ("txt.example.org", "ok", {}),  # bigger than 512 bytes: TC to the client
+    ("missing.example.org", "ok", {"use_edns": 0}),  # NXDOMAIN
+    ("plain.example.org", "servfail", {}),  # fails over to the second upstream
+    ("plain.example.org", "refused", {"use_edns": 0, "want_dnssec": True}),
+    ("plain.example.org", "truncate", {"use_edns": 0}),  # asked again over TCP
+    ("plain.example.org", "wrong_id", {}),  # forged first, then the genuine reply
+    ("plain.example.org", "wrong_question", {"use_edns": 0}),
+    ("plain.example.org", "from_other_port", {}),
+]
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[DnsUpstream, DnsUpstream]]:
+    first, second = DnsUpstream().start(), DnsUpstream().start()
+    for up in (first, second):
+        up.shuffle = False  # the same bytes for the same question
+        up.add("plain.example.org", "A", "192.0.2.1", ttl=60)
+        up.add("mixed.example.org", "AAAA", "2001:db8::1", ttl=30)
+        up.add("many.example.org", "A", *(f"192.0.2.{i}" for i in range(1, 9)), ttl=90)
+        up.add("txt.example.org", "TXT", *(f'"{"x" * 200}{i}"' for i in range(4)), ttl=90)
+    first.also_answer = True  # forged replies are followed by the genuine one
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_forwarded_at_once_is_byte_identical_to_the_general_path(
+        upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
+    first, second = upstreams
+    fwd = Forwarder(ForwardSettings(upstreams=(first.address, second.address),
+                                    policy="sequential", read_timeout=1.0), None, ForwardStats())
+    # No rotation: each path would otherwise take its own turn of the RRset.
+    pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=False),
+                        forwarder=fwd)
+    passed_on: list[bytes] = []
+
+    def general(data: bytes, tcp: bool, peer: Any, send: Any) -> bytes | None:
+        passed_on.append(data)
+        return pipeline.handle(data, tcp, peer, send)
+
+    async def main() -> list[tuple[str, bytes, bytes]]:
+        slow = UdpServer(_bound(), pipeline.handle)  # every query to the loop
+        fast = UdpServer(_bound(), general, pipeline.quick)
+        fwd.read_with(fast, asyncio.get_running_loop())  # as the app does
+        slow.start(asyncio.get_running_loop())
+        fast.start(asyncio.get_running_loop())
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.setblocking(False)
+        try:
+            await _ask(client, slow, dns.message.make_query("warm.example.org", "A"))
+            out = []
+            for name, mode, how in CASES:
+                first.mode = mode
+                qtype = "TXT" if name.startswith("txt") else "AAAA" if "ixed" in name else "A"
+                q = dns.message.make_query(name, qtype, **how)
+                q.flags |= dns.flags.CD if how.get("want_dnssec") else 0
+                replies = []
+                for server in (slow, fast):
+                    first.reset()
+                    second.reset()
+                    reply = await _ask(client, server, q)
+                    upstream = [(s.name, s.rdtype, s.transport, s.edns, s.payload, s.do, s.rd)
+                                for up in (first, second) for s in up.queries()]
+                    replies.append((reply, upstream))
+                assert replies[0][1] == replies[1][1], (name, mode)  # the same upstream queries
+                out.append((f"{name} {mode}", replies[0][0], replies[1][0]))
+            return out
+        finally:
+            client.close()
+            slow.close()
+            fast.close()
+            fwd.close()
+
+    pairs = eventloop.run(main())
+    for case, slow_reply, fast_reply in pairs:
+        assert fast_reply == slow_reply, case
+    assert passed_on == [], "the fast server passed queries on to the loop"
+    parsed = [dns.message.from_wire(slow) for _, slow, _ in pairs]
+    assert all(SPOOFED not in m.to_text() for m in parsed)  # forged replies were not taken
+    assert [m.rcode() for m in parsed].count(3) == 1  # the NXDOMAIN case
+    assert sum(bool(m.flags & dns.flags.TC) for m in parsed) == 1  # the 512-byte client
+
+
+def _bound() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
+
+
+async def _ask(client: socket.socket, server: UdpServer, q: dns.message.Message) -> bytes:
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendto(client, q.to_wire(), server.sock.getsockname())
+    return await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0)
