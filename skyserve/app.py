@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 
 YOUNG_GC_THRESHOLD = 10_000
+GATE_WAIT = 0.1  # seconds between looks at whether we are stopping, while waiting for the gate
 # The listeners as a bind error names them.
 DNS, HEALTH, READY, METRICS = ("DNS (--dns-addr)", "health (--health-addr)",
                                "ready (--ready-addr)", "metrics (--metrics-addr)")
@@ -92,22 +94,48 @@ def _trim_malloc() -> None:
 
 
 class LoopSink:
-    """Hands the mirror's data to the current pipeline on the event loop's thread."""
+    """Hands the mirror's data to the current pipeline, as the event loop's thread would.
+
+    On a ``GatedLoop`` the watch thread applies a batch of changes itself, holding the
+    gate (so nothing else touches the pipeline meanwhile): waking the loop's thread for
+    it cost another thread's wake-up and turn at the GIL per watch response, taken from
+    the thread answering queries. A load is swapped in by the loop's thread; until it has
+    been, changes queue up behind it there, so none is applied to the index it replaces.
+    So do all changes with zone transfers on: the primary schedules its NOTIFYs on the loop.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app: App) -> None:
         self.loop = loop
         self.app = app
         self.reason = "waiting for the first load from etcd"
+        self.gate: threading.Lock | None = getattr(loop, "gate", None)
+        # Loads handed to the loop, and swapped in: each counter has one writer thread.
+        self._handed = self._swapped = 0
 
     def loaded(self, index: Index, revision: int) -> None:
+        self._handed += 1
         self.loop.call_soon_threadsafe(self._swap_in, index, revision)
 
     def _swap_in(self, index: Index, revision: int) -> None:
         self.app.pipeline.load(index, revision)
+        self._swapped += 1
         settle_heap()
 
     def changed(self, changes: list[Change], revision: int) -> None:
-        self.loop.call_soon_threadsafe(lambda: self.app.pipeline.apply(changes, revision))
+        gate = self.gate
+        if gate is None or self._handed != self._swapped or self.app.primary is not None:
+            self.loop.call_soon_threadsafe(self._apply, changes, revision)
+            return
+        while not gate.acquire(timeout=GATE_WAIT):
+            if self.app.stopping:  # the loop may be waiting for the mirror to stop
+                return
+        try:
+            self._apply(changes, revision)
+        finally:
+            gate.release()
+
+    def _apply(self, changes: list[Change], revision: int) -> None:
+        self.app.pipeline.apply(changes, revision)
 
     def state(self, connected: bool, reason: str) -> None:
         self.reason = "" if connected else f"etcd unavailable: {reason}"

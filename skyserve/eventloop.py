@@ -7,10 +7,12 @@ saturation. So the UDP socket is read by a thread of its own in a blocking ``rec
 (``transport.UdpServer``), which answers what it can itself and passes the rest to the loop.
 
 The gate is what makes that safe: one lock, held by the loop's thread at all times except
-while it waits in ``select``, and by the UDP thread while it answers. Everything the loop
-runs (etcd changes applied to the index, forwarded replies, TCP, reloads) therefore never
-interleaves with an answer being made, exactly as when one thread did everything; the UDP
-thread never calls into asyncio except through ``call_soon_threadsafe``.
+while it waits in ``select``, by the UDP thread while it answers, and by the etcd watch
+thread while it applies a batch of changes (``app.LoopSink``: cheaper than waking the loop
+for it). Everything the loop runs (forwarded replies, TCP, reloads) and those changes
+therefore never interleave with an answer being made, exactly as when one thread did
+everything; neither other thread calls into asyncio except through
+``call_soon_threadsafe``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ The loop runs in its own thread, because the etcd client is blocking:
 
 1. connect and read the whole prefix at one revision (retried with backoff, forever);
    decode it into a fresh ``Index`` here, off the serving thread, and hand it over whole;
-2. watch from the next revision and hand over each batch of decoded changes;
+2. watch from the next revision and hand over each batch of decoded changes, straight
+   from the etcd client's watch thread (``_receive``: decoded there and passed on, not
+   queued for this thread: each thread a watch response crosses costs a wake-up and a
+   turn at the GIL taken from the thread answering queries);
 3. on any error reconnect and resume the watch from the last revision seen, so nothing is
    missed or replayed; if that revision was compacted, go back to 1 and swap the new
    snapshot in at once, so answers never go missing in between.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -43,7 +47,8 @@ log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
-    """Where the mirror delivers data; called from the mirror thread."""
+    """Where the mirror delivers data: ``loaded`` and ``state`` from the mirror thread,
+    ``changed`` from the etcd client's watch thread; never two calls at once."""
 
     def loaded(self, index: Index, revision: int) -> None: ...
 
@@ -114,7 +119,14 @@ class Mirror:
             self.stats.loads += 1
             self.stats.last_update = time.time()
         self.quiet = False  # shutting down: etcd going away is expected, not a warning
-        self._queue: queue.Queue[WatchBatch | Exception | None] = queue.Queue()
+        # What the current watch reports to this thread (errors), and None to wake it up to
+        # stop. A watch's batches are delivered only while its queue is ``_watching``.
+        self._queue: queue.Queue[Exception | None] = queue.Queue()
+        self._watching: queue.Queue[Exception | None] | None = None
+        # Held while a batch is delivered and while the watch stops being the current one,
+        # so no batch of a watch given up is delivered after that (a reload, a new watch).
+        self._lock = threading.Lock()
+        self._heard = 0.0  # when the current watch last delivered (monotonic)
         self._thread = Background("etcd-mirror", self._run)
 
     def start(self) -> None:
@@ -150,9 +162,11 @@ class Mirror:
                 self.stats.loads += 1
                 self.stats.last_update = time.time()
                 self.sink.loaded(index, revision)
-            self._queue = queue.Queue()
-            client.watch(self.prefix, self.revision + 1, self._queue.put)
+            q = self._queue = self._watching = queue.Queue()
+            self._heard = time.monotonic()
+            client.watch(self.prefix, self.revision + 1, lambda item: self._receive(q, item))
         except BaseException:
+            self._forget_watch()
             client.close()
             raise
         self.stats.connected = True
@@ -160,23 +174,47 @@ class Mirror:
         return client
 
     def _watch(self, client: EtcdClient) -> None:
+        """Wait for the watch to fail or to fall silent; its batches go past this thread."""
+        try:
+            self._wait(client)
+        finally:
+            self._forget_watch()  # before anything else changes: its late batches are stale
+
+    def _wait(self, client: EtcdClient) -> None:
         suspicious = False
         clean = self.revision  # etcd's revision up to which nothing under the prefix is unseen
+        last = self._heard  # when the watch last delivered, or we last probed
         while not self._thread.stopping:
             try:
-                item = self._queue.get(timeout=self.probe_interval)
+                item = self._queue.get(timeout=max(0.0, last + self.probe_interval
+                                                   - time.monotonic()))
             except queue.Empty:
+                if self._heard > last:  # it delivered meanwhile: not silent
+                    suspicious, last = False, self._heard
+                    continue
                 unseen, clean = self._probe(client, clean)
                 if unseen and suspicious:
                     raise EtcdError("watch silent while etcd has changes unseen") from None
-                suspicious = unseen
+                suspicious, last = unseen, time.monotonic()
                 continue
             if item is None:
                 return
-            if isinstance(item, Exception):
-                raise item if isinstance(item, EtcdError) else EtcdError(str(item))
-            suspicious = False
-            self._deliver(item)
+            raise item if isinstance(item, EtcdError) else EtcdError(str(item))
+
+    def _forget_watch(self) -> None:
+        with self._lock:
+            self._watching = None
+
+    def _receive(self, q: queue.Queue[Exception | None], item: WatchBatch | Exception) -> None:
+        """On the etcd client's watch thread: a batch is decoded and delivered here, unless
+        its watch (``q``) is no longer the current one; errors go to the mirror thread."""
+        if isinstance(item, Exception):
+            q.put(item)
+            return
+        with self._lock:
+            if q is self._watching:
+                self._heard = time.monotonic()
+                self._deliver(item)
 
     def _probe(self, client: EtcdClient, clean: int) -> tuple[bool, int]:
         """Whether etcd holds changes under the prefix the watch has not delivered, and

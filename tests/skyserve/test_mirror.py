@@ -24,6 +24,7 @@ class Recorder:
     def __init__(self) -> None:
         self.loads: list[tuple[int, int]] = []  # (records, revision)
         self.changes: list[tuple[list[Change], int]] = []
+        self.change_threads: set[str] = set()
         self.event = threading.Event()
 
     def loaded(self, index: Index, revision: int) -> None:
@@ -32,6 +33,7 @@ class Recorder:
 
     def changed(self, changes: list[Change], revision: int) -> None:
         self.changes.append((changes, revision))
+        self.change_threads.add(threading.current_thread().name)
         self.event.set()
 
     def state(self, connected: bool, reason: str) -> None:
@@ -102,5 +104,24 @@ def test_the_silent_watch_probe_reads_the_prefix_only_when_etcd_moved_on(
         caught_up = m.scans
         time.sleep(0.6)
         assert m.scans == caught_up <= 2 and not sink.loads  # the watch never taken for dead
+    finally:
+        m.stop()
+
+
+def test_changes_come_from_the_watch_thread_not_through_the_mirror_thread(
+    fresh_etcd: EtcdServer, clean_prefix: str
+) -> None:
+    """Queued for the mirror thread to decode and pass on, each watch response cost one
+    more thread wake-up and turn at the GIL, taken from the thread answering queries."""
+    at = fresh_etcd.put(key(clean_prefix, "a.m.skydns.test"), HOST)
+    sink = Recorder()
+    m = mirror(fresh_etcd, clean_prefix, sink, at)
+    try:
+        later = fresh_etcd.put(key(clean_prefix, "b.m.skydns.test"), '{"host":"10.30.0.2"}')
+        assert sink.event.wait(10)
+        [([change], revision)] = sink.changes
+        assert revision == later and change.record is not None  # decoded on the way
+        assert change.record.host == "10.30.0.2"
+        assert sink.change_threads and "etcd-mirror" not in sink.change_threads
     finally:
         m.stop()
