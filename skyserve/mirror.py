@@ -137,7 +137,7 @@ class Mirror:
 
     def _run(self) -> None:
         retrying = self._thread.retrying(
-            EtcdError, wait_exponential_jitter(initial=0.05, max=self.max_backoff),
+            EtcdError, wait_exponential_jitter(multiplier=0.05, max=self.max_backoff),
             before_sleep=self._failed)
         while not self._thread.stopping:
             client = retrying(self._connect)
