@@ -96,9 +96,9 @@ OPTIONS: tuple[o.Option, ...] = (
     o.Option("default-ttl", TTL, 300, "TTL of records that set none"),
     o.Option("min-ttl", TTL, 30, "TTL of the SOA and of negative answers"),
     o.Option("max-udp-size", o.integer(512, 65535), 1232, "largest UDP reply (EDNS0)"),
-    o.Option("cache-entries", o.integer(0, 10_000_000), 100_000,
+    o.Option("cache-entries", o.integer(0, 10_000_000), 20_000,
              "rendered answers kept in memory"),
-    o.Option("cache-mib", o.integer(1, 65_536), 64,
+    o.Option("cache-mib", o.integer(1, 65_536), 8,
              "MiB the rendered answers may take (replies, keys and bookkeeping, estimated)"),
     o.Option("nsid", nsid, "", "NSID (RFC 5001) sent to queries that ask for it, e.g. the "
              "pod name ('': none)"),

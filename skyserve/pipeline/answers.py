@@ -17,11 +17,12 @@ working set that moves on is picked up within the period.
 Admission: answers the general path renders (~30 µs) are kept at once. Answers the direct
 stage makes in a few microseconds are kept only on their query's second sighting: a flood
 of names that never repeat then costs no insertions and cannot empty the cache. The
-doorkeeper is a Bloom filter (two bits a query, from the two halves of its hash, in 16
-million bits: 2 MiB, no object per query) that starts again blank after twice the cache's
-capacity of first sightings (at most ``MAX_WINDOW``), so a name that comes back within
-that many new queries is admitted (a zone-wide mix the cache can hold is cached); a false
-positive (under 0.1% at the default capacity) only admits an answer early.
+doorkeeper is a Bloom filter (two bits a query, from the two halves of its hash, in 64
+bits a remembered query up to 16 million bits: 2 MiB, no object per query) that starts
+again blank after twice the cache's capacity of first sightings (at most ``MAX_WINDOW``),
+so a name that comes back within that many new queries is admitted (a zone-wide mix the
+cache can hold is cached); a false positive (under 0.1% at the default capacity) only
+admits an answer early.
 """
 
 from __future__ import annotations
@@ -36,27 +37,43 @@ from ..stats import Stats
 from ..wire.render import Rendered
 from .request import Request
 
-CacheKey = tuple[bool, bytes]  # (tcp, query without its ID)
+Head = bytes | tuple[bytes, ...]  # a reply after its ID; a tuple: one per rotation
 
 REFILL_PERIOD = 60.0  # seconds a cache stays full before it starts again empty
-DOORKEEPER_BITS = 1 << 24
+MAX_DOORKEEPER_BITS = 1 << 24
 MAX_WINDOW = 1_000_000  # first sightings remembered at most (1.4% false positives then)
-ENTRY_OVERHEAD = 600  # bytes per entry besides reply and key (objects, dict slots, deps), measured
+# Bytes an entry costs besides its reply and key: its object, the bytes objects' headers,
+# dict slots, a hash in the deps map. Measured with tracemalloc (one A record or NXDOMAIN
+# a name, direct answers: 353 bytes an entry in all, 85 of them reply and key).
+ENTRY_OVERHEAD = 270
+TUPLE_OVERHEAD = 100  # more for a head kept as a tuple (rotations; forwarded replies)
 
 
 class CachedAnswer:
-    __slots__ = ("aging", "denial", "expires", "heads", "source", "stat", "tail")
+    """One of our answers, kept. Four slots and, nearly always, one bytes object: an
+    entry's Python objects cost more than its reply (see ``ENTRY_OVERHEAD``)."""
 
-    def __init__(self, heads: tuple[bytes, ...], tail: bytes | None, expires: float,
-                 stat: int, source: CachedResponse | None = None, denial: bool = False,
-                 aging: Aging | None = None) -> None:
-        self.heads = heads  # the reply after its ID, up to the SOA serial; one per rotation
+    __slots__ = ("expires", "head", "stat", "tail")
+
+    def __init__(self, head: Head, tail: bytes | None, expires: float, stat: int) -> None:
+        self.head = head  # the reply after its ID, up to the SOA serial if it has one
         self.tail = tail  # the reply after the serial, or None when it has no SOA
         self.expires = expires  # 0.0: until etcd changes it
         self.stat = stat  # its Tally id
-        self.source = source  # for forwarded replies: the forward cache's entry
-        self.denial = denial
-        self.aging = aging  # for forwarded replies: how to re-age them when ``expires`` passes
+
+
+class Relayed(CachedAnswer):
+    """A forwarded reply, kept: its rotations always a tuple, which ``aging`` re-ages."""
+
+    __slots__ = ("aging", "denial", "source")
+    head: tuple[bytes, ...]
+
+    def __init__(self, heads: tuple[bytes, ...], expires: float, stat: int,
+                 source: CachedResponse | None, aging: Aging | None) -> None:
+        super().__init__(heads, None, expires, stat)
+        self.source = source  # the forward cache's entry, whose hits it counts
+        self.denial = source.denial if source is not None else False
+        self.aging = aging  # how to re-age it when ``expires`` passes
 
 
 class AnswerCache:
@@ -70,35 +87,42 @@ class AnswerCache:
         self._turn = 0
         self._bytes = 0
         self._full_since: float | None = None  # when it was first found full (monotonic)
-        self._cache: dict[CacheKey, CachedAnswer] = {}
-        # path -> the keys of the answers read from it: one key alone (nearly always: a
-        # set costs ~200 bytes an entry), or a set of them.
-        self._deps: dict[Labels, CacheKey | set[CacheKey]] = {}
+        # Keyed by the query without its ID (no key object of its own), one dict per
+        # transport: a UDP reply may be truncated where the TCP one is not.
+        self._udp: dict[bytes, CachedAnswer] = {}
+        self._tcp: dict[bytes, CachedAnswer] = {}
+        # hash(path) -> the queries whose answers were read from it: one alone (nearly
+        # always: a set costs ~200 bytes), or a set of them. The hash, not the path: a
+        # path's tuple and label strings would cost ~230 bytes an entry, and two paths with
+        # the same hash only drop each other's answers early. An invalidation drops the
+        # query's answer over both transports: both were read from the same paths.
+        self._deps: dict[int, bytes | set[bytes]] = {}
         self._window = min(MAX_WINDOW, 2 * max(1, capacity))  # the doorkeeper's memory
-        self._seen = bytearray(DOORKEEPER_BITS // 8)
+        # 64 bits a remembered query (under 0.1% false positives), at most 16 million (2 MiB)
+        self._mask = min(MAX_DOORKEEPER_BITS, 1 << (64 * self._window - 1).bit_length()) - 1
+        self._seen = bytearray((self._mask + 1) // 8)
         self._marks = 0
         self._hit_ids: dict[tuple[int, str | None], int] = {}  # a reply's Stat -> its hit's
 
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply to a query seen before, or None. The hot path: keep it lean."""
-        entry = self._cache.get((tcp, data[2:]))
+        entry = (self._tcp if tcp else self._udp).get(data[2:])
         if entry is None or (entry.expires and entry.expires <= time.monotonic()
                              and not _renewed(entry)):
             return None
-        stats = self.stats
-        stats.answer_hits += 1
-        heads = entry.heads
-        if len(heads) == 1:
-            head = heads[0]
-        else:
-            self._turn += 1
-            head = heads[self._turn % len(heads)]
+        self.stats.answer_hits += 1
+        head = entry.head
+        if isinstance(head, tuple):  # rotations (or a forwarded reply): served in turn
+            if len(head) == 1:
+                head = head[0]
+            else:
+                self._turn += 1
+                head = head[self._turn % len(head)]
         tail = entry.tail
         reply = data[:2] + head if tail is None else data[:2] + head + self.serial + tail
-        source = entry.source
-        if source is not None:  # a forwarded reply: the forward cache's hit too
-            source.hits += 1
-            stats.forward_hits[entry.denial] += 1
+        if isinstance(entry, Relayed) and entry.source is not None:
+            entry.source.hits += 1  # a forwarded reply: the forward cache's hit too
+            self.stats.forward_hits[entry.denial] += 1
         i = entry.stat
         self._counts[i] += 1
         self._seconds[i] += time.perf_counter() - start
@@ -124,20 +148,21 @@ class AnswerCache:
                   stat_id: int, deps: set[Labels], expires: float = 0.0) -> None:
         """Keep one of our answers (its rotations, or one reply with an SOA serial at
         ``serial_at``), dropped when etcd changes a path in ``deps``."""
+        first = variants[0]
+        head: Head
         if serial_at >= 0:
-            first = variants[0]
-            heads: tuple[bytes, ...] = (first[2:serial_at],)
-            tail: bytes | None = first[serial_at + 4 :]
+            head, tail = first[2:serial_at], first[serial_at + 4 :]
         else:
-            heads, tail = tuple(v[2:] for v in variants), None
-        entry = CachedAnswer(heads, tail, expires, self._hit_stat(stat_id))
-        self._store((tcp, data[2:]), entry, deps)
+            head = first[2:] if len(variants) == 1 else tuple(v[2:] for v in variants)
+            tail = None
+        entry = CachedAnswer(head, tail, expires, self._hit_stat(stat_id))
+        self._store(data[2:], tcp, entry, deps)
 
     def seen_before(self, data: bytes, tcp: bool) -> bool:
         """The doorkeeper: whether this query (minus its ID) came recently and found the
         cache without it. The first time it only remembers it."""
         h = hash((tcp, data[2:]))
-        a, b = h & (DOORKEEPER_BITS - 1), (h >> 32) & (DOORKEEPER_BITS - 1)
+        a, b = h & self._mask, (h >> 32) & self._mask
         seen = self._seen
         if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:
             return True
@@ -158,11 +183,9 @@ class AnswerCache:
                        source: CachedResponse | None, aging: Aging | None = None) -> None:
         """Keep a relayed upstream reply until ``until`` (monotonic), and then for as long
         as ``aging`` can re-age it."""
-        denial = source.denial if source is not None else False
         hit = self._hit_stat(stat_id, plugin="cache")
-        entry = CachedAnswer(tuple(v[2:] for v in variants), None, until, hit, source, denial,
-                             aging)
-        self._store((req.tcp, req.data[2:]), entry, ())
+        entry = Relayed(tuple(v[2:] for v in variants), until, hit, source, aging)
+        self._store(req.data[2:], req.tcp, entry, ())
 
     def _hit_stat(self, stat_id: int, plugin: str | None = None) -> int:
         """A hit is counted like the reply it repeats, in the first duration bucket."""
@@ -174,29 +197,33 @@ class AnswerCache:
             self._hit_ids[(stat_id, plugin)] = hit
         return hit
 
-    def _store(self, key: CacheKey, entry: CachedAnswer, deps: set[Labels] | tuple[()]) -> None:
-        size = _size(key, entry)
+    def _store(self, query: bytes, tcp: bool, entry: CachedAnswer,
+               deps: set[Labels] | tuple[()]) -> None:
+        size = _size(query, entry)
         if not self._fits(size):
             if not self._refill_due():
                 return  # full, not for long: this one is not kept
             self.clear()
-        old = self._cache.get(key)
+        cache = self._tcp if tcp else self._udp
+        old = cache.get(query)
         if old is not None:
-            self._bytes -= _size(key, old)
-        self._cache[key] = entry
+            self._bytes -= _size(query, old)
+        cache[query] = entry
         self._bytes += size
         deps_map = self._deps
         for path in deps:
-            keys = deps_map.get(path)
-            if keys is None:
-                deps_map[path] = key
-            elif isinstance(keys, set):
-                keys.add(key)
-            elif keys != key:
-                deps_map[path] = {keys, key}
+            h = hash(path)
+            queries = deps_map.get(h)
+            if queries is None:
+                deps_map[h] = query
+            elif isinstance(queries, set):
+                queries.add(query)
+            elif queries != query:
+                deps_map[h] = {queries, query}
 
     def _fits(self, size: int) -> bool:
-        return len(self._cache) < self.capacity and self._bytes + size <= self.max_bytes
+        return (len(self._udp) + len(self._tcp) < self.capacity
+                and self._bytes + size <= self.max_bytes)
 
     def _refill_due(self) -> bool:
         """Asked of a full cache: whether it has been full for ``REFILL_PERIOD`` (the first
@@ -207,10 +234,18 @@ class AnswerCache:
         return now - self._full_since >= REFILL_PERIOD
 
     def clear(self) -> None:
-        self._cache.clear()
+        self._udp.clear()
+        self._tcp.clear()
         self._deps.clear()
         self._bytes = 0
         self._full_since = None
+
+    def get(self, data: bytes, tcp: bool) -> CachedAnswer | None:
+        """The entry kept for a query (with its ID), if any: for tests and probes."""
+        return (self._tcp if tcp else self._udp).get(data[2:])
+
+    def __len__(self) -> int:
+        return len(self._udp) + len(self._tcp)
 
     @property
     def size_bytes(self) -> int:
@@ -220,29 +255,36 @@ class AnswerCache:
     def invalidate(self, path: Labels) -> None:
         """Drop every answer read from ``path`` or from any node above it."""
         for depth in range(len(path) + 1):
-            keys = self._deps.pop(path[:depth], None)
-            if keys is not None:
-                for key in (keys if isinstance(keys, set) else (keys,)):
-                    entry = self._cache.pop(key, None)
-                    if entry is not None:
-                        self._bytes -= _size(key, entry)
+            queries = self._deps.pop(hash(path[:depth]), None)
+            if queries is not None:
+                for query in (queries if isinstance(queries, set) else (queries,)):
+                    self._drop(query, self._udp)
+                    self._drop(query, self._tcp)
+
+    def _drop(self, query: bytes, cache: dict[bytes, CachedAnswer]) -> None:
+        entry = cache.pop(query, None)
+        if entry is not None:
+            self._bytes -= _size(query, entry)
 
     def set_revision(self, revision: int) -> None:
         self.serial = (revision & 0xFFFFFFFF).to_bytes(4, "big")
 
 
-def _size(key: CacheKey, entry: CachedAnswer) -> int:
+def _size(query: bytes, entry: CachedAnswer) -> int:
     """What an entry counts against ``max_bytes``."""
+    head = entry.head
+    held = len(head) if isinstance(head, bytes) else TUPLE_OVERHEAD + sum(map(len, head))
     tail = len(entry.tail) if entry.tail is not None else 0
-    return ENTRY_OVERHEAD + len(key[1]) + sum(map(len, entry.heads)) + tail
+    return ENTRY_OVERHEAD + len(query) + held + tail
 
 
 def _renewed(entry: CachedAnswer) -> bool:
     """A kept forwarded reply whose TTLs ticked: re-aged in place while the forward cache
     still serves it (else False, and the query takes the full path)."""
-    aging = entry.aging
-    fresh = aging.renew(entry.heads, time.monotonic()) if aging is not None else None
+    if not isinstance(entry, Relayed) or entry.aging is None:
+        return False
+    fresh = entry.aging.renew(entry.head, time.monotonic())
     if fresh is None:
         return False
-    entry.heads, entry.expires = fresh
+    entry.head, entry.expires = fresh
     return True
