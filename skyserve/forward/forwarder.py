@@ -33,6 +33,7 @@ from ..wire.response import Response, build_query, parse_response
 from . import policy
 from .cache import ForwardCache, Key
 from .policy import Attempt, Done, ForwardSettings, Outcome, Pool, Upstream, Verdict
+from .raw import QueryBodies, RawRelay, plain_reply
 from .sockets import Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Forwarder:
         self.probes: dict[Labels, Upstream] = {}
         self._buckets: dict[tuple[Upstream, int], list[float]] = {}  # into stats.durations
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
+        self._bodies = QueryBodies(settings.udp_size)
         self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self._inflight)
         self._tcp = 0
         self._sweeping = False
@@ -109,12 +111,11 @@ class Forwarder:
             self.stats.counters["max_concurrent_rejects"] += 1
             done(Outcome(None, REFUSED))
             return
-        query = build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
-                            udp_size=self.settings.udp_size)
         order = pool.order(self.settings.max_fails)
         if not order or not order[0].healthy(self.settings.max_fails):  # healthy come first
             self.stats.counters["healthcheck_broken"] += 1  # all down: try them anyway
-        self._next(Attempt(key, qname, query[2:], tcp, order, stale, done))
+        body = self._bodies.body(key, qname, flags)
+        self._next(Attempt(key, qname, body, tcp, order, stale, done))
 
     def _next(self, q: Attempt) -> None:
         if not q.tries:
@@ -179,12 +180,14 @@ class Forwarder:
         self._inflight[q] = None
         return None
 
-    def send_now(self, key: Key, qname: bytes, flags: int, pool: Pool, done: Done) -> bool:
+    def send_now(self, key: Key, qname: bytes, flags: int, pool: Pool, done: Done,
+                 raw: RawRelay | None = None) -> bool:
         """A UDP question's first try, sent from the UDP reading thread (which holds the
         loop's gate) as ``fetch`` with no cache entry would send it; its reply, failover and
         timeout are handled as usual. False, with nothing sent, when the reading thread
         does not read the upstream sockets (``read_with``), at max_concurrent (``fetch``
-        refuses), or on a socket error (``fetch`` counts it and fails over)."""
+        refuses), or on a socket error (``fetch`` counts it and fails over). With no cache
+        to keep the reply in, ``raw`` is offered a plain reply's bytes (``forward.raw``)."""
         settings = self.settings
         if self._loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
             return False
@@ -194,10 +197,10 @@ class Forwarder:
         if not order[0].healthy(settings.max_fails):  # healthy come first
             self.stats.counters["healthcheck_broken"] += 1  # all down: try them anyway
         up = order[0]
-        query = build_query(0, qname, key.qtype, key.qclass, flags=flags, do=key.do,
-                            udp_size=settings.udp_size)
-        q = Attempt(key, qname, query[2:], False, order[1:], None, done)
+        q = Attempt(key, qname, self._bodies.body(key, qname, flags), False, order[1:], None, done)
         q.upstream, q.started = up, time.monotonic()
+        if self.cache is None:
+            q.raw = raw
         try:
             if self._send(q, self._socks.pick(up)) is not None:
                 return False
@@ -220,15 +223,32 @@ class Forwarder:
             except OSError:
                 return  # e.g. ICMP port unreachable; the timeout handles that upstream
             q = pending.get(data[0] << 8 | data[1]) if len(data) >= 12 else None
-            resp = _parse(data) if q is not None else None
-            if q is None or resp is None or not q.same_question(resp):
+            if q is None or not self._take(q, data, pending):
                 self.stats.counters["unexpected_replies"] += 1
                 continue
-            del pending[q.qid]
-            self._inflight.pop(q, None)
-            self._answered(q, resp)
             if not pending:
                 return  # nothing more is due here; stray datagrams wake us again
+
+    def _take(self, q: Attempt, data: bytes, pending: dict[int, Attempt]) -> bool:
+        """``q``'s reply, relayed raw if it is plain and ``q.raw`` takes it, else parsed;
+        False when it does not answer ``q`` (forged or malformed)."""
+        raw, up = q.raw, q.upstream
+        if raw is not None and up is not None:
+            cut = plain_reply(data, q.body[10:-11])  # the question we sent
+            if cut >= 0 and raw.fits(data, cut):
+                del pending[q.qid]
+                self._inflight.pop(q, None)
+                self._record(up, data[3] & 0xF, q.started)  # as ``_answered`` would
+                up.fails = 0
+                raw.relay(data, cut)
+                return True
+        resp = _parse(data)
+        if resp is None or not q.same_question(resp):
+            return False
+        del pending[q.qid]
+        self._inflight.pop(q, None)
+        self._answered(q, resp)
+        return True
 
     def _sweep(self) -> None:
         now = time.monotonic()

@@ -31,6 +31,7 @@ from ..wire.constants import (
 )
 from ..wire.response import Response
 from .cache import CachedResponse, Key
+from .raw import RawRelay
 
 POLICIES = ("random", "round_robin", "sequential")
 
@@ -160,8 +161,8 @@ def give_up(stale: Outcome | None, network: bool) -> Outcome:
 class Attempt:
     """One question on its way through the upstreams of a pool."""
 
-    __slots__ = ("body", "deadline", "done", "key", "network", "qid", "qname", "sock", "stale",
-                 "started", "tcp", "tries", "upstream")
+    __slots__ = ("body", "deadline", "done", "key", "network", "qid", "qname", "raw", "sock",
+                 "stale", "started", "tcp", "tries", "upstream")
 
     def __init__(self, key: Key, qname: bytes, body: bytes, tcp: bool, tries: list[Upstream],
                  stale: Outcome | None, done: Done) -> None:
@@ -173,6 +174,7 @@ class Attempt:
         self.deadline = 0.0
         self.started = 0.0
         self.network = False  # an upstream failed with a socket error
+        self.raw: RawRelay | None = None  # takes a plain reply's bytes (``forward.raw``)
 
     def same_question(self, resp: Response) -> bool:
         """The reply is to our question: name (in any case), type and class."""

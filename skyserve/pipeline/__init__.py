@@ -13,8 +13,10 @@ by calling the next stage. In order:
    2-4 would answer; None for everything else. Kept in the answer cache on their second
    sighting only, so names that never repeat do not churn it. Not with guards configured.
 1c. ``sendnow`` — only while forwarding, from the UDP reading thread: a plain UDP query
-   for a name outside our zones with no forward cache entry is sent upstream at once,
-   its ``Request`` made from the raw bytes; its reply is relayed by stage 5's code.
+   for a name outside our zones with no forward cache entry is sent upstream at once;
+   with the forward cache off a plain reply is relayed from its raw bytes, byte for
+   byte what stage 5 relays, and every other outcome goes through stage 5's code with
+   a ``Request`` made from the raw query.
    Anything else (and everything with guards configured) goes on to stage 2.
 2. ``parse`` — malformed -> FORMERR or dropped; an unknown opcode -> NOTIMP; an EDNS
    version above 0 -> BADVERS. Sets ``Request.query``.

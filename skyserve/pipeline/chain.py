@@ -64,7 +64,8 @@ class Pipeline:
         # Direct answers for the common first-time shapes (stage 1b), before any parse.
         self._direct = Direct(self.shared, self.zones).answer
         # Forwarded at once from the reading thread (stage 1c).
-        self._send_now = SendNow(forwarder, self.zones, forwarding, self._deliver).send \
+        self._send_now = SendNow(self.shared, self.zones, forwarding, self._deliver,
+                                 self._finish).send \
             if forwarder is not None and forwarding is not None else _keep
         if settings.guarded:  # the cache is asked after the guards, as a stage
             self._hit = self._direct = _miss
@@ -121,16 +122,20 @@ class Pipeline:
 
     def _deliver(self, req: Request, build: Build) -> None:
         """Send a deferred reply, built now; a failure to build it is a panic too."""
+        self._finish(req.data, req.tcp, req.peer, req.send, req.start, build)
+
+    def _finish(self, data: bytes, tcp: bool, peer: Any, send: Send | None, start: float,
+                build: Build) -> None:
+        """``_deliver`` for a query with no ``Request`` (``sendnow.Relayed``)."""
         try:
             reply: bytes | None = build()
         except Exception:
-            reply = self._panic(req.data)
-        if reply is None or req.send is None:
+            reply = self._panic(data)
+        if reply is None or send is None:
             return
         if self.querylog is not None:
-            self.querylog.log(req.data, reply, req.peer, req.tcp,
-                              time.perf_counter() - req.start)
-        req.send(reply, req.peer)
+            self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
+        send(reply, peer)
 
     def _panic(self, data: bytes) -> bytes | None:
         self.stats.panics += 1

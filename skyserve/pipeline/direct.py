@@ -186,7 +186,24 @@ Plain = tuple[int, int, Labels, int, int, int]  # ID, flags, labels, question en
 def plain_query(data: bytes) -> Plain | None:
     """A query of the plain shape: one question of class IN, with no other records but a
     plain OPT (``plain_edns``: 0 none, 1, or 2 with DO); None for anything else (a
-    response, another opcode, other records, a name the general path must read)."""
+    response, another opcode, other records, a name the general path must read).
+
+    The last query's answer is remembered: the direct stage reads each query, and a
+    forwarded one is read again by the next stage (``sendnow``). It holds the bytes, so
+    an identical object is the same query."""
+    global _last
+    last = _last
+    if last[0] is data:
+        return last[1]
+    plain = _read_plain(data)
+    _last = (data, plain)
+    return plain
+
+
+_last: tuple[bytes, Plain | None] = (b"", None)
+
+
+def _read_plain(data: bytes) -> Plain | None:
     if len(data) < 17:
         return None
     qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)

@@ -15,7 +15,12 @@ behaviour can be changed while it runs, by assigning attributes:
   ``wrong_question``, ``from_other_port`` (a forged reply carrying ``SPOOFED``: another ID,
   another question, or sent from another socket; with ``also_answer`` the genuine reply
   follows it); ``looping`` (every query is passed on to ``loop_to`` and the reply relayed
-  back, at most ``loop_budget`` times, to build a forwarding loop into skyserve).
+  back, at most ``loop_budget`` times, to build a forwarding loop into skyserve); and
+  reply shapes a raw relay must leave to the full parse (``RESHAPED``): ``lower_case``
+  (the question spelled in lower case), ``ext_rcode`` (BADVERS: an extended rcode in the
+  OPT), ``after_opt`` (an A record after the OPT), ``trailing`` (bytes after the last
+  record), ``malformed`` (the last record cut short; with ``also_answer`` the genuine
+  reply follows it).
 
 It counts queries per (lower-case name, type, transport) in ``counts``, counts ``. NS``
 health probes separately in ``probes``, and keeps the last queries (``seen``) with their
@@ -48,7 +53,9 @@ from tests.support.netutil import free_port
 __all__ = ["MODES", "SPOOFED", "DnsUpstream", "Seen"]
 
 MODES = ("ok", "servfail", "refused", "drop", "truncate", "wrong_id", "wrong_question",
-         "from_other_port", "looping")
+         "from_other_port", "looping", "lower_case", "ext_rcode", "after_opt", "trailing",
+         "malformed")
+RESHAPED = frozenset(MODES[-5:])
 SPOOFED = "192.0.2.66"  # the address every forged reply carries
 TCP_IDLE = 5.0
 
@@ -263,6 +270,8 @@ class DnsUpstream:
             if self.also_answer:
                 out.append((genuine.to_wire(), None))
             return out
+        if mode in RESHAPED and transport == "udp":
+            return [(wire, None) for wire in _reshape(genuine, mode, self.also_answer)]
         shuffle = self.shuffle
         if transport == "udp":
             return [(genuine.to_wire(max_size=limit, prefer_truncation=True,
@@ -337,6 +346,25 @@ class DnsUpstream:
             except OSError:
                 return []
         return [(reply, None)]
+
+
+def _reshape(resp: dns.message.Message, mode: str, also_answer: bool) -> list[bytes]:
+    """The datagrams of one of the ``RESHAPED`` modes."""
+    if mode == "ext_rcode":
+        resp.set_rcode(dns.rcode.BADVERS)
+    wire = resp.to_wire(want_shuffle=False)
+    question_end = 12 + len(resp.question[0].name.to_wire()) + 4
+    if mode == "lower_case":
+        return [wire[:12] + wire[12:question_end].lower() + wire[question_end:]]
+    if mode == "after_opt":  # ARCOUNT + 1, and an A record pointing at the question
+        arcount = struct.unpack_from("!H", wire, 10)[0] + 1
+        extra = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes((192, 0, 2, 9))
+        return [wire[:10] + struct.pack("!H", arcount) + wire[12:] + extra]
+    if mode == "trailing":
+        return [wire + b"\x00\x00\x00"]
+    if mode == "malformed":
+        return [wire[:-1], wire] if also_answer else [wire[:-1]]
+    return [wire]
 
 
 def _key(name: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,17 @@ CASES = [
     ("plain.example.org", "wrong_id", {}),  # forged first, then the genuine reply
     ("plain.example.org", "wrong_question", {"use_edns": 0}),
     ("plain.example.org", "from_other_port", {}),
+    # Relayed raw when nothing is cached, or left to the full parse (forward.raw):
+    ("many.example.org", "ok", {}),  # eight records, no EDNS
+    ("plain.example.org", "ok", {"use_edns": 0, "payload": 1232, "flags": 0}),  # RD off
+    ("missing.example.org", "ok", {"use_edns": 0, "want_dnssec": True}),  # with the SOA
+    ("MiXeD.Example.ORG", "lower_case", {"use_edns": 0}),  # another spelling: accepted
+    ("plain.example.org", "ext_rcode", {"use_edns": 0}),
+    ("plain.example.org", "after_opt", {"use_edns": 0}),
+    ("plain.example.org", "after_opt", {}),
+    ("plain.example.org", "trailing", {}),
+    ("plain.example.org", "trailing", {"use_edns": 0}),
+    ("plain.example.org", "malformed", {"use_edns": 0}),  # dropped, then the genuine one
 ]
 
 
@@ -85,17 +97,18 @@ def test_forwarded_at_once_is_byte_identical_to_the_general_path(
             for name, mode, how in CASES:
                 first.mode = mode
                 qtype = "TXT" if name.startswith("txt") else "AAAA" if "ixed" in name else "A"
-                q = dns.message.make_query(name, qtype, **how)
-                q.flags |= dns.flags.CD if how.get("want_dnssec") else 0
+                q = _query(name, qtype, how)
                 replies = []
                 for server in (slow, fast):
                     first.reset()
                     second.reset()
+                    before = _counted(pipeline, fwd)
                     reply = await _ask(client, server, q)
                     upstream = [(s.name, s.rdtype, s.transport, s.edns, s.payload, s.do, s.rd)
                                 for up in (first, second) for s in up.queries()]
-                    replies.append((reply, upstream))
+                    replies.append((reply, upstream, _counted(pipeline, fwd) - before))
                 assert replies[0][1] == replies[1][1], (name, mode)  # the same upstream queries
+                assert replies[0][2] == replies[1][2], (name, mode)  # counted the same
                 out.append((f"{name} {mode}", replies[0][0], replies[1][0]))
             return out
         finally:
@@ -110,8 +123,64 @@ def test_forwarded_at_once_is_byte_identical_to_the_general_path(
     assert passed_on == [], "the fast server passed queries on to the loop"
     parsed = [dns.message.from_wire(slow) for _, slow, _ in pairs]
     assert all(SPOOFED not in m.to_text() for m in parsed)  # forged replies were not taken
-    assert [m.rcode() for m in parsed].count(3) == 1  # the NXDOMAIN case
+    assert [m.rcode() for m in parsed].count(3) == 2  # the NXDOMAIN cases
     assert sum(bool(m.flags & dns.flags.TC) for m in parsed) == 1  # the 512-byte client
+
+
+def test_replies_that_may_rotate_are_not_relayed_raw(
+        upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
+    """With --shuffle an RRset turns from one fresh reply to the next; a raw relay cannot
+    turn it, so such replies take the general path even when nothing is cached."""
+    first = upstreams[0]
+    fwd = Forwarder(ForwardSettings(upstreams=(first.address,)), None, ForwardStats())
+    pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=True),
+                        forwarder=fwd)
+
+    async def main() -> list[bytes]:
+        fast = UdpServer(_bound(), pipeline.handle, pipeline.quick)
+        fwd.read_with(fast, asyncio.get_running_loop())
+        fast.start(asyncio.get_running_loop())
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.setblocking(False)
+        try:
+            q = dns.message.make_query("many.example.org", "A")
+            return [await _ask(client, fast, q) for _ in range(3)]
+        finally:
+            client.close()
+            fast.close()
+            fwd.close()
+
+    orders = [[rr.to_text() for rr in dns.message.from_wire(r).answer[0]]
+              for r in eventloop.run(main())]
+    assert len(orders[0]) == 8
+    assert orders[0] != orders[1] != orders[2]  # each a turn further
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+
+
+def _query(name: str, qtype: str, how: dict[str, Any]) -> dns.message.Message:
+    """A query made as ``how`` says; its "flags", if given, replace RD."""
+    how = dict(how)
+    flags = how.pop("flags", dns.flags.RD)
+    q = dns.message.make_query(name, qtype, **how)
+    q.flags = flags | (dns.flags.CD if how.get("want_dnssec") else 0)
+    return q
+
+
+def _counted(pipeline: Pipeline, fwd: Forwarder) -> Counter[object]:
+    """What the metrics count (``coredns_dns_*`` and ``coredns_forward_*``), durations
+    left out (one path is slower), and the sockets opened (they are shared)."""
+    out: Counter[object] = Counter()
+    tally = pipeline.stats.tally
+    for stat, n in zip(tally.stats, tally.counts, strict=True):
+        out[stat._replace(duration_bucket=0)] += n
+    stats = fwd.stats
+    for name, counter in (("counters", stats.counters), ("requests_to", stats.requests_to),
+                          ("failures", stats.failures)):
+        for key, n in counter.items():
+            out[(name, key)] += n
+    for key, buckets in stats.durations.items():
+        out[("replies", key)] += int(sum(buckets[:-1]))
+    return out
 
 
 def _bound() -> socket.socket:
