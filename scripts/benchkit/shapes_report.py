@@ -46,9 +46,7 @@ class Table:
         ok = None if target is None or not isinstance(judged, float | int) \
             else target.met(judged)
         mark = "-" if ok is None else "PASS" if ok else "FAIL"
-        tag = "" if target is None else f"{target} {mark}"
-        print(f"{shape:<30}{metric:<22}{fmt(sky, nd):>12}{fmt(knot, nd):>12}"
-              f"{fmt(ratio, 2):>8}  {tag}")
+        _line(shape, metric, sky, knot, ratio, nd, "" if target is None else f"{target} {mark}")
         if target is not None:
             shown = fmt(judged, 2 if target.on_ratio else 3)
             self.checks.append((f"{self.shape}: {metric} {target} ({shown})", ok))
@@ -70,9 +68,8 @@ class Table:
         ratio = paired_ratio(block["floor"]["rounds"], block["knot"]["rounds"], key)
         beyond = (target is not None and target.on_ratio and isinstance(ratio, float)
                   and not target.met(ratio))
-        knot = block["knot"]["median"].get(key)
-        print(f"{'':<30}{'  floor':<22}{fmt(value, nd):>12}{fmt(knot, nd):>12}"
-              f"{fmt(ratio, 2):>8}  {'floor misses ' + str(target) if beyond else ''}")
+        _line("", "  floor", value, block["knot"]["median"].get(key), ratio, nd,
+              f"floor misses {target}" if beyond else "")
         if beyond:
             self.beyond.append(f"{self.shape}: {metric} {target} (the floor: {fmt(ratio, 2)})")
 
@@ -81,6 +78,10 @@ class Table:
         worst = [max((max(x.get("others_cpu_pct", 0), x.get("lat_others_cpu_pct", 0))
                       for x in block[r]["rounds"]), default=None) for r in ROLES]
         self.row(shape, "other work % (max)", worst[0], worst[1], None, 0)
+
+def _line(shape: str, metric: str, ours: Any, knot: Any, ratio: float | None, nd: int,
+          tag: str) -> None:
+    print(f"{shape:<30}{metric:<22}{fmt(ours, nd):>12}{fmt(knot, nd):>12}{fmt(ratio, 2):>8}  {tag}")
 
 def _info_rows(t: Table, shape: str, info: dict[str, Any],
                rss_target: float | None = None) -> None:
