@@ -12,7 +12,8 @@ from ..lookup import Settings as LookupSettings
 from ..lookup import Zone
 from ..ratelimit import RrlSettings
 from ..stats import Stats
-from ..wire.constants import OPT_NSID
+from ..wire import constants as T
+from ..wire.constants import OPT_NSID, RR_FIXED
 from ..wire.query import ede_option, edns_option, reply_limit
 from ..wire.render import Rendered, render
 from ..wire.rr import RR
@@ -56,6 +57,12 @@ class Shared:
         self.stats = stats
         self.forwarder = forwarder
         self.answers = AnswerCache(settings.cache_entries, stats, settings.cache_bytes)
+        # Our OPT record in the reply to a plain query, by ``direct.plain_edns``'s value
+        # (0: none, 1: an OPT, 2: one with DO): no options (a query asking for one, NSID,
+        # is not plain), version 0, no extended rcode.
+        plain, do = (b"\x00" + RR_FIXED.pack(T.OPT, settings.max_udp, flag, 0)
+                     for flag in (0, 0x8000))
+        self.plain_opt = (b"", plain, do)
 
     def render(self, req: Request, rcode: int, sections: Sections, aa: bool = True,
                ede: bytes = b"") -> Rendered:

@@ -66,10 +66,7 @@ class Direct:
         self.answers: AnswerCache = shared.answers
         self.tally = shared.stats.tally
         self.forwarder = shared.forwarder
-        # Our OPT record, without and with DO: no options (a query asking for one, NSID,
-        # goes the long way), version 0, no extended rcode.
-        self.opt = tuple(b"\x00" + RR_FIXED.pack(T.OPT, settings.max_udp, do, 0)
-                         for do in (0, 0x8000))
+        self.opt = shared.plain_opt
         self.ra = RA if shared.forwarder is not None else 0
         self.default_ttl = settings.lookup.default_ttl
         signer = settings.dnssec
@@ -112,7 +109,7 @@ class Direct:
         head = QR | AA | self.ra | (flags & (RD | CD)) | rcode[0]
         reply = COUNTS.pack(qid, head, 1, counts, edns > 0) + data[12 : end + 4] + body
         if edns:
-            reply += self.opt[edns - 1]
+            reply += self.opt[edns]
         seconds = time.perf_counter() - start
         stat = self.tally.add(("tcp" if tcp else "udp", zone.text, T.qtype_name(qtype),
                                rcode[1], edns == 2, "etcd", len(data), len(reply),

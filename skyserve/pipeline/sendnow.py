@@ -35,7 +35,7 @@ from ..forward.cache import Key
 from ..forward.policy import Outcome
 from ..tally import duration_bucket
 from ..wire import constants as T
-from ..wire.constants import CD, HEADER, MIN_UDP, RA, RD, RR_FIXED, TC, qtype_name, rcode_name
+from ..wire.constants import CD, HEADER, MIN_UDP, RA, RD, TC, qtype_name, rcode_name
 from ..wire.query import Query
 from .context import Shared
 from .direct import Plain, plain_query
@@ -61,9 +61,7 @@ class SendNow:
         self.tally = shared.stats.tally
         self.max_udp = shared.settings.max_udp
         self.shuffle = shared.settings.shuffle
-        # Our OPT record, without and with DO (a plain query asks for no NSID: no options).
-        self.opt = (b"", *(b"\x00" + RR_FIXED.pack(T.OPT, self.max_udp, do, 0)
-                           for do in (0, 0x8000)))
+        self.opt = shared.plain_opt
 
     def send(self, data: bytes, peer: Any, send: Send, start: float) -> bool:
         """Forward the query now; False when the general path must take it."""
