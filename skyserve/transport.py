@@ -178,8 +178,7 @@ class UdpServer:
         # Its own descriptor, blocking (deferred replies are sent with MSG_DONTWAIT).
         reader = self.sock.dup()
         reader.settimeout(None)
-        recvfrom, sendto, send = reader.recvfrom, reader.sendto, self.send
-        later = loop.call_soon_threadsafe
+        recvfrom, sendto, later = reader.recvfrom, reader.sendto, loop.call_soon_threadsafe
         ours, poll = self.sock.fileno(), self._epoll.poll
         plain = True
         try:
@@ -191,13 +190,10 @@ class UdpServer:
                         log.debug("udp receive failed", exc_info=True)
                         continue
                     with gate:
-                        quick = self.quick
-                        reply = quick(data, peer, send) if quick is not None and data else None
-                        if reply is None and data and not self._stopping:
-                            try:
-                                later(self._on_loop, data, peer)
-                            except RuntimeError:  # the loop has closed: we are done
-                                return
+                        try:
+                            reply = self._take(data, peer, later)
+                        except RuntimeError:  # the loop has closed: we are done
+                            return
                         plain = self._plain = not any(self._awaited)
                     if reply:
                         try:
@@ -240,21 +236,27 @@ class UdpServer:
         """One datagram, in the thread holding the gate; False once the thread must end."""
         if self._stopping:
             return False
-        if not data:  # a wake-up
-            return True
-        quick = self.quick
-        reply = quick(data, peer, self.send) if quick is not None else None
+        try:
+            reply = self._take(data, peer, loop.call_soon_threadsafe)
+        except RuntimeError:  # the loop has closed: we are done
+            return False
         if reply:
             try:
                 reader.sendto(reply, peer)
             except OSError:
                 log.debug("udp send to %s failed", peer, exc_info=True)
-        elif reply is None:
-            try:
-                loop.call_soon_threadsafe(self._on_loop, data, peer)
-            except RuntimeError:  # the loop has closed: we are done
-                return False
         return True
+
+    def _take(self, data: bytes, peer: Any, later: Callable[..., object]) -> bytes | None:
+        """One datagram, holding the gate: the reply to send now, if ``quick`` made one;
+        b"" or None when there is none (sent later, or an empty wake-up datagram), the
+        query handed to the loop's thread in the second case. ``later`` raises
+        RuntimeError once the loop has closed."""
+        quick = self.quick
+        reply = quick(data, peer, self.send) if quick is not None and data else None
+        if reply is None and data and not self._stopping:
+            later(self._on_loop, data, peer)
+        return reply
 
     def _on_loop(self, data: bytes, peer: Any) -> None:
         """A query the reading thread passed on, answered on the loop's thread."""
