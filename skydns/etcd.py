@@ -1,4 +1,5 @@
-"""The only module that talks to etcd (through the ``etcd3`` client).
+"""The only module that talks to etcd (through the ``etcd3`` client, and for watches
+through ``skydns.etcdgateway``, the only module speaking etcd's JSON gateway).
 
 It hides the client's failure modes behind two exceptions: ``EtcdError`` for anything that
 means "etcd is not usable right now" and ``Compacted`` for a revision that is gone. The
@@ -12,16 +13,23 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import etcd3
-import etcd3.events
 import etcd3.exceptions
 import etcd3.utils
 import grpc
 from etcd3 import etcdrpc
+
+from skydns.etcdtypes import Compacted as Compacted
+from skydns.etcdtypes import EtcdError as EtcdError
+from skydns.etcdtypes import EtcdSettings as EtcdSettings
+from skydns.etcdtypes import WatchBatch as WatchBatch
+from skydns.etcdtypes import WatchCallback
+from skydns.etcdtypes import parse_endpoint as parse_endpoint
+
+from . import etcdgateway
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +44,6 @@ PAGE_BYTES = 32 * 2**20
 MAX_MESSAGE = 512 * 2**20
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops (per list: compares, and operations)
 PIPELINE = 8  # transactions in flight at once in apply()
-
-
-class EtcdError(Exception):
-    """etcd could not be reached or refused the request."""
-
-
-class Compacted(EtcdError):
-    """The requested revision has been compacted away; a full reload is needed."""
-
-    def __init__(self, revision: int) -> None:
-        super().__init__(f"revision compacted (oldest available: {revision})")
-        self.revision = revision
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdSettings:
-    endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 5.0
 
 
 @dataclass(slots=True)
@@ -79,27 +64,8 @@ class Header:
     raft_term: int
 
 
-@dataclass(slots=True)
-class WatchBatch:
-    """One watch response: events in order (value None = delete)."""
-
-    events: list[tuple[str, bytes | None, int]] = field(default_factory=list)
-    revision: int = 0
-
-
-WatchCallback = Callable[[WatchBatch | Exception], None]
-
-
 def _key_value(kv: Any) -> KeyValue:
     return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision, kv.lease)
-
-
-def parse_endpoint(url: str) -> tuple[str, int, bool]:
-    """``http(s)://host:port`` (or bare ``host:port``) -> (host, port, tls)."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"etcd endpoint {url!r} is not http(s)://host:port")
-    return parts.hostname, parts.port or 2379, parts.scheme == "https"
 
 
 def _translate(exc: BaseException) -> EtcdError:
@@ -124,6 +90,8 @@ class EtcdClient:
 
     def __init__(self, settings: EtcdSettings) -> None:
         self.settings = settings
+        self._watches: dict[int, etcdgateway.GatewayWatch] = {}
+        self._watch_ids = itertools.count(1)
         try:
             self._client = etcd3.MultiEndpointEtcd3Client(
                 endpoints=[self._endpoint(url) for url in settings.endpoints],
@@ -151,6 +119,8 @@ class EtcdClient:
                               opts=[("grpc.max_receive_message_length", MAX_MESSAGE)])
 
     def close(self) -> None:
+        for watch_id in list(self._watches):
+            self.cancel(watch_id)
         try:
             self._client.close()
         except Exception:
@@ -195,32 +165,29 @@ class EtcdClient:
             limit = max(FIRST_PAGE, min(MAX_PAGE, PAGE_BYTES * count // max(size, 1)))
 
     def watch(self, prefix: str, start_revision: int, callback: WatchCallback) -> int:
-        """Watch ``prefix/`` from a revision; returns a watch id for ``cancel``."""
+        """Watch ``prefix/`` from a revision; returns a watch id for ``cancel``. Read from
+        etcd's JSON gateway (``skydns.etcdgateway`` says why), on the member the gRPC
+        client uses when it can; the callback runs on the watch's own thread."""
+        start = (prefix + "/").encode()
+        token = dict(self._client.metadata or ()).get("token")
+        watch = etcdgateway.open_watch(self._members(), self.settings, token, start,
+                                       etcd3.utils.prefix_range_end(start), start_revision,
+                                       callback)
+        watch_id = next(self._watch_ids)
+        self._watches[watch_id] = watch
+        return watch_id
 
-        def relay(response: Any) -> None:
-            if isinstance(response, BaseException):
-                callback(_translate(response))
-                return
-            batch = WatchBatch(revision=int(response.header.revision))
-            for ev in response.events:
-                value = None if isinstance(ev, etcd3.events.DeleteEvent) else bytes(ev.value)
-                batch.events.append((ev.key.decode("utf-8", "replace"), value, ev.mod_revision))
-            callback(batch)
-
-        try:
-            return int(
-                self._client.add_watch_prefix_callback(
-                    prefix + "/", relay, start_revision=start_revision
-                )
-            )
-        except _FAILURES as exc:
-            raise _translate(exc) from exc
+    def _members(self) -> list[str]:
+        """The endpoints, the one the gRPC client is connected to first."""
+        in_use = self._client.endpoint_in_use
+        netloc = in_use.netloc if in_use is not None else None
+        return sorted(self.settings.endpoints,
+                      key=lambda url: "{}:{}".format(*parse_endpoint(url)[:2]) != netloc)
 
     def cancel(self, watch_id: int) -> None:
-        try:
-            self._client.cancel_watch(watch_id)
-        except _FAILURES:
-            log.debug("cancelling watch %s failed", watch_id, exc_info=True)
+        watch = self._watches.pop(watch_id, None)
+        if watch is not None:
+            watch.cancel()
 
     def changed_since(self, prefix: str, revision: int) -> bool:
         """Whether a key under the prefix was written after ``revision`` (a watch probe).
