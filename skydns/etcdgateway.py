@@ -137,7 +137,7 @@ def open_watch(endpoints: Sequence[str], settings: EtcdSettings, token: str | No
             conn.request("POST", "/v3/watch", body, headers)
             resp = conn.getresponse()
             if resp.status != 200:
-                raise EtcdError(f"HTTP {resp.status}: {resp.read(200)!r}")
+                raise EtcdError(f"watch refused: HTTP {resp.status} {resp.read(200)!r}")
             created = _result(resp.readline())
             if not created.get("created"):  # the first response of a watch says so
                 refused = response(created)
