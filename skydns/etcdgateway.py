@@ -50,22 +50,28 @@ def tls_context(settings: EtcdSettings) -> ssl.SSLContext:
     return ctx
 
 
-def response(result: dict[str, Any]) -> WatchBatch | EtcdError:
-    """One watch response as a batch of (key, value or None for a delete, mod revision),
-    or the error that ended the watch. The gateway leaves out fields at their defaults
-    (a PUT's type, an empty value) and spells 64-bit numbers as strings."""
-    if result.get("canceled"):
-        compacted = int(result.get("compact_revision", 0))
-        if compacted:
-            return Compacted(compacted)
-        return EtcdError(f"watch canceled: {result.get('cancel_reason', 'no reason given')}")
-    batch = WatchBatch(revision=int(result["header"].get("revision", 0)))
-    append = batch.events.append
+def ended(result: dict[str, Any]) -> EtcdError | None:
+    """The error a watch response ends the watch with, if it does: etcd cancels a watch
+    whose start revision was compacted, or that the user may not read."""
+    if not result.get("canceled"):
+        return None
+    compacted = int(result.get("compact_revision", 0))
+    if compacted:
+        return Compacted(compacted)
+    return EtcdError(f"watch canceled: {result.get('cancel_reason', 'no reason given')}")
+
+
+def batch(result: dict[str, Any]) -> WatchBatch:
+    """One watch response as a batch of (key, value or None for a delete, mod revision).
+    The gateway leaves out fields at their defaults (a PUT's type, an empty value) and
+    spells 64-bit numbers as strings."""
+    out = WatchBatch(revision=int(result["header"].get("revision", 0)))
+    append = out.events.append
     for ev in result.get("events", ()):
         kv = ev["kv"]
         value = None if ev.get("type") == "DELETE" else _b64(kv.get("value", ""))
         append((_b64(kv["key"]).decode("utf-8", "replace"), value, int(kv["mod_revision"])))
-    return batch
+    return out
 
 
 def _result(line: bytes) -> dict[str, Any]:
@@ -84,10 +90,13 @@ class GatewayWatch:
     """One watch stream, read on its own thread once created."""
 
     def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
-                 callback: WatchCallback) -> None:
+                 callback: WatchCallback, refused: EtcdError | None) -> None:
+        """``refused``: the watch was created and cancelled at once (reported from the
+        thread, like any end of the watch)."""
         self._conn, self._resp, self._callback = conn, resp, callback
         self._cancelled = False
-        self._thread = threading.Thread(target=self._run, name="etcd-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(refused,), name="etcd-watch",
+                                        daemon=True)
         self._thread.start()
 
     def cancel(self, timeout: float = 1.0) -> None:
@@ -102,21 +111,25 @@ class GatewayWatch:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, item: WatchBatch | EtcdError | None) -> None:
         try:
-            while not self._cancelled:
-                item = response(_result(self._resp.readline()))
-                if self._cancelled:
-                    return
-                self._callback(item)
-                if isinstance(item, Exception):
-                    return
-        except (OSError, ValueError, KeyError, http.client.HTTPException, EtcdError) as exc:
+            while not isinstance(item, EtcdError):
+                if item is not None and not self._cancelled:
+                    self._callback(item)
+                item = self._next()
             if not self._cancelled:
-                self._callback(exc if isinstance(exc, EtcdError) else
-                               EtcdError(f"watch stream failed: {type(exc).__name__}: {exc}"))
+                self._callback(item)
         finally:
             self._conn.close()
+
+    def _next(self) -> WatchBatch | EtcdError:
+        """The next response; the end of the stream (or a cancel) as an error."""
+        try:
+            result = _result(self._resp.readline())
+            return ended(result) or batch(result)
+        except (OSError, ValueError, KeyError, http.client.HTTPException, EtcdError) as exc:
+            return exc if isinstance(exc, EtcdError) else \
+                EtcdError(f"watch stream failed: {type(exc).__name__}: {exc}")
 
 
 def open_watch(endpoints: Sequence[str], settings: EtcdSettings, token: str | None,
@@ -138,13 +151,12 @@ def open_watch(endpoints: Sequence[str], settings: EtcdSettings, token: str | No
             resp = conn.getresponse()
             if resp.status != 200:
                 raise EtcdError(f"watch refused: HTTP {resp.status} {resp.read(200)!r}")
-            created = _result(resp.readline())
-            if not created.get("created"):  # the first response of a watch says so
-                refused = response(created)
-                raise refused if isinstance(refused, EtcdError) else EtcdError("watch not created")
+            first = _result(resp.readline())
+            if not first.get("created"):  # a watch's first response says so
+                raise EtcdError(f"watch not created: {first}")
             assert conn.sock is not None
             conn.sock.settimeout(None)  # a quiet prefix sends nothing: not a failure
-            return GatewayWatch(conn, resp, callback)
+            return GatewayWatch(conn, resp, callback, ended(first))
         except (OSError, ValueError, KeyError, http.client.HTTPException, EtcdError) as exc:
             conn.close()
             error = exc if isinstance(exc, EtcdError) else \

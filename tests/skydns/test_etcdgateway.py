@@ -1,16 +1,19 @@
 """The watch read from etcd's JSON gateway, against a real etcd: what the gRPC watch it
-replaced delivered (puts, deletes, empty values, compaction), and nothing after a cancel."""
+replaced delivered (puts, deletes, empty values, compaction, refusals), the auth token
+passed on, and nothing after a cancel."""
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 
 import pytest
 
 from skydns.etcd import Compacted, EtcdClient, EtcdError, EtcdSettings, WatchBatch
 from skydns.etcdgateway import open_watch
 from tests.support.etcd_server import EtcdServer
+from tests.support.secure_etcd import PASSWORD
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +100,30 @@ def test_the_next_endpoint_is_tried_when_one_is_down(etcd: EtcdServer,
         watch.cancel()
     with pytest.raises(EtcdError):
         open_watch(["http://127.0.0.1:1"], settings, None, b"/x/", b"/x0", 1, got.put)
+
+
+def test_the_token_is_passed_on_and_a_refused_watch_is_an_error(
+    auth_etcd: EtcdServer, etcdctl: Callable[..., str]
+) -> None:
+    """etcd answers a watch the user may not read with a response that is created and
+    cancelled at once: an error through the callback, not a watch that stays silent."""
+    root = f"root:{PASSWORD}"
+    for argv in (["role", "add", "gw-reader"],
+                 ["role", "grant-permission", "gw-reader", "--prefix=true", "read", "/gw-ok/"],
+                 ["user", "add", "gw-reader:pw-reader"],
+                 ["user", "grant-role", "gw-reader", "gw-reader"]):
+        etcdctl(auth_etcd.endpoint, *argv, user=root)
+    client = EtcdClient(EtcdSettings(endpoints=(auth_etcd.endpoint,), username="gw-reader",
+                                     password="pw-reader"))
+    allowed: queue.Queue[Item] = queue.Queue()
+    refused: queue.Queue[Item] = queue.Queue()
+    try:
+        client.watch("/gw-ok", 1, allowed.put)
+        client.watch("/gw-secret", 1, refused.put)
+        etcdctl(auth_etcd.endpoint, "put", "/gw-ok/a", "1", user=root)
+        [(key, value, _)] = events(allowed, 1)
+        assert (key, value) == ("/gw-ok/a", b"1")
+        error = refused.get(timeout=10)
+        assert isinstance(error, EtcdError) and "permission denied" in str(error)
+    finally:
+        client.close()
