@@ -1,18 +1,19 @@
 """A prefix watch read from etcd's JSON gateway (``POST /v3/watch``), the only module that
 speaks the gateway; ``skydns.etcd`` opens it for ``EtcdClient.watch``.
 
-Why not the gRPC watch: at 1,000 changes a second (100 responses) the etcd3 client's watch
-cost ~4% of a core with a callback doing nothing, spread over gRPC's channel spin thread,
-its event engine and etcd3's watch thread, each response a handful of thread wake-ups
-taken from the thread answering queries. The gateway's stream is one HTTP/1.1 response of
-JSON lines, read here by one blocking thread of ours: 1.1-1.3% of a core for the same
-watch. The gateway is on by default on etcd's client port (3.4 and later serve ``/v3``).
+Why not the gRPC watch: at 1,000 changes a second (~120 responses) the etcd3 client's
+watch cost 3.6-3.8% of a core with a callback doing nothing, spread over gRPC's channel
+spin thread, its event-engine threads and etcd3's watch thread, each response a handful of
+thread wake-ups taken from the thread answering queries. The gateway's stream is one
+HTTP/1.1 response of JSON lines, read here by one blocking thread of ours: 1.4% for the
+same watch (docs/benchmarks.md, "etcd churn"). The gateway is on by default on etcd's
+client port (3.4 and later serve ``/v3``).
 
 Semantics are those of the gRPC watch it replaces: the watch starts at a revision and is
-created (or refused) before ``open_watch`` returns; each response is handed over as one
-``WatchBatch``; a start revision compacted away is reported as ``Compacted``, a stream that
-ends or fails as ``EtcdError``, both through the callback, once, and nothing after
-``cancel``.
+created before ``open_watch`` returns (which raises ``EtcdError`` when no endpoint
+creates it); each response is handed over as one ``WatchBatch``; a start revision
+compacted away is reported as ``Compacted``, a watch etcd refuses or a stream that ends or
+fails as ``EtcdError``, both through the callback, once, and nothing after ``cancel``.
 """
 
 from __future__ import annotations
