@@ -22,14 +22,13 @@ import etcd3.utils
 import grpc
 from etcd3 import etcdrpc
 
+from skydns import etcdgateway
 from skydns.etcdtypes import Compacted as Compacted
 from skydns.etcdtypes import EtcdError as EtcdError
 from skydns.etcdtypes import EtcdSettings as EtcdSettings
 from skydns.etcdtypes import WatchBatch as WatchBatch
 from skydns.etcdtypes import WatchCallback
 from skydns.etcdtypes import parse_endpoint as parse_endpoint
-
-from . import etcdgateway
 
 log = logging.getLogger(__name__)
 
