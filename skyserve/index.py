@@ -5,6 +5,13 @@ the path ``('local', 'skydns', 'x')``). A node can hold values (the keys that en
 there) and children at once, as etcd v3 allows. Every node knows how many valid records
 its subtree holds, so "does this name exist" is one walk and empty branches are pruned.
 
+Beside the trie, ``Index.names`` finds a node by its name as a query spells it: the
+lower-case wire form (``b"\x02h1\x05bench\x04test\x00"``), so the direct stage answers
+"does this name exist" with one dict lookup on the query's own bytes, as knot finds a
+name in its flat table, instead of decoding the labels and walking the trie. It holds
+every node a query can name (see ``flat_key``) and is kept in step by ``put`` and
+``delete``, the only places nodes come and go. Its keys and slots are ~100 bytes a name.
+
 Invalid values are never put in the trie: they are kept aside with the reason, counted,
 and simply do not exist for DNS. A later valid put replaces them.
 """
@@ -60,6 +67,7 @@ class Index:
     def __init__(self) -> None:
         self.root = Node()
         self.invalid: dict[str, str] = {}  # etcd key -> reason it was rejected
+        self.names: dict[bytes, Node] = {}  # ``flat_key(path)`` -> node, for every node
 
     def __len__(self) -> int:
         return self.root.count
@@ -77,12 +85,15 @@ class Index:
         self.invalid.pop(record.key, None)
         nodes = [self.root]
         node = self.root
-        for part in path:
+        for depth, part in enumerate(path, 1):
             child = node.children.get(part)
             if child is None:
                 if node.children is _NO_CHILDREN:
                     node.children = {}
                 child = node.children[part] = Node()
+                key = flat_key(path[:depth])
+                if key is not None:
+                    self.names[key] = child
             nodes.append(child)
             node = child
         values = node.values
@@ -120,6 +131,9 @@ class Index:
             if nodes[depth].count:
                 break
             del nodes[depth - 1].children[path[depth - 1]]
+            name = flat_key(path[:depth])
+            if name is not None:
+                del self.names[name]
         return True
 
     def find(self, path: Labels) -> Node | None:
@@ -152,6 +166,29 @@ class Index:
                 return depth, node
             node = child
         return len(path), node
+
+
+def flat_key(path: Labels) -> bytes | None:
+    """A node's key in ``Index.names``: its name's wire form, lower-case as the path is.
+    None for a name no plain query reaches this way: a label a query cannot spell (not
+    Latin-1, over 63 octets; the direct stage reads query labels as Latin-1), over 255
+    octets, or with a ``*``/``any`` label, which a query means as a wildcard. So a name
+    below one in the table is in the table if it exists, unless its own first label is a
+    wildcard label."""
+    wire = bytearray()
+    for label in reversed(path):
+        if label in WILDCARD_LABELS:
+            return None
+        try:
+            octets = label.encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+        if not 0 < len(octets) < 64:
+            return None
+        wire.append(len(octets))
+        wire += octets
+    wire.append(0)
+    return bytes(wire) if len(wire) <= 255 else None
 
 
 def subtree(node: Node) -> list[Record]:

@@ -161,7 +161,7 @@ class AnswerCache:
     def seen_before(self, data: bytes, tcp: bool) -> bool:
         """The doorkeeper: whether this query (minus its ID) came recently and found the
         cache without it. The first time it only remembers it."""
-        h = hash((tcp, data[2:]))
+        h = hash(data[2:]) + tcp  # not hash((tcp, ...)): no tuple to build per query
         a, b = h & self._mask, (h >> 32) & self._mask
         seen = self._seen
         if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:

@@ -24,6 +24,18 @@ queries, a name whose SOA would be compressed differently (``dns``/``hostmaster`
 below the apex), and before the first load. tests/skyserve/pipeline/test_direct.py checks
 the equality on every shape against the general path.
 
+Finding the name: the query's own bytes, lower-cased (``data[12:end].lower()``; label
+lengths are under 64, which ``lower`` leaves alone), are looked up in the index's flat
+table (``Index.names``), knot's way: one dict lookup instead of decoding labels and
+walking the trie. Where the name ends comes from the packet's length in the two plain
+shapes (no OPT: 4 octets of type and class after it; an OPT without options: 15), and a
+table hit proves it: a key is a well-formed name, so the query's name is that name and
+ends there. A name not in the table whose parent (the name after its first label) is,
+with a first label that is not a wildcard, does not exist: its closest encloser is the
+parent. Any other shape (EDNS options, a name two or more labels below what exists,
+the cluster zone, whose layout is judged by labels) is read label by label as before
+(``_walk``).
+
 Admission: these answers cost a few microseconds, so one that will not repeat is not worth
 a cache entry (a flood of new names would otherwise fill the cache and empty it, over and
 over). An answer from here enters the answer cache the second time its query is seen
@@ -38,23 +50,32 @@ import time
 from skydns.record import Labels, Record
 
 from ..index import WILDCARD_LABELS, Node, subtree
-from ..lookup import Zone, group_filter, structural, wildcard_deps
-from ..tally import DURATION_BUCKETS, duration_bucket
+from ..lookup import group_filter, structural, wildcard_deps
+from ..tally import DURATION_BUCKETS, Stat, duration_bucket
 from ..wire import constants as T
-from ..wire.constants import AA, CD, HEADER, QR, RA, RD, RR_FIXED, SOA_TIMERS
-from ..wire.query import encode_name
-from ..wire.rr import RR
+from ..wire.constants import AA, CD, QR, RA, RD, RR_FIXED
 from .answers import AnswerCache
 from .context import Shared
+from .plain import Plain, plain_query
+from .zonefacts import Made, Shape, ZoneFacts, soa_pieces
 from .zones import Zones
 
+__all__ = ["Direct", "Plain", "plain_query"]  # the last two for stage 1c (sendnow)
+
 SMALL = 8  # records at or below a name read here; more (or other shapes) go the long way
-NOERROR, NXDOMAIN = (T.NOERROR, "NOERROR"), (T.NXDOMAIN, "NXDOMAIN")  # code, metric label
-COUNTS = struct.Struct("!HHHIH")  # ID, flags, QDCOUNT, ANCOUNT and NSCOUNT as one, ARCOUNT
+NOERROR, NXDOMAIN = T.NOERROR, T.NXDOMAIN
+RCODES = {NOERROR: "NOERROR", NXDOMAIN: "NXDOMAIN"}  # their metric labels
+ANSWER, NODATA, KIND_NXDOMAIN = 0, 1, 2  # the three kinds of reply made here
+MAX_SHAPES = 1024  # reply shapes kept per zone (``ZoneFacts.replies``), query tails
+COUNTS = struct.Struct("!HHIH")  # flags, QDCOUNT, ANCOUNT and NSCOUNT as one, ARCOUNT
 ONE_ANSWER, ONE_AUTHORITY = 0x10000, 0x1
 FIRST_BUCKET = DURATION_BUCKETS[0]  # the duration bucket of (nearly) every direct answer
 NOT_HERE = frozenset((T.AXFR, T.IXFR, T.SOA, T.ANY))  # transfers, SOA probes, ANY
 ADDRESS_TYPES = {T.A: 4, T.AAAA: 16}  # qtype -> address length
+QUESTION_ONLY = b"\0\1\0\0\0\0\0\0"  # QDCOUNT 1, nothing else
+QUESTION_AND_OPT = b"\0\1\0\0\0\0\0\1"  # and an additional record, plain if an OPT
+OPT_START = b"\0\0\x29"  # an OPT record: the root as owner, type 41
+CLASS_IN = b"\0\1"
 
 
 class Direct:
@@ -65,10 +86,12 @@ class Direct:
         self.zones = zones
         self.answers: AnswerCache = shared.answers
         self.tally = shared.stats.tally
+        self.counts, self.seconds = self.tally.counts, self.tally.seconds  # grown in place
         self.forwarder = shared.forwarder
         self.opt = shared.plain_opt
         self.ra = RA if shared.forwarder is not None else 0
         self.default_ttl = settings.lookup.default_ttl
+        self.tails: dict[bytes, tuple[int, int]] = {}  # see ``_tail``
         signer = settings.dnssec
         # Longest apex first, as ``Authority.zone_of`` matches.
         authority = zones.authority
@@ -80,10 +103,87 @@ class Direct:
         """The reply, or None when the general path must answer."""
         if not self.zones.ready:
             return None
+        n = len(data)
+        counts = data[4:12]
+        if counts == QUESTION_ONLY:
+            end = n - 4
+        elif counts == QUESTION_AND_OPT:
+            end = n - 15  # if the OPT has no options: the table lookup proves it
+        else:
+            return None  # other records: not plain
+        if data[2] & 0xF8 or end < 13:
+            return None if data[2] & 0xF8 else self._walk(data, tcp, start)
+        tail = data[end:]
+        read = self.tails.get(tail)
+        if read is None:
+            read = self._tail(tail)
+            if read is None:
+                return self._walk(data, tcp, start)
+        qtype, edns = read
+        key = data[12:end].lower()
+        names = self.zones.names
+        node = names.get(key)
+        first = key[0]
+        nx = node is None
+        if nx:
+            parent = names.get(key[first + 1 :]) if 0 < first < 64 and len(key) <= 255 else None
+            if parent is None or (first == 1 and key[1] == 42) or (
+                    first == 3 and key[1:4] == b"any"):  # ``*`` or ``any``: a wildcard query
+                return self._walk(data, tcp, start)
+            if "*" in parent.children:
+                return None  # a wildcard answers: the general path
+        # The zone, as ``_zone_of``: the longest apex the name ends in at a label start.
+        for zone in self.facts:
+            if key.endswith(zone.wire):
+                apex = end - 12 - zone.wire_length
+                below = 0
+                if apex != first + 1:  # the name is more than one label below the apex
+                    at = 0
+                    while at < apex:
+                        below, at = at, at + key[at] + 1
+                    if at != apex:
+                        continue  # only the apex's octets inside a label
+                if not apex or key[below:apex] in zone.near_apex_wire:
+                    return None  # the apex, or a name the SOA's names share
+                break
+        else:
+            return None
+        if (edns == 2 and zone.signed) or (self.forwarder is not None and (
+                self.probing() or (nx and self._falls_through(zone)))):
+            return None
+        if zone.cluster:
+            return self._walk(data, tcp, start)
+        if node is None:
+            return self._send(data, tcp, start, end, qtype, edns, zone, KIND_NXDOMAIN, b"", None)
+        found = self._addresses(node, qtype)
+        if found is None:
+            return None
+        return self._send(data, tcp, start, end, qtype, edns, zone, ANSWER if found else NODATA,
+                          found, None)
+
+    def _tail(self, tail: bytes) -> tuple[int, int] | None:
+        """What follows the question's name, if it is a plain shape: (type, EDNS), kept
+        for the next query with the same octets; None for ``_walk`` to read."""
+        qtype = tail[0] << 8 | tail[1]
+        if tail[2:4] != CLASS_IN or qtype in NOT_HERE:
+            return None
+        if len(tail) == 4:
+            edns = 0
+        elif tail[4:7] == OPT_START and not tail[10] and tail[13:] == b"\0\0":
+            edns = 2 if tail[11] & 0x80 else 1  # version 0, no options
+        else:
+            return None
+        if len(self.tails) < MAX_SHAPES:
+            self.tails[tail] = (qtype, edns)
+        return qtype, edns
+
+    def _walk(self, data: bytes, tcp: bool, start: float) -> bytes | None:
+        """``answer`` for a shape the flat table cannot confirm: the question read into
+        labels, the name found by walking the trie."""
         plain = plain_query(data)
         if plain is None or plain[4] in NOT_HERE:
             return None
-        qid, flags, labels, end, qtype, edns = plain
+        labels, end, qtype, edns = plain[2:]
         zone = self._zone_of(labels)
         if zone is None or (edns == 2 and zone.signed) or self.probing():
             return None
@@ -94,45 +194,90 @@ class Direct:
             return None
         depth, node = self.zones.authority.index.closest_encloser(path)
         if depth < len(path):
-            if depth >= zone.depth and "*" in node.children:
-                return None  # a wildcard answers: the general path
-            rcode, found = NXDOMAIN, b""
-        else:
-            answer = self._addresses(node, qtype)
-            if answer is None:
-                return None
-            rcode, found = NOERROR, answer
-        if found:
-            body, counts = found, ONE_ANSWER
-        else:
-            body, counts = zone.negative(end, self.answers.serial), ONE_AUTHORITY
-        head = QR | AA | self.ra | (flags & (RD | CD)) | rcode[0]
-        reply = COUNTS.pack(qid, head, 1, counts, edns > 0) + data[12 : end + 4] + body
-        if edns:
-            reply += self.opt[edns]
+            if (depth >= zone.depth and "*" in node.children) or self._falls_through(zone):
+                return None  # a wildcard answers, or a forwarder: the general path
+            return self._send(data, tcp, start, end, qtype, edns, zone, KIND_NXDOMAIN, b"",
+                              labels)
+        found = self._addresses(node, qtype)
+        if found is None:
+            return None
+        return self._send(data, tcp, start, end, qtype, edns, zone, ANSWER if found else NODATA,
+                          found, labels)
+
+    def _send(self, data: bytes, tcp: bool, start: float, end: int, qtype: int, edns: int,
+              zone: ZoneFacts, kind: int, found: bytes, labels: Labels | None) -> bytes:
+        """The reply of ``kind`` (``ANSWER``: ``found`` is its one record; ``NODATA``,
+        ``NXDOMAIN``), counted, and admitted to the answer cache on a second sighting."""
+        answers = self.answers
+        if zone.serial is not answers.serial:  # a new revision: new SOA serials
+            zone.renew(answers.serial)
+        shape = (len(data), end, qtype, kind, (data[2] << 8 | data[3]) & (RD | CD), edns, tcp)
+        made = zone.replies.get(shape)
+        if made is None:
+            made = self._shape(shape, zone, len(found))
+        head, tail, stat, serial_at = made
+        reply = data[:2] + head + data[12 : end + 4] + found + tail
         seconds = time.perf_counter() - start
-        stat = self.tally.add(("tcp" if tcp else "udp", zone.text, T.qtype_name(qtype),
-                               rcode[1], edns == 2, "etcd", len(data), len(reply),
-                               0 if seconds <= FIRST_BUCKET else duration_bucket(seconds)),
-                              seconds)
-        if self.answers.seen_before(data, tcp) and self.answers.admits():
-            self._keep(data, tcp, reply, stat, path, depth, zone, end + len(body) - 16)
+        if seconds <= FIRST_BUCKET:
+            self.counts[stat] += 1
+            self.seconds[stat] += seconds
+        else:
+            stat = self._count(self.tally.stats[stat], seconds)
+        if answers.seen_before(data, tcp) and answers.admits():
+            self._keep(data, tcp, reply, stat, labels, zone, serial_at)
         return reply
+
+    def _shape(self, shape: Shape, zone: ZoneFacts, found: int) -> Made:
+        """What every reply of a shape in ``zone`` shares (``Made``), worked out once per
+        revision: the header after the ID, what follows the answer record (the SOA for a
+        negative answer, our OPT), its Stat's Tally id and where the SOA serial is."""
+        size, end, qtype, kind, flags, edns, tcp = shape
+        rcode = NXDOMAIN if kind == KIND_NXDOMAIN else NOERROR
+        counts = ONE_ANSWER if kind == ANSWER else ONE_AUTHORITY
+        head = COUNTS.pack(QR | AA | self.ra | flags | rcode, 1, counts, edns > 0)
+        tail, serial_at = b"", -1
+        if kind != ANSWER:
+            before, after = soa_pieces(zone.soa_rr, zone.depth, end - zone.wire_length)
+            tail, serial_at = before + zone.serial + after, end + 4 + len(before)
+        tail += self.opt[edns]
+        stat = self.tally.id(Stat("tcp" if tcp else "udp", zone.text, T.qtype_name(qtype),
+                                  RCODES[rcode], edns == 2, "etcd", size,
+                                  end + 4 + found + len(tail), 0))
+        if len(zone.replies) >= MAX_SHAPES:
+            zone.replies.clear()  # odd query types or sizes: not worth a growing table
+        made = zone.replies[shape] = (head, tail, stat, serial_at)
+        return made
+
+    def _count(self, stat: Stat, seconds: float) -> int:
+        """Count a reply slower than the first duration bucket: its Tally id."""
+        return self.tally.add(stat._replace(duration_bucket=duration_bucket(seconds)), seconds)
 
     def probing(self) -> bool:
         """Whether loop-detection probes are out: their replies go to the loop check."""
         return self.forwarder is not None and bool(self.forwarder.probes)
 
-    def _keep(self, data: bytes, tcp: bool, reply: bytes, stat: int, path: Labels,
-              depth: int, zone: ZoneFacts, serial_at: int) -> None:
+    def _falls_through(self, zone: ZoneFacts) -> bool:
+        """Whether a name we do not have in ``zone`` may be forwarded instead (the zones
+        stage decides, by the forwarder's pools)."""
+        return zone.fallthrough and self.forwarder is not None
+
+    def _keep(self, data: bytes, tcp: bool, reply: bytes, stat: int, labels: Labels | None,
+              zone: ZoneFacts, serial_at: int) -> None:
         """Admit a reply to the answer cache, with the paths the general path would name
         (a name that does not exist also depends on wildcards and names appearing above
-        it); ``serial_at`` only counts for a negative answer."""
+        it); ``serial_at``: where the SOA serial is, or -1. ``labels`` are the question's,
+        read now if the flat table answered."""
+        if labels is None:
+            plain = plain_query(data)
+            assert plain is not None  # the flat table answers only plain queries
+            labels = plain[2]
+        path = labels[::-1]
+        index = self.zones.authority.index
+        depth, _ = index.closest_encloser(path)
         deps = {path}
         if depth < len(path):
-            deps |= wildcard_deps(self.zones.authority.index, path, depth, zone.depth)
-        negative = reply[7] == 0  # no answer records: the SOA is in the authority section
-        self.answers.keep_ours(data, tcp, [reply], serial_at if negative else -1, stat, deps)
+            deps |= wildcard_deps(index, path, depth, zone.depth)
+        self.answers.keep_ours(data, tcp, [reply], serial_at, stat, deps)
 
     def _zone_of(self, labels: Labels) -> ZoneFacts | None:
         """The zone of a name below its apex (an apex goes the long way), like
@@ -149,6 +294,15 @@ class Direct:
         size = ADDRESS_TYPES.get(qtype)
         if size is None or node.count > SMALL:
             return None
+        held = node.held
+        if isinstance(held, Record) and node.count == 1:  # the usual leaf: one record
+            address = held.address
+            if address is None:
+                return None  # a CNAME, TXT or SRV name
+            if len(address) != size:
+                return b""
+            return (b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, held.ttl or self.default_ttl,
+                                              size) + address)
         records = _only(node) if node.count == 1 else group_filter(subtree(node))
         found: Record | None = None
         seen = False
@@ -177,129 +331,3 @@ def _only(node: Node) -> tuple[Record, ...]:
     return node.values
 
 
-Plain = tuple[int, int, Labels, int, int, int]  # ID, flags, labels, question end, type, EDNS
-
-
-def plain_query(data: bytes) -> Plain | None:
-    """A query of the plain shape: one question of class IN, with no other records but a
-    plain OPT (``plain_edns``: 0 none, 1, or 2 with DO); None for anything else (a
-    response, another opcode, other records, a name the general path must read).
-
-    The last query's answer is remembered: the direct stage reads each query, and a
-    forwarded one is read again by the next stage (``sendnow``). It holds the bytes, so
-    an identical object is the same query."""
-    global _last
-    last = _last
-    if last[0] is data:
-        return last[1]
-    plain = _read_plain(data)
-    _last = (data, plain)
-    return plain
-
-
-_last: tuple[bytes, Plain | None] = (b"", None)
-
-
-def _read_plain(data: bytes) -> Plain | None:
-    if len(data) < 17:
-        return None
-    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
-    if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
-        return None  # a response, another opcode, or more than a question and an OPT
-    try:
-        labels, end = plain_question(data)
-        qtype = data[end] << 8 | data[end + 1]
-        if data[end + 2] or data[end + 3] != T.CLASS_IN:
-            return None
-        edns = plain_edns(data, end + 4) if arcount else 0
-    except IndexError:
-        return None
-    return None if edns < 0 else (qid, flags, labels, end, qtype, edns)
-
-
-def plain_question(data: bytes) -> tuple[Labels, int]:
-    """The question name's labels, lower-case, and where its type starts. Names with a
-    compressed or extended label, or longer than 255 octets, raise IndexError (the general
-    path gives them their FORMERR)."""
-    pos, labels = 12, []
-    while True:
-        n = data[pos]
-        if not n:
-            break
-        if n > 63:
-            raise IndexError("not a plain label")
-        labels.append(data[pos + 1 : pos + 1 + n].lower().decode("latin-1"))
-        pos += 1 + n
-    if pos > 266 or pos + 4 >= len(data):  # past 255 octets, or no type and class
-        raise IndexError("not a plain question")
-    return tuple(labels), pos + 1
-
-
-def plain_edns(data: bytes, pos: int) -> int:
-    """The one additional record: 1 for a plain OPT, 2 with DO set, -1 for anything the
-    general path must see (another record type, a version, NSID, trailing bytes)."""
-    if data[pos] != 0 or data[pos + 1] << 8 | data[pos + 2] != T.OPT:
-        return -1
-    version, do = data[pos + 6], data[pos + 7] & 0x80
-    length = data[pos + 9] << 8 | data[pos + 10]
-    end = pos + 11 + length
-    if version or end != len(data) or not _plain_options(data, pos + 11, end):
-        return -1
-    return 2 if do else 1
-
-
-def _plain_options(data: bytes, pos: int, end: int) -> bool:
-    """Whether the options are well formed and none asks for something (NSID)."""
-    while pos < end:
-        if pos + 4 > end:
-            return False
-        code, length = data[pos] << 8 | data[pos + 1], data[pos + 2] << 8 | data[pos + 3]
-        if code == T.OPT_NSID:
-            return False
-        pos += 4 + length
-    return pos == end
-
-
-class ZoneFacts:
-    """What the direct stage needs of a zone, worked out once."""
-
-    __slots__ = ("cluster", "depth", "fallthrough", "labels", "near_apex", "signed", "soa",
-                 "soa_rr", "text", "wire_length")
-
-    def __init__(self, zone: Zone, soa: RR, fallthrough: bool, signed: bool) -> None:
-        self.labels = zone.labels
-        self.depth = len(zone.labels)
-        self.text = zone.text
-        self.cluster = zone.cluster
-        self.fallthrough = fallthrough
-        self.signed = signed
-        self.wire_length = len(encode_name(zone.labels))
-        self.soa_rr = soa  # ``lookup.Authority.soa``: what the general path renders
-        mname, rname = soa.rdata[0], soa.rdata[1]
-        # A question with one of these just below the apex shares more of the SOA's names
-        # than the apex: ``render`` would compress them further than the template does.
-        self.near_apex = frozenset((mname[-self.depth - 1], rname[-self.depth - 1]))
-        self.soa: dict[int, tuple[bytes, bytes]] = {}  # by where the apex is in the question
-
-    def negative(self, end: int, serial: bytes) -> bytes:
-        """The authority section of a negative answer: the zone's SOA, compressed against
-        the question (its apex is the question name's last labels), with ``serial``."""
-        pointer = end - self.wire_length
-        pieces = self.soa.get(pointer)
-        if pieces is None:
-            pieces = self.soa[pointer] = soa_pieces(self.soa_rr, self.depth, pointer)
-        return pieces[0] + serial + pieces[1]
-
-
-def soa_pieces(soa: RR, depth: int, pointer: int) -> tuple[bytes, bytes]:
-    """The synthesized SOA as ``render`` writes it after a question whose apex (``depth``
-    labels) starts at ``pointer``: the bytes before the serial and after. Its owner is the
-    apex; its two names are their own labels above the apex, then a pointer to it (they
-    share nothing else with each other)."""
-    apex = (0xC000 | pointer).to_bytes(2, "big")
-    mname, rname, *timers = soa.rdata
-    rdata_head = (encode_name(mname[:-depth])[:-1] + apex
-                  + encode_name(rname[:-depth])[:-1] + apex)
-    tail = SOA_TIMERS.pack(*timers)
-    fixed = RR_FIXED.pack(T.SOA, T.CLASS_IN, soa.ttl, len(rdata_head) + 4 + len(tail))
-    return apex + fixed + rdata_head, tail

@@ -56,6 +56,7 @@ class Zones:
         self.next = next
         settings = shared.settings
         self.authority = Authority(Index(), settings.zones, settings.lookup)
+        self.names = self.authority.index.names  # the index's flat table (stage 1b reads it)
         self.ready = False
         self.revision = 0
 
@@ -215,6 +216,7 @@ class Zones:
     def load(self, index: Index, revision: int) -> None:
         """Swap in a complete snapshot, all at once (start-up and after compaction)."""
         self.authority.index = index
+        self.names = index.names
         self.ready = True
         self.shared.answers.clear()
         self._served(revision)

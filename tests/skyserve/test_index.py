@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 from skydns.record import decode_record, key_path
 from skyserve import index as index_module
-from skyserve.index import Change, Index
+from skyserve.index import Change, Index, Node, flat_key
 
 
 def change(key: str, value: str | None = None) -> Change:
@@ -54,3 +56,38 @@ def test_keys_that_meet_on_one_node_are_all_held_and_one_is_held_alone() -> None
     idx.apply(change(keys[2]))
     assert node.held is node.values[0] and node.held.key == keys[1]  # no tuple of one
     assert [r.key for r in index_module.subtree(idx.root)] == [keys[1]]
+
+
+def _names_by_walking(index: Index) -> dict[bytes, Node]:
+    """``Index.names`` worked out from the trie: every node with a key, by that key."""
+    out: dict[bytes, Node] = {}
+    stack: list[tuple[tuple[str, ...], Node]] = [((), index.root)]
+    while stack:
+        path, node = stack.pop()
+        key = flat_key(path)
+        if path and key is not None:
+            out[key] = node
+        stack.extend((path + (label,), child) for label, child in node.children.items())
+    return out
+
+
+def test_the_flat_table_holds_exactly_the_nodes_a_query_can_name() -> None:
+    """Random puts and deletes (names coming and going, a branch pruned, a wildcard, a
+    label no query can spell): after each, the table is the trie's nodes by wire name."""
+    rng = random.Random(5)
+    labels = ["a", "b", "*", "any", "x" * 64, "\u0142", "\xe9", "a.b", "c"]
+    index = Index()
+    for _ in range(2000):
+        path = ("test", *rng.sample(labels, rng.randrange(1, 4)))
+        key = "/skydns/" + "/".join(path) + rng.choice(["", "/x1"])
+        if rng.random() < 0.6:
+            index.put(key_path(key) or (), decode_record(key, '{"host":"10.0.0.1"}'))
+        else:
+            index.delete(key_path(key) or (), key)
+        assert index.names == _names_by_walking(index)
+    assert index.names[b"\x01a\x04test\x00"] is index.find(("test", "a")) or (
+        index.find(("test", "a")) is None)
+    assert flat_key(("test", "\xe9")) == b"\x01\xe9\x04test\x00"
+    assert flat_key(("test", "\u0142")) is None  # not Latin-1: no query spells it
+    assert flat_key(("test", "x" * 64)) is None
+    assert flat_key(("test", "*", "a")) is None  # a query means ``*`` as a wildcard

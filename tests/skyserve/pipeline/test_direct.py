@@ -33,11 +33,15 @@ from kube2etcd.records import (
     values,
 )
 from skydns.record import decode_record, key_path, name_labels
+from skyserve.forward.forwarder import Forwarder
+from skyserve.forward.policy import ForwardSettings
 from skyserve.index import Change, Index
 from skyserve.lookup import Settings, Zone
 from skyserve.pipeline.answers import REFILL_PERIOD
 from skyserve.pipeline.chain import Pipeline
 from skyserve.pipeline.context import Settings as PipelineSettings
+from skyserve.stats import ForwardStats
+from tests.support.dns_upstream import DnsUpstream
 
 HTTP = Port("http", 80, "TCP")
 ZONES = [Zone(name_labels("skydns.test")), Zone(name_labels("inner.skydns.test")),
@@ -266,3 +270,98 @@ def test_a_full_cache_keeps_what_it_has_between_refills() -> None:
     assert fast.answers.admits()
     fast.handle(queries[8])  # its second sighting since it was last refused: emptied, kept
     assert [hit(queries[i]) for i in (8, 0)] == [True, False]
+
+
+def raw_query(name: bytes, qtype: int = 1, opt: bytes | None = None, flags: int = 0x0100
+              ) -> bytes:
+    """A query with ``name`` exactly as given on the wire (odd octets, pointers), and an
+    additional record ``opt`` if given."""
+    head = (0x1234).to_bytes(2, "big") + flags.to_bytes(2, "big") + b"\0\1\0\0\0\0"
+    return head + (b"\0\1" if opt else b"\0\0") + name + qtype.to_bytes(2, "big") + b"\0\1" + (
+        opt or b"")
+
+
+BARE_OPT = b"\0\0\x29\x04\xd0\0\0\0\0\0\0"
+DO_OPT = b"\0\0\x29\x10\x00\0\0\x80\0\0\0"
+COOKIE_OPT = b"\0\0\x29\x04\xd0\0\0\0\0\0\x0c\0\x0a\0\x08" + b"\1" * 8
+# Names as a query spells them: one label holding a 0x00 octet, or another zone's apex
+# octets (a suffix that is not the zone), case, Latin-1, compression pointers, wildcard
+# labels, two labels below what exists, just below the apex, the apex.
+RAW_NAMES = [
+    b"\x01a\x06skydns\x04test\x00", b"\x01A\x06SKYDNS\x04Test\x00",
+    b"\x03n\x00x\x06skydns\x04test\x00", b"\x03n\x00x\x01a\x06skydns\x04test\x00",
+    b"\x07x\x05inner\x06skydns\x04test\x00", b"\x09ab\x06skydns\x04test\x00",
+    b"\x02\xc9\xe9\x06skydns\x04test\x00", b"\x01a\xc0\x0c", b"\x01z\x01a\xc0\x0e",
+    b"\x01*\x06skydns\x04test\x00", b"\x03ANY\x01a\x06skydns\x04test\x00",
+    b"\x01q\x04wild\x06skydns\x04test\x00", b"\x01q\x01z\x01a\x06skydns\x04test\x00",
+    b"\x03dns\x06skydns\x04test\x00", b"\x01q\x03dns\x06skydns\x04test\x00",
+    b"\x0ahostmaster\x06skydns\x04test\x00", b"\x06skydns\x04test\x00",
+    b"\x05inner\x06skydns\x04test\x00", b"\x01q\x05inner\x06skydns\x04test\x00",
+    b"\x01b\x05inner\x06skydns\x04test\x00", b"\x04leaf\x06skydns\x04test\x00",
+    b"\x03six\x06skydns\x04test\x00", b"\x05alias\x06skydns\x04test\x00",
+    b"\x01q\x07default\x03svc\x07cluster\x05local\x00", b"\x01q\x03com\x00",
+    b"\x3f" + b"x" * 63 + b"\x3f" + b"y" * 63 + b"\x3f" + b"z" * 63 + b"\x3d" + b"w" * 61
+    + b"\x06skydns\x04test\x00",
+]
+
+
+def raw_queries() -> list[tuple[bytes, bool]]:
+    return [(raw_query(name, qtype, opt, flags), tcp) for name in RAW_NAMES
+            for qtype in (1, 28, 16) for opt in (None, BARE_OPT, DO_OPT, COOKIE_OPT)
+            for flags in (0x0100, 0x0010) for tcp in (False, True)]
+
+
+def test_names_read_from_their_wire_bytes_are_answered_as_the_general_path_does() -> None:
+    """The flat table's shapes and what it must leave alone, then etcd changes: a name's
+    records changing type, a rename, a wildcard appearing over new names, a delete."""
+    fast, slow = pipelines()
+    compare(fast, slow, raw_queries())
+    changes = [
+        ("/skydns/test/skydns/a/x1", '{"host":"b.skydns.test"}'),  # A -> CNAME
+        ("/skydns/test/skydns/q/x1", '{"host":"10.0.0.77"}'),  # a new name
+        ("/skydns/test/skydns/*/x1", '{"host":"10.9.9.9"}'),  # a wildcard over new names
+        ("/skydns/test/skydns/a/x1", None),  # a gone (renamed to q above)
+        ("/skydns/test/skydns/leaf", '{"host":"2001:db8::5"}'),  # A -> AAAA
+    ]
+    for revision, (key, value) in enumerate(changes, start=78):
+        path = key_path(key)
+        assert path is not None
+        change = Change(path, key, record=decode_record(key, value) if value else None)
+        for p in (fast, slow):
+            p.apply([change], revision)
+        compare(fast, slow, raw_queries())
+    assert tally(fast) == tally(slow)
+
+
+def test_the_flat_table_answers_plain_shapes_without_walking_the_trie() -> None:
+    fast, slow = pipelines()
+    direct = fast._direct.__self__  # type: ignore[attr-defined]
+    direct._walk = lambda data, tcp, start: None
+    for name, want in [(b"\x01A\x06SkyDNS\x04test\x00", 1), (b"\x01q\x06skydns\x04test\x00", 0),
+                       (b"\x01Q\x01a\x06skydns\x04test\x00", 0),
+                       (b"\x03six\x06skydns\x04test\x00", 0)]:
+        for opt in (None, BARE_OPT, DO_OPT):
+            data = raw_query(name, 1, opt)
+            reply = direct.answer(data, False, 0.0)
+            assert reply is not None, (name, opt)
+            assert dns.message.from_wire(reply).answer.__len__() == want
+            assert reply == slow.handle(data)
+
+
+def test_a_fallthrough_zones_new_names_are_left_to_the_zones_stage() -> None:
+    """With a forwarder, a name we do not have in a ``fallthrough`` zone may be forwarded:
+    the zones stage decides, so the direct stage must not answer it NXDOMAIN (names that
+    exist it still answers)."""
+    upstream = DnsUpstream().start()
+    try:
+        fwd = Forwarder(ForwardSettings(upstreams=(upstream.address,)), None, ForwardStats())
+        fast = Pipeline(PipelineSettings(ZONES, Settings(min_ttl=30),
+                                         fallthrough=frozenset(ZONES[:1])), forwarder=fwd)
+        fast.load(index(), 77)
+        for opt in (None, COOKIE_OPT):
+            new = raw_query(b"\x01q\x06skydns\x04test\x00", 1, opt)
+            assert fast._direct(new, False, 0.0) is None
+            there = raw_query(b"\x01a\x06skydns\x04test\x00", 1, opt)
+            assert fast._direct(there, False, 0.0) is not None
+    finally:
+        upstream.close()
