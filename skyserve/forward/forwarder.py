@@ -19,13 +19,14 @@ import logging
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
 from skydns.record import Labels
 
 from ..stats import ForwardStats
-from ..tally import duration_bucket
+from ..tally import DURATION_BUCKETS
 from ..wire import constants as T
 from ..wire.constants import RD, REFUSED, TC, rcode_name
 from ..wire.query import encode_name
@@ -49,7 +50,6 @@ class Forwarder:
         self.stats = stats if stats is not None else ForwardStats()
         self.pools = policy.pools(settings)
         self.probes: dict[Labels, Upstream] = {}
-        self._buckets: dict[tuple[Upstream, int], list[float]] = {}  # into stats.durations
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
         self._bodies = QueryBodies(settings.udp_size)
         self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self._inflight)
@@ -191,13 +191,13 @@ class Forwarder:
         settings = self.settings
         if self._loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
             return False
-        order = pool.order(settings.max_fails)
-        if not order:
+        tries = pool.order(settings.max_fails)
+        if not tries:
             return False
-        if not order[0].healthy(settings.max_fails):  # healthy come first
+        up = tries.pop(0)  # the rest are the failover's
+        if not up.healthy(settings.max_fails):  # healthy come first
             self.stats.counters["healthcheck_broken"] += 1  # all down: try them anyway
-        up = order[0]
-        q = Attempt(key, qname, self._bodies.body(key, qname, flags), False, order[1:], None, done)
+        q = Attempt(key, qname, self._bodies.body(key, qname, flags), False, tries, None, done)
         q.upstream, q.started = up, time.monotonic()
         if self.cache is None:
             q.raw = raw
@@ -207,7 +207,8 @@ class Forwarder:
         except OSError:
             return False
         self.stats.requests_to[up.name] += 1
-        self._arm_sweep()
+        if not self._sweeping:
+            self._arm_sweep()
         return True
 
     def _opened(self, up: Upstream) -> None:
@@ -314,11 +315,11 @@ class Forwarder:
         self._last_error_log, self._errors_unlogged = now, 0
 
     def _record(self, up: Upstream, rcode: int, started: float) -> None:
-        buckets = self._buckets.get((up, rcode))
+        buckets = up.durations.get(rcode)
         if buckets is None:
-            buckets = self._buckets[(up, rcode)] = self.stats.buckets(up.name, rcode_name(rcode))
+            buckets = up.durations[rcode] = self.stats.buckets(up.name, rcode_name(rcode))
         seconds = time.monotonic() - started
-        buckets[duration_bucket(seconds)] += 1
+        buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1  # ``duration_bucket``
         buckets[-1] += seconds
 
     async def _tcp_query(self, q: Attempt, up: Upstream) -> None:
