@@ -49,6 +49,9 @@ class Forwarder:
         self.cache = cache
         self.stats = stats if stats is not None else ForwardStats()
         self.pools = policy.pools(settings)
+        # The pool of every name when there are no stub domains: ``pool_for`` without a call.
+        only = self.pools[0] if len(self.pools) == 1 else None
+        self.only_pool = only if only is not None and only.upstreams else None
         self.probes: dict[Labels, Upstream] = {}
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
         self._bodies = QueryBodies(settings.udp_size)

@@ -90,7 +90,9 @@ class UdpSockets:
 
     def pick(self, up: Upstream) -> UdpSocket:
         """A socket to send on: a new one until the set is full, then one at random."""
-        socks = self._by_upstream.setdefault(up, [])
+        socks = self._by_upstream.get(up)
+        if socks is None:  # not ``setdefault``: that makes a list each call
+            socks = self._by_upstream[up] = []
         if len(socks) < self.per_upstream:
             s = self._open(up)
             socks.append(s)
