@@ -135,26 +135,64 @@ def test_replies_that_may_rotate_are_not_relayed_raw(
     fwd = Forwarder(ForwardSettings(upstreams=(first.address,)), None, ForwardStats())
     pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=True),
                         forwarder=fwd)
+    q = dns.message.make_query("many.example.org", "A")
+    orders = [[rr.to_text() for rr in dns.message.from_wire(r).answer[0]]
+              for r in _fast(pipeline, fwd, [q] * 3)]
+    assert len(orders[0]) == 8
+    assert orders[0] != orders[1] != orders[2]  # each a turn further
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+
+
+def test_a_stub_domain_is_forwarded_at_once_to_its_own_upstream(
+        upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
+    """The stage takes the pool of the name (``Forwarder.only_pool`` is for a forwarder
+    with no stubs); each reply's duration is counted for the upstream that sent it."""
+    first, second = upstreams
+    second.add("www.stub.example.org", "A", "192.0.2.7", ttl=60)
+    fwd = Forwarder(ForwardSettings(upstreams=(first.address,),
+                                    stubs=(("stub.example.org", (second.address,)),)),
+                    None, ForwardStats())
+    pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=False),
+                        forwarder=fwd)
+    asked = [dns.message.make_query(name, "A")
+             for name in ("www.stub.example.org", "plain.example.org", "nx.stub.example.org")]
+    replies = [dns.message.from_wire(r) for r in _fast(pipeline, fwd, asked)]
+    assert [str(m.answer[0][0]) if m.answer else m.rcode() for m in replies] == \
+        ["192.0.2.7", "192.0.2.1", dns.rcode.NXDOMAIN]
+    assert [s.name for s in second.queries()] == ["www.stub.example.org.",
+                                                  "nx.stub.example.org."]
+    assert [s.name for s in first.queries()] == ["plain.example.org."]
+    replied = {key: int(sum(b[:-1])) for key, b in fwd.stats.durations.items()}
+    assert replied == {(second.address, "NOERROR"): 1, (first.address, "NOERROR"): 1,
+                       (second.address, "NXDOMAIN"): 1}
+    assert fwd.stats.requests_to == {second.address: 2, first.address: 1}
+
+
+def _fast(pipeline: Pipeline, fwd: Forwarder, asked: list[dns.message.Message]) -> list[bytes]:
+    """The replies to ``asked``, in turn, through a UDP server whose reading thread forwards
+    at once; every query must be taken that way."""
+    passed_on: list[bytes] = []
+
+    def general(data: bytes, tcp: bool, peer: Any, send: Any) -> bytes | None:
+        passed_on.append(data)
+        return pipeline.handle(data, tcp, peer, send)
 
     async def main() -> list[bytes]:
-        fast = UdpServer(_bound(), pipeline.handle, pipeline.quick)
+        fast = UdpServer(_bound(), general, pipeline.quick)
         fwd.read_with(fast, asyncio.get_running_loop())
         fast.start(asyncio.get_running_loop())
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
         try:
-            q = dns.message.make_query("many.example.org", "A")
-            return [await _ask(client, fast, q) for _ in range(3)]
+            return [await _ask(client, fast, q) for q in asked]
         finally:
             client.close()
             fast.close()
             fwd.close()
 
-    orders = [[rr.to_text() for rr in dns.message.from_wire(r).answer[0]]
-              for r in eventloop.run(main())]
-    assert len(orders[0]) == 8
-    assert orders[0] != orders[1] != orders[2]  # each a turn further
-    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+    replies = eventloop.run(main())
+    assert passed_on == [], "the fast server passed queries on to the loop"
+    return replies
 
 
 def _query(name: str, qtype: str, how: dict[str, Any]) -> dns.message.Message:
