@@ -35,7 +35,7 @@ from . import policy
 from .cache import ForwardCache, Key
 from .policy import Attempt, Done, ForwardSettings, Outcome, Pool, Upstream, Verdict
 from .raw import QueryBodies, RawRelay, plain_reply
-from .sockets import Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
+from .sockets import Outbox, Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Forwarder:
         self._tcp = 0
         self._sweeping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # set by ``read_with``
+        self._outbox: Outbox | None = None  # likewise: ``send_now``'s queries
         self._loop_thread = 0
         self._last_error_log = 0.0
         self._errors_unlogged = 0
@@ -100,6 +101,10 @@ class Forwarder:
 
     def close(self) -> None:
         self._socks.close()
+        if self._outbox is not None:
+            self._socks.readers.unwatch(self._outbox.bell)
+            self._outbox.close()
+            self._outbox = None
 
     # -- trying upstreams ------------------------------------------------------------
 
@@ -169,19 +174,36 @@ class Forwarder:
         asyncio.get_running_loop().call_later(SWEEP, self._sweep)
 
     def _send(self, q: Attempt, s: UdpSocket) -> OSError | None:
-        """Send ``q`` on ``s`` with a fresh ID and wait for its reply (or its deadline)."""
+        """Send ``q`` on ``s`` and wait for its reply (or its deadline)."""
+        try:
+            s.sock.send(self._await(q, s))
+        except OSError as exc:
+            self._forget(q)
+            return exc
+        return None
+
+    def _await(self, q: Attempt, s: UdpSocket) -> bytes:
+        """Give ``q`` a fresh ID on ``s`` and wait for its reply there (or its deadline);
+        the datagram to send."""
         qid = random_id()
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
         q.qid, q.sock = qid, s
-        try:
-            s.sock.send(qid.to_bytes(2, "big") + q.body)
-        except OSError as exc:
-            return exc
         s.pending[qid] = q
         q.deadline = q.started + self.settings.read_timeout
         self._inflight[q] = None
-        return None
+        return qid.to_bytes(2, "big") + q.body
+
+    def _forget(self, q: Attempt) -> None:
+        """Wait no more for ``q``'s reply."""
+        self._inflight.pop(q, None)
+        if isinstance(q.sock, UdpSocket):
+            q.sock.pending.pop(q.qid, None)
+
+    def _unsent(self, q: Attempt, exc: OSError) -> None:
+        """A held query (``Outbox``) could not be sent: fail over, as ``_next`` does."""
+        self._forget(q)
+        self._failed(q, "network", f"send: {exc}")
 
     def send_now(self, key: Key, qname: bytes, flags: int, pool: Pool, done: Done,
                  raw: RawRelay | None = None) -> bool:
@@ -205,14 +227,20 @@ class Forwarder:
         if self.cache is None:
             q.raw = raw
         try:
-            if self._send(q, self._socks.pick(up)) is not None:
-                return False
+            s = self._socks.pick(up)
         except OSError:
             return False
+        (self._outbox or self._open_outbox()).hold(s.sock, self._await(q, s), q)
         self.stats.requests_to[up.name] += 1
         if not self._sweeping:
             self._arm_sweep()
         return True
+
+    def _open_outbox(self) -> Outbox:
+        """Made by the reading thread itself, so that it is the one to watch the bell."""
+        outbox = self._outbox = Outbox(self._unsent)
+        self._socks.readers.watch(outbox.bell, outbox.send, self._inflight)
+        return outbox
 
     def _opened(self, up: Upstream) -> None:
         self.stats.conn_misses[(up.name, "udp")] += 1
@@ -262,9 +290,7 @@ class Forwarder:
                 break
             expired.append(q)
         for q in expired:
-            del self._inflight[q]
-            if isinstance(q.sock, UdpSocket):
-                q.sock.pending.pop(q.qid, None)
+            self._forget(q)
             self._failed(q, "timeout", "no reply in time")
         retired = self._socks.sweep_retired()
         self._sweeping = bool(self._inflight) or retired

@@ -168,9 +168,34 @@ def test_a_stub_domain_is_forwarded_at_once_to_its_own_upstream(
     assert fwd.stats.requests_to == {second.address: 2, first.address: 1}
 
 
-def _fast(pipeline: Pipeline, fwd: Forwarder, asked: list[dns.message.Message]) -> list[bytes]:
-    """The replies to ``asked``, in turn, through a UDP server whose reading thread forwards
-    at once; every query must be taken that way."""
+def test_a_held_query_that_cannot_be_sent_fails_over(
+        upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
+    """Queries forwarded at once are sent after the batch (``sockets.Outbox``); one whose
+    send fails (here: the ICMP port unreachable of the query before, reported on the next
+    send of the connected socket) fails over at once, counted as the general path counts."""
+    second = upstreams[1]
+    closed = _bound()
+    dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there: the kernel answers port unreachable
+    fwd = Forwarder(ForwardSettings(upstreams=(dead, second.address), policy="sequential",
+                                    read_timeout=0.5, sockets=1), None, ForwardStats())
+    pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=False),
+                        forwarder=fwd)
+    q = dns.message.make_query("plain.example.org", "A")
+    replies = [dns.message.from_wire(r) for r in _fast(pipeline, fwd, [q, q], together=True)]
+    assert [str(m.answer[0][0]) for m in replies] == ["192.0.2.1", "192.0.2.1"]
+    # the first timed out (the refusal came after it was sent), the second was refused
+    assert fwd.stats.failures == {(dead, "timeout"): 1, (dead, "network"): 1}
+    assert fwd.stats.requests_to == {dead: 2, second.address: 2}
+    assert fwd.in_flight() == 0
+
+
+def _fast(pipeline: Pipeline, fwd: Forwarder, asked: list[dns.message.Message],
+          together: bool = False) -> list[bytes]:
+    """The replies to ``asked`` through a UDP server whose reading thread forwards at once;
+    every query must be taken that way. In turn, or ``together``: all sent before the
+    server starts, so that its thread reads them in one batch (the replies come in the
+    order they are ready)."""
     passed_on: list[bytes] = []
 
     def general(data: bytes, tcp: bool, peer: Any, send: Any) -> bytes | None:
@@ -178,12 +203,18 @@ def _fast(pipeline: Pipeline, fwd: Forwarder, asked: list[dns.message.Message]) 
         return pipeline.handle(data, tcp, peer, send)
 
     async def main() -> list[bytes]:
+        loop = asyncio.get_running_loop()
         fast = UdpServer(_bound(), general, pipeline.quick)
-        fwd.read_with(fast, asyncio.get_running_loop())
-        fast.start(asyncio.get_running_loop())
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
         try:
+            for q in asked if together else []:
+                client.sendto(q.to_wire(), fast.sock.getsockname())
+            fwd.read_with(fast, loop)
+            fast.start(loop)
+            if together:
+                return [await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0)
+                        for _ in asked]
             return [await _ask(client, fast, q) for q in asked]
         finally:
             client.close()
