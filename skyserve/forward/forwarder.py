@@ -145,9 +145,10 @@ class Forwarder:
         except OSError as exc:
             self._failed(q, "network", f"socket: {exc}")
             return
-        error = self._send(q, s)
-        if error is not None:
-            self._failed(q, "network", f"send: {error}")
+        try:
+            s.sock.send(self._await(q, s))
+        except OSError as exc:
+            self._unsent(q, exc)
             return
         if self._loop is None or threading.get_ident() == self._loop_thread:
             self._socks.readers.sent()
@@ -173,15 +174,6 @@ class Forwarder:
     def _sweep_later(self) -> None:
         asyncio.get_running_loop().call_later(SWEEP, self._sweep)
 
-    def _send(self, q: Attempt, s: UdpSocket) -> OSError | None:
-        """Send ``q`` on ``s`` and wait for its reply (or its deadline)."""
-        try:
-            s.sock.send(self._await(q, s))
-        except OSError as exc:
-            self._forget(q)
-            return exc
-        return None
-
     def _await(self, q: Attempt, s: UdpSocket) -> bytes:
         """Give ``q`` a fresh ID on ``s`` and wait for its reply there (or its deadline);
         the datagram to send."""
@@ -201,7 +193,7 @@ class Forwarder:
             q.sock.pending.pop(q.qid, None)
 
     def _unsent(self, q: Attempt, exc: OSError) -> None:
-        """A held query (``Outbox``) could not be sent: fail over, as ``_next`` does."""
+        """``q`` could not be sent (at once or held in ``Outbox``): fail over."""
         self._forget(q)
         self._failed(q, "network", f"send: {exc}")
 
