@@ -19,13 +19,14 @@ import logging
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
 from skydns.record import Labels
 
 from ..stats import ForwardStats
-from ..tally import duration_bucket
+from ..tally import DURATION_BUCKETS
 from ..wire import constants as T
 from ..wire.constants import RD, REFUSED, TC, rcode_name
 from ..wire.query import encode_name
@@ -34,7 +35,7 @@ from . import policy
 from .cache import ForwardCache, Key
 from .policy import Attempt, Done, ForwardSettings, Outcome, Pool, Upstream, Verdict
 from .raw import QueryBodies, RawRelay, plain_reply
-from .sockets import Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
+from .sockets import Outbox, Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,17 @@ class Forwarder:
         self.cache = cache
         self.stats = stats if stats is not None else ForwardStats()
         self.pools = policy.pools(settings)
+        # The pool of every name when there are no stub domains: ``pool_for`` without a call.
+        only = self.pools[0] if len(self.pools) == 1 else None
+        self.only_pool = only if only is not None and only.upstreams else None
         self.probes: dict[Labels, Upstream] = {}
-        self._buckets: dict[tuple[Upstream, int], list[float]] = {}  # into stats.durations
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
         self._bodies = QueryBodies(settings.udp_size)
         self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self._inflight)
         self._tcp = 0
         self._sweeping = False
         self._loop: asyncio.AbstractEventLoop | None = None  # set by ``read_with``
+        self._outbox: Outbox | None = None  # likewise: ``send_now``'s queries
         self._loop_thread = 0
         self._last_error_log = 0.0
         self._errors_unlogged = 0
@@ -97,6 +101,10 @@ class Forwarder:
 
     def close(self) -> None:
         self._socks.close()
+        if self._outbox is not None:
+            self._socks.readers.unwatch(self._outbox.bell)
+            self._outbox.close()
+            self._outbox = None
 
     # -- trying upstreams ------------------------------------------------------------
 
@@ -137,9 +145,10 @@ class Forwarder:
         except OSError as exc:
             self._failed(q, "network", f"socket: {exc}")
             return
-        error = self._send(q, s)
-        if error is not None:
-            self._failed(q, "network", f"send: {error}")
+        try:
+            s.sock.send(self._await(q, s))
+        except OSError as exc:
+            self._unsent(q, exc)
             return
         if self._loop is None or threading.get_ident() == self._loop_thread:
             self._socks.readers.sent()
@@ -165,20 +174,28 @@ class Forwarder:
     def _sweep_later(self) -> None:
         asyncio.get_running_loop().call_later(SWEEP, self._sweep)
 
-    def _send(self, q: Attempt, s: UdpSocket) -> OSError | None:
-        """Send ``q`` on ``s`` with a fresh ID and wait for its reply (or its deadline)."""
+    def _await(self, q: Attempt, s: UdpSocket) -> bytes:
+        """Give ``q`` a fresh ID on ``s`` and wait for its reply there (or its deadline);
+        the datagram to send."""
         qid = random_id()
         while qid in s.pending:
             qid = (qid + 1) & 0xFFFF
         q.qid, q.sock = qid, s
-        try:
-            s.sock.send(qid.to_bytes(2, "big") + q.body)
-        except OSError as exc:
-            return exc
         s.pending[qid] = q
         q.deadline = q.started + self.settings.read_timeout
         self._inflight[q] = None
-        return None
+        return qid.to_bytes(2, "big") + q.body
+
+    def _forget(self, q: Attempt) -> None:
+        """Wait no more for ``q``'s reply."""
+        self._inflight.pop(q, None)
+        if isinstance(q.sock, UdpSocket):
+            q.sock.pending.pop(q.qid, None)
+
+    def _unsent(self, q: Attempt, exc: OSError) -> None:
+        """``q`` could not be sent (at once or held in ``Outbox``): fail over."""
+        self._forget(q)
+        self._failed(q, "network", f"send: {exc}")
 
     def send_now(self, key: Key, qname: bytes, flags: int, pool: Pool, done: Done,
                  raw: RawRelay | None = None) -> bool:
@@ -191,24 +208,31 @@ class Forwarder:
         settings = self.settings
         if self._loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
             return False
-        order = pool.order(settings.max_fails)
-        if not order:
+        tries = pool.order(settings.max_fails)
+        if not tries:
             return False
-        if not order[0].healthy(settings.max_fails):  # healthy come first
+        up = tries.pop(0)  # the rest are the failover's
+        if not up.healthy(settings.max_fails):  # healthy come first
             self.stats.counters["healthcheck_broken"] += 1  # all down: try them anyway
-        up = order[0]
-        q = Attempt(key, qname, self._bodies.body(key, qname, flags), False, order[1:], None, done)
+        q = Attempt(key, qname, self._bodies.body(key, qname, flags), False, tries, None, done)
         q.upstream, q.started = up, time.monotonic()
         if self.cache is None:
             q.raw = raw
         try:
-            if self._send(q, self._socks.pick(up)) is not None:
-                return False
+            s = self._socks.pick(up)
         except OSError:
             return False
+        (self._outbox or self._open_outbox()).hold(s.sock, self._await(q, s), q)
         self.stats.requests_to[up.name] += 1
-        self._arm_sweep()
+        if not self._sweeping:
+            self._arm_sweep()
         return True
+
+    def _open_outbox(self) -> Outbox:
+        """Made by the reading thread itself, so that it is the one to watch the bell."""
+        outbox = self._outbox = Outbox(self._unsent)
+        self._socks.readers.watch(outbox.bell, outbox.send, self._inflight)
+        return outbox
 
     def _opened(self, up: Upstream) -> None:
         self.stats.conn_misses[(up.name, "udp")] += 1
@@ -258,9 +282,7 @@ class Forwarder:
                 break
             expired.append(q)
         for q in expired:
-            del self._inflight[q]
-            if isinstance(q.sock, UdpSocket):
-                q.sock.pending.pop(q.qid, None)
+            self._forget(q)
             self._failed(q, "timeout", "no reply in time")
         retired = self._socks.sweep_retired()
         self._sweeping = bool(self._inflight) or retired
@@ -314,11 +336,11 @@ class Forwarder:
         self._last_error_log, self._errors_unlogged = now, 0
 
     def _record(self, up: Upstream, rcode: int, started: float) -> None:
-        buckets = self._buckets.get((up, rcode))
+        buckets = up.durations.get(rcode)
         if buckets is None:
-            buckets = self._buckets[(up, rcode)] = self.stats.buckets(up.name, rcode_name(rcode))
+            buckets = up.durations[rcode] = self.stats.buckets(up.name, rcode_name(rcode))
         seconds = time.monotonic() - started
-        buckets[duration_bucket(seconds)] += 1
+        buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1  # ``duration_bucket``
         buckets[-1] += seconds
 
     async def _tcp_query(self, q: Attempt, up: Upstream) -> None:

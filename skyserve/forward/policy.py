@@ -76,6 +76,8 @@ class Upstream:
         self.fails = 0  # failures in a row
         self.looped = False  # it sends our queries back to us: never used
         self.checking = False  # a health check is running for it
+        # rcode -> its reply durations (``ForwardStats.buckets``), found once per rcode
+        self.durations: dict[int, list[float]] = {}
 
     def healthy(self, max_fails: int) -> bool:
         return self.fails < max_fails

@@ -70,8 +70,9 @@ def plain_reply(data: bytes, question: bytes) -> int:
         unpack = RR_FIXED.unpack_from
         for i in range(total):
             start = pos
-            pos = skip_name(data, pos)
-            rtype, _, ttl, rdlen = unpack(data, pos)
+            first = data[pos]  # most owners are a pointer (to the question) or the root
+            pos = pos + 2 if first >= 0xC0 else pos + 1 if not first else skip_name(data, pos)
+            rtype, _, ttl, rdlen = unpack(data, pos)  # struct.error past the end
             pos += 10 + rdlen
             if pos > size:
                 return -1

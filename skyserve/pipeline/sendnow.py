@@ -8,8 +8,10 @@ class IN, no EDNS or a plain OPT, a name in none of our zones and no forward cac
 for it. The reading thread (holding the loop's gate, so this never interleaves with the
 loop's work) reads those straight from the raw bytes, makes the ``Request`` the parse
 stage would have made, and has the forwarder send the first try
-(``Forwarder.send_now``); the reply, failover, TCP retry and the relay to the client
-then run exactly as for a query that came the long way (``Forwarding``). The reply is
+(``Forwarder.send_now``; the datagram goes out once the thread has read the queries that
+were waiting, with the others: ``forward.sockets.Outbox``); the reply, failover, TCP
+retry and the relay to the client then run exactly as for a query that came the long way
+(``Forwarding``). The reply is
 read by the same thread (``Forwarder.read_with``): one thread handles the query from
 end to end, with no hand-over of the GIL and the gate to the loop's thread and back.
 
@@ -28,14 +30,15 @@ to skip) returns False and takes the general path.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
 from ..forward.cache import Key
 from ..forward.policy import Outcome
-from ..tally import duration_bucket
+from ..tally import DURATION_BUCKETS
 from ..wire import constants as T
-from ..wire.constants import CD, HEADER, MIN_UDP, RA, RD, TC, qtype_name, rcode_name
+from ..wire.constants import CD, HEADER, MIN_UDP, QTYPES, RA, RCODES, RD, TC
 from ..wire.query import Query
 from .context import Shared
 from .direct import Plain, plain_query
@@ -47,6 +50,7 @@ Deliver = Callable[[Request, Build], None]  # ``Pipeline._deliver``
 Finish = Callable[[bytes, bool, Any, "Send | None", float, Build], None]  # ``Pipeline._finish``
 NOT_HERE = frozenset((T.AXFR, T.IXFR, T.SOA))  # what the transfer stage may answer
 KEPT_FLAGS = ~(RD | CD | TC)  # of the upstream's header; TC is never set on a plain reply
+new_key = tuple.__new__  # a ``Key`` made in C: its generated ``__new__`` is Python code
 
 
 class SendNow:
@@ -72,8 +76,8 @@ class SendNow:
         labels, end, qtype, edns = plain[2:]
         if self.zones.authority.zone_of(labels) is not None:
             return False
-        pool = fwd.pool_for(labels)
-        key = Key(labels, qtype, T.CLASS_IN, edns == 2)
+        pool = fwd.only_pool or fwd.pool_for(labels)
+        key = new_key(Key, (labels, qtype, T.CLASS_IN, edns == 2))
         cache = fwd.cache
         if pool is None or (cache is not None and cache.holds(key, time.monotonic())):
             return False  # REFUSED, or an entry to serve (fresh or stale): the general path
@@ -138,7 +142,8 @@ class Relayed:
         reply = HEADER.pack(qid, head, 1, data[6] << 8 | data[7], data[8] << 8 | data[9],
                             additional) + data[12:cut] + opt
         seconds = time.perf_counter() - self.start
-        stage.tally.add(("udp", ".", qtype_name(qtype), rcode_name(head & 0xF), edns == 2,
-                         "forward", len(self.data), len(reply), duration_bucket(seconds)),
-                        seconds)
+        rcode = head & 0xF  # ``qtype_name``, ``rcode_name`` and ``duration_bucket``, inline:
+        stage.tally.add(("udp", ".", QTYPES.get(qtype, "other"), RCODES.get(rcode) or str(rcode),
+                         edns == 2, "forward", len(self.data), len(reply),
+                         bisect_left(DURATION_BUCKETS, seconds)), seconds)
         return reply

@@ -135,26 +135,95 @@ def test_replies_that_may_rotate_are_not_relayed_raw(
     fwd = Forwarder(ForwardSettings(upstreams=(first.address,)), None, ForwardStats())
     pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=True),
                         forwarder=fwd)
+    q = dns.message.make_query("many.example.org", "A")
+    orders = [[rr.to_text() for rr in dns.message.from_wire(r).answer[0]]
+              for r in _fast(pipeline, fwd, [q] * 3)]
+    assert len(orders[0]) == 8
+    assert orders[0] != orders[1] != orders[2]  # each a turn further
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+
+
+def test_a_stub_domain_is_forwarded_at_once_to_its_own_upstream(
+        upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
+    """The stage takes the pool of the name (``Forwarder.only_pool`` is for a forwarder
+    with no stubs); each reply's duration is counted for the upstream that sent it."""
+    first, second = upstreams
+    second.add("www.stub.example.org", "A", "192.0.2.7", ttl=60)
+    fwd = Forwarder(ForwardSettings(upstreams=(first.address,),
+                                    stubs=(("stub.example.org", (second.address,)),)),
+                    None, ForwardStats())
+    pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=False),
+                        forwarder=fwd)
+    asked = [dns.message.make_query(name, "A")
+             for name in ("www.stub.example.org", "plain.example.org", "nx.stub.example.org")]
+    replies = [dns.message.from_wire(r) for r in _fast(pipeline, fwd, asked)]
+    assert [str(m.answer[0][0]) if m.answer else m.rcode() for m in replies] == \
+        ["192.0.2.7", "192.0.2.1", dns.rcode.NXDOMAIN]
+    assert [s.name for s in second.queries()] == ["www.stub.example.org.",
+                                                  "nx.stub.example.org."]
+    assert [s.name for s in first.queries()] == ["plain.example.org."]
+    replied = {key: int(sum(b[:-1])) for key, b in fwd.stats.durations.items()}
+    assert replied == {(second.address, "NOERROR"): 1, (first.address, "NOERROR"): 1,
+                       (second.address, "NXDOMAIN"): 1}
+    assert fwd.stats.requests_to == {second.address: 2, first.address: 1}
+
+
+def test_a_held_query_that_cannot_be_sent_fails_over(
+        upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
+    """Queries forwarded at once are sent after the batch (``sockets.Outbox``); one whose
+    send fails (here: the ICMP port unreachable of the query before, reported on the next
+    send of the connected socket) fails over at once, counted as the general path counts."""
+    second = upstreams[1]
+    closed = _bound()
+    dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there: the kernel answers port unreachable
+    fwd = Forwarder(ForwardSettings(upstreams=(dead, second.address), policy="sequential",
+                                    read_timeout=0.5, sockets=1), None, ForwardStats())
+    pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=False),
+                        forwarder=fwd)
+    q = dns.message.make_query("plain.example.org", "A")
+    replies = [dns.message.from_wire(r) for r in _fast(pipeline, fwd, [q, q], together=True)]
+    assert [str(m.answer[0][0]) for m in replies] == ["192.0.2.1", "192.0.2.1"]
+    # the first timed out (the refusal came after it was sent), the second was refused
+    assert fwd.stats.failures == {(dead, "timeout"): 1, (dead, "network"): 1}
+    assert fwd.stats.requests_to == {dead: 2, second.address: 2}
+    assert fwd.in_flight() == 0
+
+
+def _fast(pipeline: Pipeline, fwd: Forwarder, asked: list[dns.message.Message],
+          together: bool = False) -> list[bytes]:
+    """The replies to ``asked`` through a UDP server whose reading thread forwards at once;
+    every query must be taken that way. In turn, or ``together``: all sent before the
+    server starts, so that its thread reads them in one batch (the replies come in the
+    order they are ready)."""
+    passed_on: list[bytes] = []
+
+    def general(data: bytes, tcp: bool, peer: Any, send: Any) -> bytes | None:
+        passed_on.append(data)
+        return pipeline.handle(data, tcp, peer, send)
 
     async def main() -> list[bytes]:
-        fast = UdpServer(_bound(), pipeline.handle, pipeline.quick)
-        fwd.read_with(fast, asyncio.get_running_loop())
-        fast.start(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        fast = UdpServer(_bound(), general, pipeline.quick)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
         try:
-            q = dns.message.make_query("many.example.org", "A")
-            return [await _ask(client, fast, q) for _ in range(3)]
+            for q in asked if together else []:
+                client.sendto(q.to_wire(), fast.sock.getsockname())
+            fwd.read_with(fast, loop)
+            fast.start(loop)
+            if together:
+                return [await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0)
+                        for _ in asked]
+            return [await _ask(client, fast, q) for q in asked]
         finally:
             client.close()
             fast.close()
             fwd.close()
 
-    orders = [[rr.to_text() for rr in dns.message.from_wire(r).answer[0]]
-              for r in eventloop.run(main())]
-    assert len(orders[0]) == 8
-    assert orders[0] != orders[1] != orders[2]  # each a turn further
-    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+    replies = eventloop.run(main())
+    assert passed_on == [], "the fast server passed queries on to the loop"
+    return replies
 
 
 def _query(name: str, qtype: str, how: dict[str, Any]) -> dns.message.Message:
