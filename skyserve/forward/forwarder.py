@@ -9,14 +9,14 @@ maybe before ``fetch`` returns. It applies ``policy``'s decisions with ``sockets
 * a UDP reply counts only if its source (the kernel checks it), ID and question match;
   a query with no reply within ``read_timeout`` fails over to the next upstream;
 * an unhealthy upstream is probed with ``. NS`` every ``health_check`` seconds until it
-  answers; a loop probe sent at start-up that comes back to us marks its upstream looped.
+  answers; a loop probe sent at start-up that comes back to us marks its upstream looped
+  (both in ``health``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from bisect import bisect_left
@@ -27,15 +27,14 @@ from skydns.record import Labels
 
 from ..stats import ForwardStats
 from ..tally import DURATION_BUCKETS
-from ..wire import constants as T
-from ..wire.constants import RD, REFUSED, TC, rcode_name
-from ..wire.query import encode_name
-from ..wire.response import Response, build_query, parse_response
+from ..wire.constants import REFUSED, TC, rcode_name
+from ..wire.response import Response, parse_response
 from . import policy
 from .cache import ForwardCache, Key
+from .health import Health
 from .policy import Attempt, Done, ForwardSettings, Outcome, Pool, Upstream, Verdict
 from .raw import QueryBodies, RawRelay, plain_reply
-from .sockets import Outbox, Readers, UdpSocket, UdpSockets, probe, random_id, tcp_exchange
+from .sockets import Outbox, Readers, UdpSocket, UdpSockets, random_id, tcp_exchange
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,10 @@ class Forwarder:
         # The pool of every name when there are no stub domains: ``pool_for`` without a call.
         only = self.pools[0] if len(self.pools) == 1 else None
         self.only_pool = only if only is not None and only.upstreams else None
-        self.probes: dict[Labels, Upstream] = {}
+        self.health = Health(settings, self.stats, self.pools)
+        self.probes = self.health.probes  # loop probes out (the same dict)
+        self.detect_loops = self.health.detect_loops
+        self.probe_seen = self.health.probe_seen
         self._inflight: dict[Attempt, None] = {}  # UDP queries, oldest deadline first
         self._bodies = QueryBodies(settings.udp_size)
         self._socks = UdpSockets(settings.sockets, self._drain, self._opened, self._inflight)
@@ -320,7 +322,7 @@ class Forwarder:
         self.stats.failures[(up.name, reason)] += 1
         log.debug("upstream %s failed for %s: %s", up.name, q.key.labels, why)
         if policy.failed(up, self.settings.max_fails):
-            self._on_loop(self._start_health_check, up)
+            self._on_loop(self.health.start_check, up)
         self._next(q)
 
     def _log_failure(self, q: Attempt) -> None:
@@ -359,54 +361,6 @@ class Forwarder:
             return
         self._tcp -= 1
         self._answered(q, resp)
-
-    # -- health and loops ------------------------------------------------------------
-
-    def _start_health_check(self, up: Upstream) -> None:
-        asyncio.get_running_loop().create_task(self._health_loop(up))
-
-    async def _health_loop(self, up: Upstream) -> None:
-        query = build_query(0, b"\x00", T.NS, T.CLASS_IN, flags=0, do=False, udp_size=512)
-        log.warning("upstream %s is failing; health-checking it", up.name)
-        try:
-            while not up.healthy(self.settings.max_fails):
-                await asyncio.sleep(self.settings.health_check)
-                if await probe(up, query, self.settings.read_timeout):
-                    up.fails = 0
-                    log.info("upstream %s is healthy again", up.name)
-                else:
-                    self.stats.counters["healthcheck_failures"] += 1
-                    self.stats.healthcheck_failures[up.name] += 1
-        finally:
-            up.checking = False
-
-    async def detect_loops(self) -> list[str]:
-        """Send each upstream a random name; if it comes back to us, that upstream loops."""
-        waits = []
-        for pool in self.pools:
-            for up in pool.upstreams:
-                name = (os.urandom(8).hex(), os.urandom(4).hex(), "skyserve-loop-probe")
-                self.probes[name] = up
-                query = build_query(0, encode_name(name), 13, T.CLASS_IN, flags=RD, do=False,
-                                    udp_size=512)
-                waits.append(probe(up, query, self.settings.read_timeout))
-        if waits:
-            await asyncio.gather(*waits)
-        looped = sorted({u.name for u in self.probes.values() if u.looped})
-        self.probes.clear()
-        return looped
-
-    def probe_seen(self, labels: Labels) -> bool:
-        """Called for every incoming query during loop detection: is it our own probe?"""
-        up = self.probes.get(labels)
-        if up is None:
-            return False
-        if not up.looped:
-            up.looped = True
-            log.error("forwarding loop: upstream %s sends our queries back to us; "
-                      "not forwarding to it", up.name)
-        return True
-
 
 def _parse(data: bytes) -> Response | None:
     try:
