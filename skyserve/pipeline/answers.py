@@ -118,7 +118,6 @@ class AnswerCache:
             if unusual is None:
                 return None
             head = unusual
-        self.stats.answer_hits += 1
         tail = entry.tail
         reply = data[:2] + head if tail is None else data[:2] + head + self.serial + tail
         i = entry.stat
@@ -208,7 +207,7 @@ class AnswerCache:
         if hit is None:
             tally = self.stats.tally
             stat = tally.stats[stat_id]._replace(duration_bucket=0)
-            hit = tally.id(stat if plugin is None else stat._replace(plugin=plugin))
+            hit = tally.hit_id(stat if plugin is None else stat._replace(plugin=plugin))
             self._hit_ids[(stat_id, plugin)] = hit
         return hit
 
