@@ -97,7 +97,6 @@ class Stats:
     tally: Tally = field(default_factory=Tally)  # every reply, by its Stat
     queries: Counter[str] = field(default_factory=Counter)  # dropped, formerr
     panics: int = 0  # handler exceptions, each answered SERVFAIL
-    answer_hits: int = 0  # replies served from the answer cache
     forward_hits: list[int] = field(default_factory=lambda: [0, 0])  # of those: success, denial
     forward: ForwardStats = field(default_factory=ForwardStats)
     cache: CacheStats = field(default_factory=CacheStats)
@@ -108,3 +107,9 @@ class Stats:
     xfr: XfrStats = field(default_factory=XfrStats)
     forwarding: bool = False  # whether the forward and cache plugins are enabled
     caching: bool = False
+
+    @property
+    def answer_hits(self) -> int:
+        """Replies served from the answer cache (counted in ``tally`` under ids of their
+        own: ``Tally.hit_id``)."""
+        return self.tally.hits()

@@ -39,15 +39,34 @@ class Tally:
         self.stats: list[Stat] = []
         self.counts: list[int] = []
         self.seconds: list[float] = []
+        # The answer cache's hits have ids apart from the replies they repeat (same Stat,
+        # two rows: the metrics add them up), so that ``hits`` can sum them: a hit then
+        # costs no counter of its own.
+        self.hit_ids: dict[Stat, int] = {}
 
     def id(self, stat: Stat) -> int:
         i = self.ids.get(stat)
         if i is None:
-            i = self.ids[stat] = len(self.stats)
-            self.stats.append(stat)
-            self.counts.append(0)
-            self.seconds.append(0.0)
+            i = self.ids[stat] = self._new(stat)
         return i
+
+    def hit_id(self, stat: Stat) -> int:
+        """The id to count answer-cache hits like ``stat`` under."""
+        i = self.hit_ids.get(stat)
+        if i is None:
+            i = self.hit_ids[stat] = self._new(stat)
+        return i
+
+    def _new(self, stat: Stat) -> int:
+        self.stats.append(stat)
+        self.counts.append(0)
+        self.seconds.append(0.0)
+        return len(self.stats) - 1
+
+    def hits(self) -> int:
+        """Replies served from the answer cache."""
+        counts = self.counts
+        return sum(counts[i] for i in self.hit_ids.values())
 
     def add(self, fields: StatFields, seconds: float) -> int:
         """Count one reply. A plain tuple hashes and compares like its Stat, and is cheaper

@@ -179,6 +179,7 @@ class UdpServer:
         reader = self.sock.dup()
         reader.settimeout(None)
         recvfrom, sendto, later = reader.recvfrom, reader.sendto, loop.call_soon_threadsafe
+        acquire, release, send = gate.acquire, gate.release, self.send
         ours, poll = self.sock.fileno(), self._epoll.poll
         plain = True
         try:
@@ -189,12 +190,22 @@ class UdpServer:
                     except OSError:
                         log.debug("udp receive failed", exc_info=True)
                         continue
-                    with gate:
-                        try:
-                            reply = self._take(data, peer, later)
-                        except RuntimeError:  # the loop has closed: we are done
-                            return
-                        plain = self._plain = not any(self._awaited)
+                    # The gate by hand, not ``with``, and ``quick`` called here rather than
+                    # through ``_take``: each saves a few percent of a cache hit's cost.
+                    acquire()
+                    try:
+                        quick = self.quick
+                        reply = quick(data, peer, send) if quick is not None and data else None
+                        # Only a query that got no reply (sent upstream, handed to the
+                        # loop's thread, or a wake-up) can have changed what is awaited.
+                        if not reply:
+                            if reply is None:
+                                self._hand_on(data, peer, later)
+                            plain = self._plain = not any(self._awaited)
+                    except RuntimeError:  # the loop has closed: we are done
+                        return
+                    finally:
+                        release()
                     if reply:
                         try:
                             sendto(reply, peer)
@@ -250,13 +261,19 @@ class UdpServer:
     def _take(self, data: bytes, peer: Any, later: Callable[..., object]) -> bytes | None:
         """One datagram, holding the gate: the reply to send now, if ``quick`` made one;
         b"" or None when there is none (sent later, or an empty wake-up datagram), the
-        query handed to the loop's thread in the second case. ``later`` raises
-        RuntimeError once the loop has closed."""
+        query handed to the loop's thread in the second case (``_hand_on``)."""
         quick = self.quick
         reply = quick(data, peer, self.send) if quick is not None and data else None
-        if reply is None and data and not self._stopping:
-            later(self._on_loop, data, peer)
+        if reply is None:
+            self._hand_on(data, peer, later)
         return reply
+
+    def _hand_on(self, data: bytes, peer: Any, later: Callable[..., object]) -> None:
+        """A datagram ``quick`` did not answer, to the loop's thread (an empty one is a
+        wake-up: nothing to answer). ``later`` raises RuntimeError once the loop has
+        closed."""
+        if data and not self._stopping:
+            later(self._on_loop, data, peer)
 
     def _on_loop(self, data: bytes, peer: Any) -> None:
         """A query the reading thread passed on, answered on the loop's thread."""

@@ -36,6 +36,7 @@ from .transfer import Transfer
 from .zones import Zones
 
 log = logging.getLogger(__name__)
+_clock = time.perf_counter  # a module global: one lookup less on the hot path
 
 
 class Pipeline:
@@ -94,19 +95,17 @@ class Pipeline:
     def handle(self, data: bytes, tcp: bool = False, peer: Any = None,
                send: Send | None = None) -> bytes | None:
         """Answer one query: the reply, or None (dropped, or sent later through ``send``)."""
-        return self._answer(data, tcp, peer, send, self._first)
+        return self.quick(data, peer, send, tcp, self._first)
 
-    def quick(self, data: bytes, peer: Any = None, send: Send | None = None) -> bytes | None:
+    def quick(self, data: bytes, peer: Any = None, send: Send | None = None, tcp: bool = False,
+              rest: Handler | None = None) -> bytes | None:
         """A UDP query's reply if the answer cache or the direct stage has it; b"" when it
         was forwarded at once (the reply goes later through ``send``); else None (then
-        ``handle`` must answer it). What the transport's reading thread asks."""
-        return self._answer(data, False, peer, send, None)
-
-    def _answer(self, data: bytes, tcp: bool, peer: Any, send: Send | None,
-                rest: Handler | None) -> bytes | None:
-        """The answer cache, direct answers, then ``rest`` (None: forwarding at once, if
-        ``send`` is given): the reply, logged; an exception is a SERVFAIL."""
-        start = time.perf_counter()
+        ``handle`` must answer it). What the transport's reading thread asks, with no
+        ``rest``; ``handle`` gives it the general path as ``rest``, so that both are one
+        Python call deep to the cache hit. The reply is logged; an exception is a
+        SERVFAIL."""
+        start = _clock()
         try:
             reply = self._hit(data, tcp, start) or self._direct(data, tcp, start)
             if reply is None:
@@ -117,7 +116,7 @@ class Pipeline:
         except Exception:
             reply = self._panic(data)
         if reply is not None and self.querylog is not None:
-            self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
+            self.querylog.log(data, reply, peer, tcp, _clock() - start)
         return reply
 
     def _deliver(self, req: Request, build: Build) -> None:
@@ -134,7 +133,7 @@ class Pipeline:
         if reply is None or send is None:
             return
         if self.querylog is not None:
-            self.querylog.log(data, reply, peer, tcp, time.perf_counter() - start)
+            self.querylog.log(data, reply, peer, tcp, _clock() - start)
         send(reply, peer)
 
     def _panic(self, data: bytes) -> bytes | None:
