@@ -206,7 +206,8 @@ class Forwarder:
         timeout are handled as usual. False, with nothing sent, when the reading thread
         does not read the upstream sockets (``read_with``), at max_concurrent (``fetch``
         refuses), or on a socket error (``fetch`` counts it and fails over). With no cache
-        to keep the reply in, ``raw`` is offered a plain reply's bytes (``forward.raw``)."""
+        to keep the reply in, ``raw`` is offered a plain reply's bytes (``forward.raw``).
+        Sent at once when no other reply is awaited, else held in ``Outbox``."""
         settings = self.settings
         if self._loop is None or len(self._inflight) + self._tcp >= settings.max_concurrent:
             return False
@@ -224,7 +225,15 @@ class Forwarder:
             s = self._socks.pick(up)
         except OSError:
             return False
-        (self._outbox or self._open_outbox()).hold(s.sock, self._await(q, s), q)
+        datagram = self._await(q, s)
+        if len(self._inflight) > 1:  # others are awaited: go out with this batch's
+            (self._outbox or self._open_outbox()).hold(s.sock, datagram, q)
+        else:  # no batch to join: the bell would only add an eventfd and an epoll pass
+            try:
+                s.sock.send(datagram)
+            except OSError:
+                self._forget(q)
+                return False
         self.stats.requests_to[up.name] += 1
         if not self._sweeping:
             self._arm_sweep()

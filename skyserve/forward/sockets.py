@@ -86,7 +86,9 @@ class Outbox:
     upstream again (it answers faster than we forward); sent back to back after the
     batch, one wake-up serves them all. The first query held rings ``bell`` (an eventfd
     the reading thread watches), so the sends go out on its next ``epoll`` pass, straight
-    after the batch, before it waits for anything."""
+    after the batch, before it waits for anything. A query forwarded while no other reply
+    is awaited is not held: at low rates there is no batch, and the bell would cost an
+    eventfd write and read and an ``epoll`` pass a query."""
 
     def __init__(self, failed: Callable[[Attempt, OSError], None]) -> None:
         self.bell = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)

@@ -8,8 +8,9 @@ class IN, no EDNS or a plain OPT, a name in none of our zones and no forward cac
 for it. The reading thread (holding the loop's gate, so this never interleaves with the
 loop's work) reads those straight from the raw bytes, makes the ``Request`` the parse
 stage would have made, and has the forwarder send the first try
-(``Forwarder.send_now``; the datagram goes out once the thread has read the queries that
-were waiting, with the others: ``forward.sockets.Outbox``); the reply, failover, TCP
+(``Forwarder.send_now``; the datagram goes out at once when no other reply is awaited,
+else once the thread has read the queries that were waiting, with the others:
+``forward.sockets.Outbox``); the reply, failover, TCP
 retry and the relay to the client then run exactly as for a query that came the long way
 (``Forwarding``). The reply is
 read by the same thread (``Forwarder.read_with``): one thread handles the query from

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from skydns.record import name_labels
 from skyserve import eventloop
+from skyserve.forward.cache import Key
 from skyserve.forward.forwarder import Forwarder
 from skyserve.forward.policy import ForwardSettings
 from skyserve.lookup import Zone
@@ -170,24 +172,60 @@ def test_a_stub_domain_is_forwarded_at_once_to_its_own_upstream(
 
 def test_a_held_query_that_cannot_be_sent_fails_over(
         upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
-    """Queries forwarded at once are sent after the batch (``sockets.Outbox``); one whose
-    send fails (here: the ICMP port unreachable of the query before, reported on the next
-    send of the connected socket) fails over at once, counted as the general path counts."""
+    """Queries forwarded at once while other replies are awaited are sent after the batch
+    (``sockets.Outbox``); one whose send fails (here: the ICMP port unreachable of the
+    query before, reported on the next send of the connected socket) fails over at once,
+    counted as the general path counts. The first query, to a slow stub upstream, is what
+    is awaited while the other two are read."""
     second = upstreams[1]
+    second.delay = 0.3
+    second.add("slow.stub.example.org", "A", "192.0.2.9", ttl=60)
     closed = _bound()
     dead = f"127.0.0.1:{closed.getsockname()[1]}"
     closed.close()  # nothing listens there: the kernel answers port unreachable
     fwd = Forwarder(ForwardSettings(upstreams=(dead, second.address), policy="sequential",
-                                    read_timeout=0.5, sockets=1), None, ForwardStats())
+                                    read_timeout=0.5, sockets=1,
+                                    stubs=(("stub.example.org", (second.address,)),)),
+                    None, ForwardStats())
     pipeline = Pipeline(Settings([Zone(name_labels("skydns.test"))], shuffle=False),
                         forwarder=fwd)
-    q = dns.message.make_query("plain.example.org", "A")
-    replies = [dns.message.from_wire(r) for r in _fast(pipeline, fwd, [q, q], together=True)]
-    assert [str(m.answer[0][0]) for m in replies] == ["192.0.2.1", "192.0.2.1"]
-    # the first timed out (the refusal came after it was sent), the second was refused
+    asked = [dns.message.make_query(name, "A") for name in
+             ("slow.stub.example.org", "plain.example.org", "plain.example.org")]
+    replies = [dns.message.from_wire(r) for r in _fast(pipeline, fwd, asked, together=True)]
+    assert sorted(str(m.answer[0][0]) for m in replies) == \
+        ["192.0.2.1", "192.0.2.1", "192.0.2.9"]
+    # the first held timed out (the refusal came after it was sent), the second was refused
     assert fwd.stats.failures == {(dead, "timeout"): 1, (dead, "network"): 1}
-    assert fwd.stats.requests_to == {dead: 2, second.address: 2}
+    assert fwd.stats.requests_to == {dead: 2, second.address: 3}
     assert fwd.in_flight() == 0
+
+
+def test_a_lone_query_is_sent_at_once(upstreams: tuple[DnsUpstream, DnsUpstream]) -> None:
+    """With no other reply awaited there is no batch to join: ``send_now`` sends the query
+    itself, it is not held for the reading thread's next pass (here no thread runs, and
+    the loop is not given a turn until the upstream has the query)."""
+    first = upstreams[0]
+    fwd = Forwarder(ForwardSettings(upstreams=(first.address,)), None, ForwardStats())
+    outcomes: list[object] = []
+
+    async def main() -> None:
+        server = UdpServer(_bound(), lambda *_: None)
+        fwd.read_with(server, asyncio.get_running_loop())
+        try:
+            key = Key(name_labels("plain.example.org"), 1, 1, False)
+            body = dns.message.make_query("plain.example.org", "A").to_wire()[12:]
+            assert fwd.send_now(key, body[:-4], dns.flags.RD, fwd.pools[0], outcomes.append)
+            deadline = time.monotonic() + 2.0
+            while not first.queries() and time.monotonic() < deadline:
+                time.sleep(0.01)  # blocking: the loop's callbacks do not run meanwhile
+            assert [q.name for q in first.queries()] == ["plain.example.org."]
+            await asyncio.sleep(0.3)  # now the reply is read
+            assert len(outcomes) == 1
+        finally:
+            fwd.close()
+            server.close()
+
+    eventloop.run(main())
 
 
 def _fast(pipeline: Pipeline, fwd: Forwarder, asked: list[dns.message.Message],
