@@ -176,8 +176,8 @@ class Gateway:
             conn.request("POST", path, body, headers)
             resp = conn.getresponse()
             return resp.status, resp.read()
-        except _TRANSPORT as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        except _TRANSPORT as exc:  # worded as gRPC's own report of it
+            raise _Retry(f"UNAVAILABLE: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
     def _token(self, url: str) -> str:
         """This member's token, from ``/v3/auth/authenticate`` the first time."""
