@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from skydns.etcdgateway import connection
-from skydns.etcdtypes import EtcdError, EtcdSettings
+from skydns.etcdtypes import EtcdError, EtcdSettings, KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ _CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
 _TRANSPORT = (OSError, http.client.HTTPException)
 
 
+# What decoding a response may raise when it is not what etcd sends.
+_BAD_RESPONSE = (ValueError, KeyError, TypeError, AttributeError)
+
+
+def _bad_response(exc: Exception) -> EtcdError:
+    return EtcdError(f"unexpected response from etcd: {type(exc).__name__}: {exc}")
+
+
 class _Retry(EtcdError):
     """A failure on one member: try the next."""
 
@@ -58,8 +66,8 @@ def prefix_range_end(prefix: bytes) -> bytes:
 
 class RangePage:
     """One range response: its header's revision, whether more keys follow, and its keys
-    as (key, value, mod_revision, lease), decoded as they are taken. ``last_key``,
-    ``count`` and ``size`` (bytes of keys and values) cover the keys taken so far."""
+    decoded as they are taken (a malformed one raises EtcdError). ``count`` and ``size``
+    (bytes of keys and values) cover the keys taken so far."""
 
     def __init__(self, body: bytes) -> None:
         text = body.decode()
@@ -77,9 +85,19 @@ class RangePage:
                        for k in ("cluster_id", "member_id", "revision", "raft_term")}
         self.revision = self.header["revision"]
         self.more = bool(tail.get("more", False))
-        self.last_key, self.count, self.size = b"", 0, 0
+        self.count, self.size = 0, 0
 
-    def __iter__(self) -> Iterator[tuple[bytes, bytes, int, int]]:
+    def following(self) -> bytes | None:
+        """Where the next page starts (just after this one's last key), None when no key
+        follows; known before the keys are taken, so that the next page can be asked for
+        while this one is digested. A key-value object holds no other object and its
+        strings no brace, so the last object starts at the last brace."""
+        last = self._text.rfind("{", self._pos, self._end)
+        if not self.more or last < 0:
+            return None
+        return _b64(_decode_object(self._text, last)[0]["key"]) + b"\0"
+
+    def __iter__(self) -> Iterator[KeyValue]:
         text, end = self._text, self._end
         while True:
             pos = self._pos
@@ -88,12 +106,15 @@ class RangePage:
             if pos >= end:
                 self._text = ""  # the response's memory goes with the last key
                 return
-            kv, self._pos = _decode_object(text, pos)
-            key, value = _b64(kv["key"]), _b64(kv.get("value", ""))
-            self.last_key = key
+            try:
+                kv, self._pos = _decode_object(text, pos)
+                key, value = _b64(kv["key"]), _b64(kv.get("value", ""))
+                mod_revision, lease = int(kv.get("mod_revision", 0)), int(kv.get("lease", 0))
+            except _BAD_RESPONSE as exc:
+                raise _bad_response(exc) from exc
             self.count += 1
             self.size += len(key) + len(value)
-            yield key, value, int(kv.get("mod_revision", 0)), int(kv.get("lease", 0))
+            yield KeyValue(key.decode("utf-8", "replace"), value, mod_revision, lease)
 
 
 class Gateway:
@@ -125,7 +146,11 @@ class Gateway:
         if range_end:
             request["range_end"] = base64.b64encode(range_end).decode()
         request.update((k, v) for k, v in options.items() if v)
-        return RangePage(self.post("/v3/kv/range", request))
+        body = self.post("/v3/kv/range", request)
+        try:
+            return RangePage(body)
+        except _BAD_RESPONSE as exc:
+            raise _bad_response(exc) from exc
 
     def post(self, path: str, request: dict[str, Any]) -> bytes:
         """The body of a successful response from the first member that gives one."""

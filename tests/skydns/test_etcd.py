@@ -12,10 +12,13 @@ from tests.support.netutil import free_port
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.parametrize("page_bytes", [etcd_module.PAGE_BYTES, 1])
 def test_a_load_crosses_pages_and_returns_every_key_once_in_key_order(
-    etcd: EtcdServer, clean_prefix: str
+    etcd: EtcdServer, clean_prefix: str, page_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """More keys than the first page, and keys just past the prefix that must stay out."""
+    """More keys than the first page, and keys just past the prefix that must stay out;
+    with tiny page bytes every page is FIRST_PAGE keys: 4 pages, 2 of them read ahead."""
+    monkeypatch.setattr(etcd_module, "PAGE_BYTES", page_bytes)
     n = etcd_module.FIRST_PAGE * 3 + 17
     keys = [f"{clean_prefix}/load/k{i:06d}" for i in range(n)]
     client = EtcdClient(EtcdSettings(endpoints=(etcd.endpoint,)))

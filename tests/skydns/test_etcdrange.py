@@ -6,6 +6,7 @@ import base64
 import json
 
 from skydns.etcdrange import RangePage, prefix_range_end
+from skydns.etcdtypes import KeyValue
 
 
 def b64(data: bytes) -> str:
@@ -22,13 +23,14 @@ def test_a_page_decodes_keys_in_order_with_the_gateways_defaults_left_out() -> N
     page = RangePage(body)
     assert page.header == {"cluster_id": 11, "member_id": 12, "revision": 99, "raft_term": 3}
     assert page.more
-    assert list(page) == [(b"/a", b"x", 5, 7), (b"/b", b"", 6, 0)]
-    assert (page.last_key, page.count, page.size) == (b"/b", 2, 5)
+    assert page.following() == b"/b\0"
+    assert list(page) == [KeyValue("/a", b"x", 5, 7), KeyValue("/b", b"", 6, 0)]
+    assert (page.count, page.size) == (2, 5)
 
 
 def test_a_page_without_keys() -> None:
     page = RangePage(b'{"header":{"revision":"4"}}')
-    assert (page.revision, page.more, list(page)) == (4, False, [])
+    assert (page.revision, page.more, page.following(), list(page)) == (4, False, None, [])
 
 
 def test_prefix_range_end() -> None:
