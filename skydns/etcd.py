@@ -191,8 +191,8 @@ class EtcdClient:
 
     def watch(self, prefix: str, start_revision: int, callback: WatchCallback) -> int:
         """Watch ``prefix/`` from a revision; returns a watch id for ``cancel``. Read from
-        etcd's JSON gateway (``skydns.etcdgateway`` says why), on the member the gRPC
-        client uses when it can; the callback runs on the watch's own thread."""
+        etcd's JSON gateway (``skydns.etcdgateway`` says why), on the member the last
+        read used when it can; the callback runs on the watch's own thread."""
         start = (prefix + "/").encode()
         watch = etcdgateway.open_watch(self._gateway.members(), self.settings,
                                        self._gateway.token(), start,
