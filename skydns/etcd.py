@@ -1,5 +1,8 @@
-"""The only module that talks to etcd (through the ``etcd3`` client, and for watches
-through ``skydns.etcdgateway``, the only module speaking etcd's JSON gateway).
+"""The only module that talks to etcd: reads and watches through etcd's JSON gateway
+(``skydns.etcdrange`` and ``skydns.etcdgateway``, used by nothing else), writes, leases and
+transactions through the ``etcd3`` gRPC client. That client (and ``grpc``) is imported and
+built only when a write first needs it, so a server that only reads never loads gRPC
+(~16 MiB resident, ``skydns.etcdrange`` says more).
 
 It hides the client's failure modes behind two exceptions: ``EtcdError`` for anything that
 means "etcd is not usable right now" and ``Compacted`` for a revision that is gone. The
@@ -11,21 +14,18 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import etcd3
-import etcd3.exceptions
-import etcd3.utils
-import grpc
-from etcd3 import etcdrpc
-
-from skydns import etcdgateway
+from skydns import etcdgateway, etcdrange
 from skydns.etcdtypes import Compacted as Compacted
 from skydns.etcdtypes import EtcdError as EtcdError
 from skydns.etcdtypes import EtcdSettings as EtcdSettings
+from skydns.etcdtypes import Header as Header
+from skydns.etcdtypes import KeyValue as KeyValue
 from skydns.etcdtypes import WatchBatch as WatchBatch
 from skydns.etcdtypes import WatchCallback
 from skydns.etcdtypes import parse_endpoint as parse_endpoint
@@ -36,40 +36,31 @@ log = logging.getLogger(__name__)
 # them for each page it serves (and, if asked to sort, reads them all), so small pages
 # make a big load quadratic: 500 pages of 2,000 keys took minutes at 1,000,000 keys, where
 # 4 pages of 250,000 take about 2 s. So pages grow to about PAGE_BYTES each, judged by the
-# size of the keys and values read so far; gRPC is allowed messages up to MAX_MESSAGE.
+# size of the keys and values read so far, up to MAX_PAGE keys: the gateway writes JSON at
+# ~120,000 keys a second, so a page of 500,000 kept the load waiting 4 s, where pages of
+# 100,000 arrive while the previous one is digested (1,000,000 records ready in 16.2 s,
+# not 20.2). gRPC (writes) is allowed messages up to MAX_MESSAGE.
 FIRST_PAGE = 2000  # keys
-MAX_PAGE = 500_000
+MAX_PAGE = 100_000
 PAGE_BYTES = 32 * 2**20
 MAX_MESSAGE = 512 * 2**20
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops (per list: compares, and operations)
 PIPELINE = 8  # transactions in flight at once in apply()
 
 
-@dataclass(slots=True)
-class KeyValue:
-    key: str
-    value: bytes
-    mod_revision: int
-    lease: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """A response header: which cluster and member answered, at which revision."""
-
-    cluster_id: int
-    member_id: int
-    revision: int
-    raft_term: int
-
-
-def _key_value(kv: Any) -> KeyValue:
-    return KeyValue(kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision, kv.lease)
+def _page_limit(size: int, count: int) -> int:
+    """Keys in the next page: about PAGE_BYTES, judged by ``count`` keys of ``size`` bytes."""
+    return max(FIRST_PAGE, min(MAX_PAGE, PAGE_BYTES * count // max(size, 1)))
 
 
 def _translate(exc: BaseException) -> EtcdError:
+    """What a gRPC call raised, as an EtcdError (only they call it: grpc is loaded)."""
+    import etcd3.exceptions
+    import grpc
+
     if isinstance(exc, EtcdError):
         return exc
+
     if isinstance(exc, etcd3.exceptions.RevisionCompactedError):
         return Compacted(int(exc.compacted_revision))
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
@@ -80,8 +71,13 @@ def _translate(exc: BaseException) -> EtcdError:
     return EtcdError(f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
-# Everything the client library may raise when etcd is down, slow or restarting.
-_FAILURES = (etcd3.exceptions.Etcd3Exception, grpc.RpcError, ValueError, OSError)
+def _failures() -> tuple[type[BaseException], ...]:
+    """Everything the gRPC client library may raise when etcd is down, slow or restarting
+    (evaluated in ``except`` clauses of gRPC calls only, once the library is loaded)."""
+    import etcd3.exceptions
+    import grpc
+
+    return (etcd3.exceptions.Etcd3Exception, grpc.RpcError, ValueError, OSError)
 
 
 class EtcdClient:
@@ -91,22 +87,41 @@ class EtcdClient:
         self.settings = settings
         self._watches: dict[int, etcdgateway.GatewayWatch] = {}
         self._watch_ids = itertools.count(1)
+        self._gateway = etcdrange.Gateway(settings)
+        self._grpc: Any = None  # the etcd3 client, once a write needs it
+        self._grpc_lock = threading.Lock()
+
+    @property
+    def _client(self) -> Any:
+        """The gRPC client, built (and ``etcd3``/``grpc`` imported) on first use."""
+        with self._grpc_lock:
+            if self._grpc is None:
+                self._grpc = self._connect_grpc()
+            return self._grpc
+
+    def _connect_grpc(self) -> Any:
+        import etcd3
+
         try:
-            self._client = etcd3.MultiEndpointEtcd3Client(
-                endpoints=[self._endpoint(url) for url in settings.endpoints],
-                timeout=settings.timeout,
-                user=settings.username,
-                password=settings.password,
+            client = etcd3.MultiEndpointEtcd3Client(
+                endpoints=[self._endpoint(url) for url in self.settings.endpoints],
+                timeout=self.settings.timeout,
+                user=self.settings.username,
+                password=self.settings.password,
                 failover=True,
             )
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
-        if not any(parse_endpoint(url)[2] for url in settings.endpoints):
+        if not any(parse_endpoint(url)[2] for url in self.settings.endpoints):
             # gRPC sends call credentials only over TLS; the library also sends the same
             # auth token as plain metadata, which is what plain-http etcd needs.
-            self._client.call_credentials = None
+            client.call_credentials = None
+        return client
 
     def _endpoint(self, url: str) -> Any:
+        import etcd3
+        import grpc
+
         host, port, tls = parse_endpoint(url)
         creds = None
         if tls:
@@ -120,8 +135,11 @@ class EtcdClient:
     def close(self) -> None:
         for watch_id in list(self._watches):
             self.cancel(watch_id)
+        self._gateway.close()
+        if self._grpc is None:
+            return
         try:
-            self._client.close()
+            self._grpc.close()
         except Exception:
             log.debug("closing etcd client failed", exc_info=True)
 
@@ -142,46 +160,47 @@ class EtcdClient:
         read the whole rest of the range for every page. A page's keys come one by one from
         the response (digest a page before asking for the next): built all at once, the
         ~100,000 keys of a page left their memory behind between what a load keeps, ~15 MB
-        more resident at 100,000 records."""
+        more resident at 100,000 records.
+
+        After the first page, the next one is asked for (on a thread) while the caller
+        digests one: the gateway takes ~4 s to write a page of 500,000 keys as JSON."""
         start = (prefix + "/").encode()
-        end = etcd3.utils.prefix_range_end(start)
-        revision: int | None = None
-        limit, size, count = FIRST_PAGE, 0, 0
-        while True:
-            try:
-                resp = self._client.get_range_response(start, end, limit=limit,
-                                                       revision=revision)
-            except _FAILURES as exc:
-                raise _translate(exc) from exc
-            if revision is None:
-                revision = int(resp.header.revision)
-            size += sum(len(kv.key) + len(kv.value) for kv in resp.kvs)
-            count += len(resp.kvs)
-            yield map(_key_value, resp.kvs), revision
-            if not resp.more or not resp.kvs:
-                return
-            start = resp.kvs[-1].key + b"\0"
-            limit = max(FIRST_PAGE, min(MAX_PAGE, PAGE_BYTES * count // max(size, 1)))
+        end = etcdrange.prefix_range_end(start)
+        revision, size, count = 0, 0, 0
+        key, limit = start, FIRST_PAGE
+        asked: Future[etcdrange.RangePage] | None = None
+        with ThreadPoolExecutor(1, "etcd-read-ahead") as ahead:
+            while True:
+                page = asked.result() if asked else self._gateway.range(
+                    key, end, limit=limit, revision=revision)
+                revision = revision or page.revision
+                following = page.following()
+                # Past the first page (whose keys judge the size of the next ones), the
+                # next page is on its way while the caller digests this one.
+                asked = ahead.submit(self._gateway.range, following, end, revision=revision,
+                                     limit=_page_limit(size, count)) \
+                    if following is not None and count else None
+                keys = iter(page)
+                yield keys, revision
+                for _ in keys:  # what the caller left: to the end of the page
+                    pass
+                size, count = size + page.size, count + page.count
+                if following is None:
+                    return
+                key, limit = following, _page_limit(size, count)
 
     def watch(self, prefix: str, start_revision: int, callback: WatchCallback) -> int:
         """Watch ``prefix/`` from a revision; returns a watch id for ``cancel``. Read from
-        etcd's JSON gateway (``skydns.etcdgateway`` says why), on the member the gRPC
-        client uses when it can; the callback runs on the watch's own thread."""
+        etcd's JSON gateway (``skydns.etcdgateway`` says why), on the member the last
+        read used when it can; the callback runs on the watch's own thread."""
         start = (prefix + "/").encode()
-        token = dict(self._client.metadata or ()).get("token")
-        watch = etcdgateway.open_watch(self._members(), self.settings, token, start,
-                                       etcd3.utils.prefix_range_end(start), start_revision,
+        watch = etcdgateway.open_watch(self._gateway.members(), self.settings,
+                                       self._gateway.token(), start,
+                                       etcdrange.prefix_range_end(start), start_revision,
                                        callback)
         watch_id = next(self._watch_ids)
         self._watches[watch_id] = watch
         return watch_id
-
-    def _members(self) -> list[str]:
-        """The endpoints, the one the gRPC client is connected to first."""
-        in_use = self._client.endpoint_in_use
-        netloc = in_use.netloc if in_use is not None else None
-        return sorted(self.settings.endpoints,
-                      key=lambda url: "{}:{}".format(*parse_endpoint(url)[:2]) != netloc)
 
     def cancel(self, watch_id: int) -> None:
         watch = self._watches.pop(watch_id, None)
@@ -195,25 +214,20 @@ class EtcdClient:
         (etcd-io/etcd#18267), while ``limit`` applies after them.
         """
         start = (prefix + "/").encode()
-        try:
-            resp = self._client.get_range_response(
-                start, etcd3.utils.prefix_range_end(start), keys_only=True, limit=1,
-                min_mod_revision=revision + 1,
-            )
-        except _FAILURES as exc:
-            raise _translate(exc) from exc
-        return len(resp.kvs) > 0
+        page = self._gateway.range(start, etcdrange.prefix_range_end(start), keys_only=True,
+                                   limit=1, min_mod_revision=revision + 1)
+        return any(True for _ in page)
 
     def put(self, key: str, value: str, lease: int | None = None) -> int:
         try:
             return int(self._client.put(key, value, lease=lease).header.revision)
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
 
     def delete(self, key: str) -> bool:
         try:
             return bool(self._client.delete(key))
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
 
     def delete_many(self, keys: Iterable[str]) -> None:
@@ -221,7 +235,7 @@ class EtcdClient:
             ops = [self._client.transactions.delete(k) for k in keys]
             if ops:
                 self._client.transaction(compare=[], success=ops, failure=[])
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
 
     def get(self, key: str) -> KeyValue | None:
@@ -230,14 +244,10 @@ class EtcdClient:
 
     def get_with_header(self, key: str) -> tuple[KeyValue | None, Header]:
         """One key (None when it does not exist) and the header of the response."""
-        try:
-            resp = self._client.get_response(key)
-        except _FAILURES as exc:
-            raise _translate(exc) from exc
-        h = resp.header
-        header = Header(int(h.cluster_id), int(h.member_id), int(h.revision), int(h.raft_term))
-        for kv in resp.kvs:
-            return _key_value(kv), header
+        page = self._gateway.range(key.encode())
+        header = Header(**page.header)
+        for kv in page:
+            return kv, header
         return None, header
 
     def put_if_absent(self, key: str, value: str, lease: int | None = None) -> bool:
@@ -248,7 +258,7 @@ class EtcdClient:
                 compare=[txn.version(key) == 0], success=[txn.put(key, value, lease=lease)],
                 failure=[],
             )
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
         return bool(ok)
 
@@ -283,7 +293,7 @@ class EtcdClient:
         chunks = iter(lambda: list(itertools.islice(ops, size)), [])
         try:
             return self._pipeline(chunks, lambda c: self._txn_request(c, expect, guard, lease))
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
 
     @staticmethod
@@ -291,6 +301,8 @@ class EtcdClient:
                      guard: tuple[str, str] | None, lease: int | None) -> Any:
         """The protobuf itself: through the client's wrapper objects, building the requests
         of a million-key write took longer than etcd took to commit them."""
+        from etcd3 import etcdrpc
+
         rpc, cmp = etcdrpc, etcdrpc.Compare
         compare = [cmp(result=cmp.EQUAL, target=cmp.VALUE, key=guard[0].encode(),
                        value=guard[1].encode())] if guard else []
@@ -347,21 +359,21 @@ class EtcdClient:
     def grant_lease(self, ttl: int) -> int:
         try:
             return int(self._client.lease(ttl).id)
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
 
     def refresh_lease(self, lease_id: int) -> int:
         """Keep a lease alive once; returns its new TTL (0 means it has expired)."""
         try:
             responses = list(self._client.refresh_lease(lease_id))
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
         return int(responses[-1].TTL) if responses else 0
 
     def revoke_lease(self, lease_id: int) -> None:
         try:
             self._client.revoke_lease(lease_id)
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise _translate(exc) from exc
 
 

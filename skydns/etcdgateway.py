@@ -1,5 +1,5 @@
-"""A prefix watch read from etcd's JSON gateway (``POST /v3/watch``), the only module that
-speaks the gateway; ``skydns.etcd`` opens it for ``EtcdClient.watch``.
+"""A prefix watch read from etcd's JSON gateway (``POST /v3/watch``); ``skydns.etcd`` opens
+it for ``EtcdClient.watch`` (and reads keys through ``skydns.etcdrange``).
 
 Why not the gRPC watch: at 1,000 changes a second (~120 responses) the etcd3 client's
 watch cost 3.6-3.8% of a core with a callback doing nothing, spread over gRPC's channel
@@ -146,7 +146,7 @@ def open_watch(endpoints: Sequence[str], settings: EtcdSettings, token: str | No
         headers["Authorization"] = token  # the gateway passes it on as the gRPC metadata
     error = EtcdError("no etcd endpoint")
     for url in endpoints:
-        conn = _connection(url, settings)
+        conn = connection(url, settings)
         try:
             conn.request("POST", "/v3/watch", body, headers)
             resp = conn.getresponse()
@@ -166,7 +166,8 @@ def open_watch(endpoints: Sequence[str], settings: EtcdSettings, token: str | No
     raise error
 
 
-def _connection(url: str, settings: EtcdSettings) -> http.client.HTTPConnection:
+def connection(url: str, settings: EtcdSettings) -> http.client.HTTPConnection:
+    """A connection to one member's gateway (not yet connected)."""
     host, port, tls = parse_endpoint(url)
     if tls:
         return http.client.HTTPSConnection(host, port, timeout=settings.timeout,

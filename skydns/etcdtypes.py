@@ -1,5 +1,5 @@
-"""What ``skydns.etcd`` and ``skydns.etcdgateway`` share: settings, errors, watch batches
-(apart so that the two modules do not import each other)."""
+"""What ``skydns.etcd`` and the gateway modules share: settings, errors, keys, watch batches
+(apart so that the modules do not import each other)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,24 @@ class EtcdSettings:
     username: str | None = None
     password: str | None = None
     timeout: float = 5.0
+
+
+@dataclass(slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    mod_revision: int
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A response header: which cluster and member answered, at which revision."""
+
+    cluster_id: int
+    member_id: int
+    revision: int
+    raft_term: int
 
 
 @dataclass(slots=True)

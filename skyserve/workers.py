@@ -20,8 +20,9 @@ reference, so it keeps no copy of its own as the workers' data drifts from it.
   retrying until etcd answers, as a single process does.
 * A worker that dies is replaced by one that loads for itself: the supervisor's snapshot
   would be stale, and replaying a long history from its revision can take longer.
-* gRPC is not fork-safe while in use: the supervisor's etcd client is closed (its threads
-  gone) and the loading thread finished before the first fork.
+* No thread may hold a lock across a fork: the supervisor's etcd client is closed (its
+  connections and read-ahead thread gone) and the loading thread finished before the
+  first fork.
 * A worker re-reads the config file as it starts (a reload), so it serves what its siblings
   serve even if the file changed since the supervisor read it.
 """
@@ -98,7 +99,7 @@ class Preload:
         except EtcdError as exc:
             self._failed(exc)
         finally:
-            client.close()  # gRPC's threads end with it: forking is safe afterwards
+            client.close()  # its connections end with it: forking is safe afterwards
 
     def _failed(self, exc: EtcdError) -> None:
         log.warning("etcd unavailable (%s): each worker loads the records itself", exc)

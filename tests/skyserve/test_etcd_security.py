@@ -59,6 +59,15 @@ def assert_stays_unready(proc: SkyserveProcess, zone_name: str) -> str:
     return body
 
 
+def grpc_loaded(pid: int) -> list[int]:
+    """The processes of a server (it and its workers) that have gRPC's library mapped: a
+    serving skyserve reads etcd through its JSON gateway and must never load gRPC (~16 MiB
+    of a 100 MiB budget, skydns/etcdrange.py)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        pids = [pid, *map(int, f.read().split())]
+    return [p for p in pids if "cygrpc" in Path(f"/proc/{p}/maps").read_text()]
+
+
 # ------------------------------------------------------------------------------ TLS
 
 
@@ -95,6 +104,7 @@ def test_tls_with_client_certificate(tls_etcd: TlsEtcd, clean_prefix: str, skyse
     tls_etcd.delete(key(clean_prefix, "a.tls.skydns.test"))
     assert wait_for(lambda: addresses(proc.query("tls.skydns.test")) == ["10.10.0.2"])
     assert proc.is_ready()
+    assert proc.pid is not None and grpc_loaded(proc.pid) == []
 
 
 def test_tls_without_a_usable_certificate_never_gets_ready(
@@ -153,6 +163,7 @@ def test_username_and_password(auth_etcd: EtcdServer, clean_prefix: str, skyserv
             '{"host":"10.13.0.2"}', user=root)
     assert wait_for(lambda: addresses(proc.query("auth.skydns.test")) == ["10.13.0.1", "10.13.0.2"])
     assert PASSWORD not in server_output(proc)
+    assert proc.pid is not None and grpc_loaded(proc.pid) == []
 
 
 def test_wrong_password_never_gets_ready(auth_etcd: EtcdServer, clean_prefix: str,
