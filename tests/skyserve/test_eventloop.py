@@ -48,7 +48,7 @@ def test_quick_answers_come_from_the_thread_the_rest_from_the_loop() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
 
-    def quick(data: bytes, peer: Any, send: Any) -> bytes | None:
+    def quick(data: bytes, peer: Any, send: Any, start: float) -> bytes | None:
         threads.setdefault(data, []).append(threading.current_thread().name)
         if data.startswith(b"d"):  # taken: its reply goes through send (later, in skyserve)
             send(b"sent:" + data, peer)
