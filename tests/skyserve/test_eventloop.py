@@ -10,7 +10,7 @@ from typing import Any
 
 from skyserve import eventloop
 from skyserve.eventloop import GatedLoop
-from skyserve.transport import UdpServer
+from skyserve.udp import UdpServer
 
 
 def test_the_loop_holds_the_gate_except_while_it_waits() -> None:

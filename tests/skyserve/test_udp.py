@@ -1,4 +1,4 @@
-"""The UDP reading thread's batches (``udpbatch``, ``transport.UdpServer._read``): the
+"""The UDP reading thread's batches (``udp.UdpServer._read``): the
 datagrams waiting when the thread starts are read together, then answered holding the
 gate, then the replies sent. Real sockets, a real ``GatedLoop``."""
 
@@ -14,8 +14,7 @@ import time
 from typing import Any
 
 from skyserve import eventloop
-from skyserve.transport import UdpServer
-from skyserve.udpbatch import BATCH
+from skyserve.udp import BATCH, UdpServer
 
 
 def _bound() -> socket.socket:
