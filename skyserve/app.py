@@ -49,7 +49,8 @@ from .pipeline.context import Settings
 from .querylog import QueryLog
 from .stats import Stats
 from .tally import duration_bucket
-from .transport import TcpServer, UdpServer
+from .transport import TcpServer
+from .udp import UdpServer
 from .xfr.notify import Notifier
 from .xfr.primary import Primary
 

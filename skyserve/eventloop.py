@@ -4,7 +4,7 @@ Answering a cached or direct UDP query takes a few microseconds; waking the even
 it (epoll, one ``_run_once`` pass, the callback, a last ``recvfrom`` that finds nothing)
 takes more than that again when queries come one at a time, as they do at any rate short of
 saturation. So the UDP socket is read by a thread of its own in a blocking ``recvfrom``
-(``transport.UdpServer``), which answers what it can itself and passes the rest to the loop.
+(``udp.UdpServer``), which answers what it can itself and passes the rest to the loop.
 
 The gate is what makes that safe: one lock, held by the loop's thread at all times except
 while it waits in ``select``, by the UDP thread while it answers, and by the etcd watch

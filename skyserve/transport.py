@@ -1,13 +1,5 @@
-"""DNS over UDP and TCP sockets; no DNS logic here, only moving bytes to a handler.
-
-UDP does not use asyncio's DatagramProtocol: its one-datagram-per-loop-iteration costs
-about 50 microseconds a query, more than answering does. On a ``GatedLoop``
-(``eventloop``, how skyserve runs) a thread of its own reads the socket in a blocking
-``recvfrom`` and, holding the loop's gate, answers what ``quick`` can (cached and direct
-answers; plain forwarded queries it sends upstream, the reply going out later through
-``send``); everything else goes to the loop's thread, to ``handler``. Elsewhere (tests on
-a plain loop) the socket is registered with ``add_reader`` and drained, up to ``DRAIN``
-datagrams per wake-up.
+"""DNS over TCP, and the handler types both transports share (UDP: ``udp``); no DNS logic
+here, only moving bytes to a handler.
 
 TCP uses asyncio streams; several queries may be pipelined on one connection (RFC 7766)
 and deferred replies go out as they come, in any order. So that a hostile client cannot
@@ -22,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import socket
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sized
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +27,6 @@ log = logging.getLogger(__name__)
 Send = Callable[[bytes, Any], None]
 # handler(query, tcp, peer, send) -> reply now, or None (dropped, or sent later via send)
 Handler = Callable[[bytes, bool, Any, Send], "bytes | None"]
-# quick(query, peer, send) -> a reply made at once without the event loop; b"" when the
-# reply goes later through send; None to pass the query on to handler
-Quick = Callable[[bytes, Any, Send], "bytes | None"]
-
-DRAIN = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,247 +34,6 @@ class TcpLimits:
     idle: float = 10.0  # seconds a connection may wait for its next query (or a write)
     max_connections: int = 0  # in total (0: no limit)
     max_per_client: int = 0  # per client address (0: no limit)
-
-
-class UdpServer:
-    def __init__(self, sock: socket.socket, handler: Handler, quick: Quick | None = None) -> None:
-        self.sock = sock
-        self.handler = handler  # never raises: the pipeline answers its own errors
-        self.quick = quick  # likewise; used only by the reading thread
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        # Other sockets the reading thread reads (``forward.sockets.Readers``): fd ->
-        # (callback, what is non-empty while a datagram is awaited, read by the thread
-        # rather than the loop); and each such collection once (``any`` of them is
-        # asked after every query: truth tests in C, no call).
-        self._watched: dict[int, tuple[Callable[[], None], Sized, bool]] = {}
-        self._awaited: list[Sized] = []
-        self._epoll = select.epoll()
-        self._plain = False  # the thread waits in a receive on our socket only
-        self._kicker: socket.socket | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        gate: threading.Lock | None = getattr(loop, "gate", None)
-        if gate is None or self.quick is None:
-            loop.add_reader(self.sock.fileno(), self._drain)
-            return
-        self._epoll.register(self.sock.fileno(), select.EPOLLIN)
-        self._plain = True  # what the thread starts with
-        self._thread = threading.Thread(target=self._read, args=(loop, gate),
-                                        name="udp", daemon=True)
-        self._thread.start()
-
-    def stop_reading(self) -> None:
-        """Take no new queries; replies to forwarded ones can still be sent (the sockets
-        the thread watched are read by the loop from now on)."""
-        if self._thread is not None:
-            # Not joined: it may be waiting for the gate this thread holds. It ends after
-            # the datagram in hand, at the latest on the wake-up datagram.
-            self._stopping = True
-            self._wake_reader()
-            self._thread, self._plain = None, False  # no more wake-ups: it is ending
-            assert self._loop is not None
-            for fd, (callback, awaited, threaded) in self._watched.items():
-                if threaded:
-                    self._loop.add_reader(fd, callback)
-                    self._watched[fd] = (callback, awaited, False)
-        elif self._loop is not None:
-            self._loop.remove_reader(self.sock.fileno())
-        self._loop = None
-
-    def close(self) -> None:
-        started = self._thread is not None or self._stopping
-        self.stop_reading()
-        self.sock.close()
-        if not started:  # else the thread closes it as it ends
-            self._epoll.close()
-        if self._kicker is not None:
-            self._kicker.close()
-
-    def send(self, reply: bytes, peer: Any) -> None:
-        """Send a reply that was produced later (forwarded queries)."""
-        try:
-            self.sock.sendto(reply, socket.MSG_DONTWAIT, peer)
-        except OSError:
-            log.debug("udp send to %s failed", peer, exc_info=True)
-
-    # -- reading other sockets (``forward.sockets.Readers``) ---------------------------
-
-    def watch(self, fd: int, callback: Callable[[], None], awaited: Sized) -> None:
-        """Read ``fd`` too: in the reading thread (holding the gate) if there is one, else
-        on the loop. Called holding the gate."""
-        threaded = self._thread is not None
-        self._watched[fd] = (callback, awaited, threaded)
-        if not any(a is awaited for a in self._awaited):
-            self._awaited.append(awaited)
-        if threaded:
-            self._epoll.register(fd, select.EPOLLIN)
-        else:
-            asyncio.get_running_loop().add_reader(fd, callback)
-
-    def unwatch(self, fd: int) -> None:
-        entry = self._watched.pop(fd, None)
-        if entry is None:
-            return
-        _, awaited, threaded = entry
-        if not any(e[1] is awaited for e in self._watched.values()):
-            self._awaited = [a for a in self._awaited if a is not awaited]
-        if threaded:
-            with suppress(OSError, ValueError):  # ValueError: the thread has ended
-                self._epoll.unregister(fd)
-            return
-        with suppress(RuntimeError):  # the loop is already gone at exit
-            asyncio.get_running_loop().remove_reader(fd)
-
-    def sent(self) -> None:
-        """A query went out from the loop's thread: if the reading thread waits on our
-        socket alone, wake it to wait for the reply too."""
-        if self._plain:
-            self._wake_reader()
-
-    # -- reading ---------------------------------------------------------------------
-
-    def _drain(self) -> None:
-        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
-        handler, send = self.handler, self.send
-        for _ in range(DRAIN):
-            try:
-                data, peer = recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                log.debug("udp receive failed", exc_info=True)
-                return
-            reply = handler(data, False, peer, send)
-            if reply is not None:
-                try:
-                    sendto(reply, peer)
-                except OSError:
-                    log.debug("udp send to %s failed", peer, exc_info=True)
-
-    def _read(self, loop: asyncio.AbstractEventLoop, gate: threading.Lock) -> None:
-        """The reading thread. While no reply to a forwarded query is awaited, a blocking
-        receive on a twin of our socket (one system call a query); otherwise ``epoll`` on
-        it and the watched sockets, so a query and its upstream's reply are both handled
-        here. Everything is done holding the gate; what ``quick`` cannot answer is handed
-        to the loop's thread."""
-        # Its own descriptor, blocking (deferred replies are sent with MSG_DONTWAIT).
-        reader = self.sock.dup()
-        reader.settimeout(None)
-        recvfrom, sendto, later = reader.recvfrom, reader.sendto, loop.call_soon_threadsafe
-        acquire, release, send = gate.acquire, gate.release, self.send
-        ours, poll = self.sock.fileno(), self._epoll.poll
-        plain = True
-        try:
-            while not self._stopping:
-                if plain:  # as lean as can be: cache hits and direct answers come this way
-                    try:
-                        data, peer = recvfrom(65535)
-                    except OSError:
-                        log.debug("udp receive failed", exc_info=True)
-                        continue
-                    # The gate by hand, not ``with``, and ``quick`` called here rather than
-                    # through ``_take``: each saves a few percent of a cache hit's cost.
-                    acquire()
-                    try:
-                        quick = self.quick
-                        reply = quick(data, peer, send) if quick is not None and data else None
-                        # Only a query that got no reply (sent upstream, handed to the
-                        # loop's thread, or a wake-up) can have changed what is awaited.
-                        if not reply:
-                            if reply is None:
-                                self._hand_on(data, peer, later)
-                            plain = self._plain = not any(self._awaited)
-                    except RuntimeError:  # the loop has closed: we are done
-                        return
-                    finally:
-                        release()
-                    if reply:
-                        try:
-                            sendto(reply, peer)
-                        except OSError:
-                            log.debug("udp send to %s failed", peer, exc_info=True)
-                    continue
-                events = poll()
-                with gate:
-                    for fd, _ in events:
-                        if fd == ours:
-                            if not self._drain_thread(reader, loop):
-                                return
-                        else:
-                            watched = self._watched.get(fd)
-                            if watched is not None and not self._stopping:
-                                watched[0]()
-                    plain = self._plain = not any(self._awaited)
-        finally:
-            reader.close()
-            self._epoll.close()
-
-    def _drain_thread(self, reader: socket.socket, loop: asyncio.AbstractEventLoop) -> bool:
-        """The datagrams waiting on our socket; False once the thread must end."""
-        recvfrom = reader.recvfrom  # the socket is blocking (it shares the reader's flags)
-        for _ in range(DRAIN):
-            try:
-                data, peer = recvfrom(65535, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return True
-            except OSError:
-                log.debug("udp receive failed", exc_info=True)
-                return True
-            if not self._answer(data, peer, reader, loop):
-                return False
-        return True
-
-    def _answer(self, data: bytes, peer: Any, reader: socket.socket,
-                loop: asyncio.AbstractEventLoop) -> bool:
-        """One datagram, in the thread holding the gate; False once the thread must end."""
-        if self._stopping:
-            return False
-        try:
-            reply = self._take(data, peer, loop.call_soon_threadsafe)
-        except RuntimeError:  # the loop has closed: we are done
-            return False
-        if reply:
-            try:
-                reader.sendto(reply, peer)
-            except OSError:
-                log.debug("udp send to %s failed", peer, exc_info=True)
-        return True
-
-    def _take(self, data: bytes, peer: Any, later: Callable[..., object]) -> bytes | None:
-        """One datagram, holding the gate: the reply to send now, if ``quick`` made one;
-        b"" or None when there is none (sent later, or an empty wake-up datagram), the
-        query handed to the loop's thread in the second case (``_hand_on``)."""
-        quick = self.quick
-        reply = quick(data, peer, self.send) if quick is not None and data else None
-        if reply is None:
-            self._hand_on(data, peer, later)
-        return reply
-
-    def _hand_on(self, data: bytes, peer: Any, later: Callable[..., object]) -> None:
-        """A datagram ``quick`` did not answer, to the loop's thread (an empty one is a
-        wake-up: nothing to answer). ``later`` raises RuntimeError once the loop has
-        closed."""
-        if data and not self._stopping:
-            later(self._on_loop, data, peer)
-
-    def _on_loop(self, data: bytes, peer: Any) -> None:
-        """A query the reading thread passed on, answered on the loop's thread."""
-        reply = self.handler(data, False, peer, self.send)
-        if reply is not None:
-            self.send(reply, peer)
-
-    def _wake_reader(self) -> None:
-        """End the blocking receive: an empty datagram to our own address."""
-        host, port = self.sock.getsockname()[:2]
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1" if self.sock.family == socket.AF_INET else "::1"
-        if self._kicker is None:
-            self._kicker = socket.socket(self.sock.family, socket.SOCK_DGRAM)
-        with suppress(OSError):
-            self._kicker.sendto(b"", (host, port))
 
 
 class TcpPeer:

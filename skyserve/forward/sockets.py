@@ -6,7 +6,7 @@ random ID from the OS's CSPRNG. TCP opens one connection per query. Probes (heal
 loop detection) use a socket of their own.
 
 The UDP sockets are read by ``Readers``: the event loop by default; in skyserve the UDP
-server's reading thread (``transport.UdpServer``), so that a forwarded query and its reply
+server's reading thread (``udp.UdpServer``), so that a forwarded query and its reply
 are handled by one thread, with no hand-over between two. The queries that thread forwards
 leave together after each batch it reads (``Outbox``).
 """

@@ -95,17 +95,17 @@ class Pipeline:
     def handle(self, data: bytes, tcp: bool = False, peer: Any = None,
                send: Send | None = None) -> bytes | None:
         """Answer one query: the reply, or None (dropped, or sent later through ``send``)."""
-        return self.quick(data, peer, send, tcp, self._first)
+        return self.quick(data, peer, send, _clock(), tcp, self._first)
 
-    def quick(self, data: bytes, peer: Any = None, send: Send | None = None, tcp: bool = False,
+    def quick(self, data: bytes, peer: Any, send: Send | None, start: float, tcp: bool = False,
               rest: Handler | None = None) -> bytes | None:
         """A UDP query's reply if the answer cache or the direct stage has it; b"" when it
         was forwarded at once (the reply goes later through ``send``); else None (then
         ``handle`` must answer it). What the transport's reading thread asks, with no
         ``rest``; ``handle`` gives it the general path as ``rest``, so that both are one
         Python call deep to the cache hit. The reply is logged; an exception is a
-        SERVFAIL."""
-        start = _clock()
+        SERVFAIL. ``start``: when the query was read, what its logged duration counts
+        from (the reading thread reads a batch of queries before it answers them)."""
         try:
             reply = self._hit(data, tcp, start) or self._direct(data, tcp, start)
             if reply is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from skyserve import eventloop
 from skyserve.eventloop import GatedLoop
-from skyserve.transport import UdpServer
+from skyserve.udp import UdpServer
 
 
 def test_the_loop_holds_the_gate_except_while_it_waits() -> None:
@@ -48,7 +48,7 @@ def test_quick_answers_come_from_the_thread_the_rest_from_the_loop() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
 
-    def quick(data: bytes, peer: Any, send: Any) -> bytes | None:
+    def quick(data: bytes, peer: Any, send: Any, start: float) -> bytes | None:
         threads.setdefault(data, []).append(threading.current_thread().name)
         if data.startswith(b"d"):  # taken: its reply goes through send (later, in skyserve)
             send(b"sent:" + data, peer)

@@ -27,7 +27,8 @@ from skyserve.index import Index
 from skyserve.lookup import Zone
 from skyserve.pipeline.chain import Pipeline
 from skyserve.pipeline.context import Settings
-from skyserve.transport import TcpServer, UdpServer
+from skyserve.transport import TcpServer
+from skyserve.udp import UdpServer
 
 ZONE = Zone(name_labels("skydns.test"))
 BROKEN = "/skydns/test/skydns/broken"

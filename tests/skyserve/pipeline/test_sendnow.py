@@ -25,7 +25,7 @@ from skyserve.lookup import Zone
 from skyserve.pipeline.chain import Pipeline
 from skyserve.pipeline.context import Settings
 from skyserve.stats import ForwardStats
-from skyserve.transport import UdpServer
+from skyserve.udp import UdpServer
 from tests.support.dns_upstream import SPOOFED, DnsUpstream
 
 # (name, upstream mode of the first upstream, how the client asks)
