@@ -48,6 +48,12 @@ MAX_TXN_OPS = 128  # etcd's default --max-txn-ops (per list: compares, and opera
 PIPELINE = 8  # transactions in flight at once in apply()
 
 
+def _keys_under(prefix: str) -> tuple[bytes, bytes]:
+    """The range of every key below ``prefix/``: its start and end, as etcd takes them."""
+    start = (prefix + "/").encode()
+    return start, etcdrange.prefix_range_end(start)
+
+
 def _page_limit(size: int, count: int) -> int:
     """Keys in the next page: about PAGE_BYTES, judged by ``count`` keys of ``size`` bytes."""
     return max(FIRST_PAGE, min(MAX_PAGE, PAGE_BYTES * count // max(size, 1)))
@@ -164,8 +170,7 @@ class EtcdClient:
 
         After the first page, the next one is asked for (on a thread) while the caller
         digests one: the gateway takes ~4 s to write a page of 500,000 keys as JSON."""
-        start = (prefix + "/").encode()
-        end = etcdrange.prefix_range_end(start)
+        start, end = _keys_under(prefix)
         revision, size, count = 0, 0, 0
         key, limit = start, FIRST_PAGE
         asked: Future[etcdrange.RangePage] | None = None
@@ -193,11 +198,9 @@ class EtcdClient:
         """Watch ``prefix/`` from a revision; returns a watch id for ``cancel``. Read from
         etcd's JSON gateway (``skydns.etcdgateway`` says why), on the member the last
         read used when it can; the callback runs on the watch's own thread."""
-        start = (prefix + "/").encode()
         watch = etcdgateway.open_watch(self._gateway.members(), self.settings,
-                                       self._gateway.token(), start,
-                                       etcdrange.prefix_range_end(start), start_revision,
-                                       callback)
+                                       self._gateway.token(), *_keys_under(prefix),
+                                       start_revision, callback)
         watch_id = next(self._watch_ids)
         self._watches[watch_id] = watch
         return watch_id
@@ -213,9 +216,8 @@ class EtcdClient:
         Not ``count_only``: etcd ignores the revision filters when counting
         (etcd-io/etcd#18267), while ``limit`` applies after them.
         """
-        start = (prefix + "/").encode()
-        page = self._gateway.range(start, etcdrange.prefix_range_end(start), keys_only=True,
-                                   limit=1, min_mod_revision=revision + 1)
+        page = self._gateway.range(*_keys_under(prefix), keys_only=True, limit=1,
+                                   min_mod_revision=revision + 1)
         return any(True for _ in page)
 
     def put(self, key: str, value: str, lease: int | None = None) -> int:
