@@ -154,12 +154,12 @@ class Direct:
         if zone.cluster:
             return self._walk(data, tcp, start)
         if node is None:
-            return self._send(data, tcp, start, end, qtype, edns, zone, KIND_NXDOMAIN, b"", None)
+            return self._send(data, tcp, start, end, qtype, edns, zone, KIND_NXDOMAIN, b"", key)
         found = self._addresses(node, qtype)
         if found is None:
             return None
         return self._send(data, tcp, start, end, qtype, edns, zone, ANSWER if found else NODATA,
-                          found, None)
+                          found, key)
 
     def _tail(self, tail: bytes) -> tuple[int, int] | None:
         """What follows the question's name, if it is a plain shape: (type, EDNS), kept
@@ -205,9 +205,16 @@ class Direct:
                           found, labels)
 
     def _send(self, data: bytes, tcp: bool, start: float, end: int, qtype: int, edns: int,
-              zone: ZoneFacts, kind: int, found: bytes, labels: Labels | None) -> bytes:
+              zone: ZoneFacts, kind: int, found: bytes, name: bytes | Labels) -> bytes:
         """The reply of ``kind`` (``ANSWER``: ``found`` is its one record; ``NODATA``,
-        ``NXDOMAIN``), counted, and admitted to the answer cache on a second sighting."""
+        ``NXDOMAIN``), counted, and admitted to the answer cache on a second sighting.
+        ``name``: the question's name as the caller read it, the flat table's key or labels.
+
+        The doorkeeper is given a hash of that name, type, EDNS shape and transport: the
+        key's hash is already computed (the table lookup cached it in the bytes object),
+        where hashing the query again would cost a slice and a pass over its bytes. Queries
+        that differ only in ID, case or flags are one query to it: one of them is admitted
+        a sighting early, nothing worse."""
         answers = self.answers
         if zone.serial is not answers.serial:  # a new revision: new SOA serials
             zone.renew(answers.serial)
@@ -223,8 +230,8 @@ class Direct:
             self.seconds[stat] += seconds
         else:
             stat = self._count(self.tally.stats[stat], seconds)
-        if answers.seen_before(data, tcp) and answers.admits():
-            self._keep(data, tcp, reply, stat, labels, zone, serial_at)
+        if answers.seen_before(hash(name) ^ (qtype << 3 | edns << 1 | tcp)) and answers.admits():
+            self._keep(data, tcp, reply, stat, name, zone, serial_at)
         return reply
 
     def _shape(self, shape: Shape, zone: ZoneFacts, found: int) -> Made:
@@ -261,13 +268,15 @@ class Direct:
         stage decides, by the forwarder's pools)."""
         return zone.fallthrough and self.forwarder is not None
 
-    def _keep(self, data: bytes, tcp: bool, reply: bytes, stat: int, labels: Labels | None,
+    def _keep(self, data: bytes, tcp: bool, reply: bytes, stat: int, name: bytes | Labels,
               zone: ZoneFacts, serial_at: int) -> None:
         """Admit a reply to the answer cache, with the paths the general path would name
         (a name that does not exist also depends on wildcards and names appearing above
-        it); ``serial_at``: where the SOA serial is, or -1. ``labels`` are the question's,
-        read now if the flat table answered."""
-        if labels is None:
+        it); ``serial_at``: where the SOA serial is, or -1. ``name``: the question's labels,
+        or the flat table's key (then the labels are read now)."""
+        if isinstance(name, tuple):
+            labels = name
+        else:
             plain = plain_query(data)
             assert plain is not None  # the flat table answers only plain queries
             labels = plain[2]
