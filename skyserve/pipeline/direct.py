@@ -153,13 +153,12 @@ class Direct:
             return None
         if zone.cluster:
             return self._walk(data, tcp, start)
-        if node is None:
-            return self._send(data, tcp, start, end, qtype, edns, zone, KIND_NXDOMAIN, b"", key)
-        found = self._addresses(node, qtype)
+        found = b"" if node is None else self._addresses(node, qtype)
         if found is None:
             return None
-        return self._send(data, tcp, start, end, qtype, edns, zone, ANSWER if found else NODATA,
-                          found, key)
+        kind = KIND_NXDOMAIN if nx else ANSWER if found else NODATA
+        flags = (data[2] << 8 | data[3]) & (RD | CD)
+        return self._send(data, start, (n, end, qtype, kind, flags, edns, tcp), zone, found, key)
 
     def _tail(self, tail: bytes) -> tuple[int, int] | None:
         """What follows the question's name, if it is a plain shape: (type, EDNS), kept
@@ -193,51 +192,52 @@ class Direct:
                 zone.cluster and structural(rel)):
             return None
         depth, node = self.zones.authority.index.closest_encloser(path)
-        if depth < len(path):
-            if (depth >= zone.depth and "*" in node.children) or self._falls_through(zone):
-                return None  # a wildcard answers, or a forwarder: the general path
-            return self._send(data, tcp, start, end, qtype, edns, zone, KIND_NXDOMAIN, b"",
-                              labels)
-        found = self._addresses(node, qtype)
+        nx = depth < len(path)
+        if nx and ((depth >= zone.depth and "*" in node.children) or self._falls_through(zone)):
+            return None  # a wildcard answers, or a forwarder: the general path
+        found = b"" if nx else self._addresses(node, qtype)
         if found is None:
             return None
-        return self._send(data, tcp, start, end, qtype, edns, zone, ANSWER if found else NODATA,
+        kind = KIND_NXDOMAIN if nx else ANSWER if found else NODATA
+        flags = (data[2] << 8 | data[3]) & (RD | CD)
+        return self._send(data, start, (len(data), end, qtype, kind, flags, edns, tcp), zone,
                           found, labels)
 
-    def _send(self, data: bytes, tcp: bool, start: float, end: int, qtype: int, edns: int,
-              zone: ZoneFacts, kind: int, found: bytes, name: bytes | Labels) -> bytes:
-        """The reply of ``kind`` (``ANSWER``: ``found`` is its one record; ``NODATA``,
-        ``NXDOMAIN``), counted, and admitted to the answer cache on a second sighting.
-        ``name``: the question's name as the caller read it, the flat table's key or labels.
+    def _send(self, data: bytes, start: float, shape: Shape, zone: ZoneFacts, found: bytes,
+              name: bytes | Labels) -> bytes:
+        """The reply of a ``shape`` (its kind ``ANSWER``: ``found`` is its one record;
+        ``NODATA``, ``NXDOMAIN``), counted, and admitted to the answer cache on a second
+        sighting. ``name``: the question's name as the caller read it, the flat table's key
+        or labels.
 
-        The doorkeeper is given a hash of that name, type, EDNS shape and transport: the
-        key's hash is already computed (the table lookup cached it in the bytes object),
-        where hashing the query again would cost a slice and a pass over its bytes. Queries
-        that differ only in ID, case or flags are one query to it: one of them is admitted
-        a sighting early, nothing worse."""
+        The doorkeeper is given the hash of that name mixed with the shape's (worked out
+        once per shape): the key's hash is already computed (the table lookup cached it in
+        the bytes object), where hashing the query again would cost a slice and a pass over
+        its bytes. Queries that differ only in ID or case are one query to it: one of them
+        is admitted a sighting early, nothing worse."""
         answers = self.answers
         if zone.serial is not answers.serial:  # a new revision: new SOA serials
             zone.renew(answers.serial)
-        shape = (len(data), end, qtype, kind, (data[2] << 8 | data[3]) & (RD | CD), edns, tcp)
         made = zone.replies.get(shape)
         if made is None:
             made = self._shape(shape, zone, len(found))
-        head, tail, stat, serial_at = made
-        reply = data[:2] + head + data[12 : end + 4] + found + tail
+        head, tail, stat, serial_at, salt = made
+        reply = data[:2] + head + data[12 : shape[1] + 4] + found + tail
         seconds = time.perf_counter() - start
         if seconds <= FIRST_BUCKET:
             self.counts[stat] += 1
             self.seconds[stat] += seconds
         else:
             stat = self._count(self.tally.stats[stat], seconds)
-        if answers.seen_before(hash(name) ^ (qtype << 3 | edns << 1 | tcp)) and answers.admits():
-            self._keep(data, tcp, reply, stat, name, zone, serial_at)
+        if answers.seen_before(hash(name) ^ salt) and answers.admits():
+            self._keep(data, shape[6], reply, stat, name, zone, serial_at)
         return reply
 
     def _shape(self, shape: Shape, zone: ZoneFacts, found: int) -> Made:
         """What every reply of a shape in ``zone`` shares (``Made``), worked out once per
         revision: the header after the ID, what follows the answer record (the SOA for a
-        negative answer, our OPT), its Stat's Tally id and where the SOA serial is."""
+        negative answer, our OPT), its Stat's Tally id, where the SOA serial is, and the
+        shape's hash for the doorkeeper."""
         size, end, qtype, kind, flags, edns, tcp = shape
         rcode = NXDOMAIN if kind == KIND_NXDOMAIN else NOERROR
         counts = ONE_ANSWER if kind == ANSWER else ONE_AUTHORITY
@@ -252,7 +252,7 @@ class Direct:
                                   end + 4 + found + len(tail), 0))
         if len(zone.replies) >= MAX_SHAPES:
             zone.replies.clear()  # odd query types or sizes: not worth a growing table
-        made = zone.replies[shape] = (head, tail, stat, serial_at)
+        made = zone.replies[shape] = (head, tail, stat, serial_at, hash(shape))
         return made
 
     def _count(self, stat: Stat, seconds: float) -> int:

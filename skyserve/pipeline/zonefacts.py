@@ -14,8 +14,8 @@ from ..wire.rr import RR
 # reply, its RD and CD flags, its EDNS (``plain_edns``), TCP.
 Shape = tuple[int, int, int, int, int, int, bool]
 # What replies of a shape share: the header after the ID, what follows the answer record,
-# the Tally id of their Stat, and where the SOA serial is (-1: none).
-Made = tuple[bytes, bytes, int, int]
+# the Tally id of their Stat, where the SOA serial is (-1: none), and the shape's hash.
+Made = tuple[bytes, bytes, int, int, int]
 
 class ZoneFacts:
     """What the direct stage needs of a zone, worked out once."""
