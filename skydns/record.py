@@ -59,21 +59,28 @@ class Record:
         return name_labels(self.host)
 
     def to_json(self) -> str:
-        """Encode as SkyDNS JSON, leaving out fields at their zero value."""
-        out: dict[str, Any] = {"host": self.host}
-        for name, value in (
-            ("port", self.port),
-            ("priority", self.priority),
-            ("weight", self.weight),
-            ("text", self.text),
-            ("mail", self.mail),
-            ("ttl", self.ttl),
-            ("targetstrip", self.targetstrip),
-            ("group", self.group),
-        ):
-            if value:
-                out[name] = value
-        return json.dumps(out, separators=(",", ":"), sort_keys=True)
+        """Encode as SkyDNS JSON, leaving out fields at their zero value: what
+        ``json.dumps(fields, separators=(",", ":"), sort_keys=True)`` writes, assembled by
+        hand. The bridge encodes every record it writes (1.4 million at ten times its
+        bench), and each ``dumps`` call there cost ~2 µs of encoder set-up for two or three
+        fields; strings still go through ``json.dumps`` (its escaping, ASCII only)."""
+        parts = ['"group":' + json.dumps(self.group)] if self.group else []
+        parts.append('"host":' + json.dumps(self.host))
+        if self.mail:
+            parts.append('"mail":true')
+        if self.port:
+            parts.append(f'"port":{self.port}')
+        if self.priority:
+            parts.append(f'"priority":{self.priority}')
+        if self.targetstrip:
+            parts.append(f'"targetstrip":{self.targetstrip}')
+        if self.text:
+            parts.append('"text":' + json.dumps(self.text))
+        if self.ttl:
+            parts.append(f'"ttl":{self.ttl}')
+        if self.weight:
+            parts.append(f'"weight":{self.weight}')
+        return "{" + ",".join(parts) + "}"
 
 
 # field name -> (python type, minimum, maximum); Go's encoding/json matches names
