@@ -33,8 +33,8 @@ def test_an_answer_is_counted_as_its_bytes_and_the_measured_overhead() -> None:
 
 
 def test_the_doorkeeper_is_sized_to_what_it_remembers() -> None:
-    assert len(cache(20_000)[0]._seen) <= 2 * 1024 * 1024
-    assert len(cache(1_000_000)[0]._seen) == 16 * 1024 * 1024  # its most
+    assert len(cache(20_000)[0]._seen) <= 512 * 1024
+    assert len(cache(1_000_000)[0]._seen) == 2 * 1024 * 1024  # its most
 
 
 def test_a_change_drops_the_answer_over_udp_and_tcp() -> None:
