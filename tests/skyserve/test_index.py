@@ -75,10 +75,12 @@ def test_the_flat_table_holds_exactly_the_nodes_a_query_can_name() -> None:
     """Random puts and deletes (names coming and going, a branch pruned, a wildcard, a
     label no query can spell): after each, the table is the trie's nodes by wire name."""
     rng = random.Random(5)
-    labels = ["a", "b", "*", "any", "x" * 64, "\u0142", "\xe9", "a.b", "c"]
+    # Four 63-octet labels make a name over 255 octets: not in the table either.
+    labels = ["a", "b", "*", "any", "x" * 64, "\u0142", "\xe9", "a.b", "c", *(
+        c * 63 for c in "vwyz")]
     index = Index()
     for _ in range(2000):
-        path = ("test", *rng.sample(labels, rng.randrange(1, 4)))
+        path = ("test", *rng.sample(labels, rng.randrange(1, 5)))
         key = "/skydns/" + "/".join(path) + rng.choice(["", "/x1"])
         if rng.random() < 0.6:
             index.put(key_path(key) or (), decode_record(key, '{"host":"10.0.0.1"}'))
@@ -91,3 +93,6 @@ def test_the_flat_table_holds_exactly_the_nodes_a_query_can_name() -> None:
     assert flat_key(("test", "\u0142")) is None  # not Latin-1: no query spells it
     assert flat_key(("test", "x" * 64)) is None
     assert flat_key(("test", "*", "a")) is None  # a query means ``*`` as a wildcard
+    longest = ("test", "v" * 63, "w" * 63, "y" * 63, "z" * 56)  # 255 octets as a name
+    assert len(flat_key(longest) or b"") == 255
+    assert flat_key((*longest[:-1], "z" * 57)) is None
