@@ -250,7 +250,9 @@ def key_path(key: str, prefix: str = DEFAULT_PREFIX) -> Labels | None:
     head = prefix + "/"
     if not key.startswith(head):
         return None
-    return tuple(p.lower() for p in key[len(head):].split("/") if p)
+    # One lower() and one split for the whole key: a mirror decodes every key it loads.
+    parts = key[len(head):].lower().split("/")
+    return tuple(p for p in parts if p) if "" in parts else tuple(parts)
 
 
 def key_to_name(key: str, prefix: str = DEFAULT_PREFIX) -> Labels | None:

@@ -33,6 +33,20 @@ def test_key_path_tolerates_empty_components_and_rejects_other_prefixes() -> Non
     assert key_path("/a/b/local/X", "/a/b") == ("local", "x")
 
 
+def test_key_path_lowers_each_component_as_it_would_alone() -> None:
+    """The key is lower-cased whole, not part by part: the same components, also where
+    Unicode lower-casing looks at neighbours (a final sigma ends a component) or changes a
+    length (a dotted capital I)."""
+    rng = random.Random(11)
+    pieces = ["A", "b", "\u03a3", "\u0391\u03a3", "\u0130", "x-Y", "", "_tcp", "\u00c9", "."]
+    for _ in range(3000):
+        parts = [rng.choice(pieces) + rng.choice(pieces) for _ in range(rng.randrange(1, 6))]
+        key = "/skydns/" + "/".join(parts) + rng.choice(["", "/"])
+        want = tuple(p.lower() for p in key[len("/skydns/"):].split("/") if p)
+        assert key_path(key) == want, key
+    assert key_path("/skydns/\u0391\u03a3/B") == ("\u03b1\u03c2", "b")  # final sigma
+
+
 def test_prefix_normalisation() -> None:
     assert normalize_prefix("skydns/") == "/skydns"
     assert normalize_prefix("/app1/skydns") == "/app1/skydns"
