@@ -47,6 +47,19 @@ def test_key_path_lowers_each_component_as_it_would_alone() -> None:
     assert key_path("/skydns/\u0391\u03a3/B") == ("\u03b1\u03c2", "b")  # final sigma
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le",
+                                      "utf-16-be", "utf-32", "utf-32-le"])
+def test_a_value_in_any_json_encoding_decodes_as_its_text(encoding: str) -> None:
+    """Bytes are read as ``json.loads`` reads them (RFC 8259 wants UTF-8; Python's reader
+    also takes UTF-16 and UTF-32, with or without a BOM), UTF-8 without its help."""
+    text = '{"host":"10.0.0.1","text":"caf\\u00e9 \\ud83d\\ude00 \u00e9","ttl":7}'
+    key = "/skydns/test/x"
+    assert decode_record(key, text.encode(encoding)) == decode_record(key, text)
+    assert decode_record(key, text.encode(encoding)).text == "caf\u00e9 \U0001f600 \u00e9"
+    with pytest.raises(RecordError, match=r"invalid JSON.*utf-8"):
+        decode_record(key, b'{"host":"\xff"}')
+
+
 def test_prefix_normalisation() -> None:
     assert normalize_prefix("skydns/") == "/skydns"
     assert normalize_prefix("/app1/skydns") == "/app1/skydns"
