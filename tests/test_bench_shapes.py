@@ -4,16 +4,19 @@ their medians, the report and the charts from a saved result; nothing is started
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from benchkit.dataset import write_flood_queries
-from benchkit.procs import Server
+from benchkit.procs import Server, context_switches
 from benchkit.rounds import alternate, median_of, paired_ratio
 from benchkit.shapes_report import report_shapes
 
@@ -30,6 +33,28 @@ def test_flood_names_are_distinct_new_names_of_the_zone_and_follow_the_seed(
     assert not any(label.startswith("h") for label in labels)  # never a record's name
     again = write_flood_queries(tmp_path / "r.txt", 50_000, random.Random(7)).read_text()
     assert again == path.read_text()
+
+
+def test_context_switches_count_each_sleep_of_every_live_thread() -> None:
+    """The fixed-rate rows' switches: a thread that sleeps 20 times switches out 20 times
+    or more (voluntarily), counted while it lives (as a server's threads do)."""
+    before = context_switches(os.getpid())
+    napped, done = threading.Event(), threading.Event()
+
+    def naps() -> None:
+        for _ in range(20):
+            time.sleep(0.001)
+        napped.set()
+        done.wait(5)
+
+    thread = threading.Thread(target=naps)
+    thread.start()
+    assert napped.wait(5)
+    voluntary, involuntary = context_switches(os.getpid())
+    done.set()
+    thread.join()
+    assert voluntary - before[0] >= 20
+    assert involuntary >= before[1]
 
 
 def test_medians_and_paired_ratios() -> None:

@@ -18,6 +18,7 @@ from benchkit.procs import (
     box_busy_pct,
     box_cpu,
     children_cpu_s,
+    context_switches,
     cpu_ticks,
     cpu_ticks_by_pid,
     rss_kb,
@@ -68,13 +69,17 @@ def accounted(srv_pid: int, port: int, qfile: Path, args: argparse.Namespace,
     up0 = upstream.queries() if upstream else 0
     upt0 = cpu_ticks(upstream.srv.pid) if upstream else 0
     per0, (busy0, tot0) = cpu_ticks_by_pid(srv_pid), box_cpu()
+    vol0, invol0 = context_switches(srv_pid)
     t0, w0 = cpu_ticks(srv_pid), time.monotonic()
     st, out = dnsperf(port, qfile, args, args.duration, extra)
     cpu_s, wall = (cpu_ticks(srv_pid) - t0) / CLK_TCK, time.monotonic() - w0
     per1, (busy1, tot1) = cpu_ticks_by_pid(srv_pid), box_cpu()
+    vol1, invol1 = context_switches(srv_pid)
     done = st["completed"]
     acct: dict[str, Any] = {
         "cpu_us_per_query": cpu_s * 1e6 / done if done else None,
+        "voluntary_switches_per_query": (vol1 - vol0) / done if done else None,
+        "involuntary_switches_per_query": (invol1 - invol0) / done if done else None,
         "cpu_pct": 100 * cpu_s / wall,
         "dnsperf_cpu_pct": 100 * st["dnsperf_cpu_s"] / st["wall_s"],
         "box_busy_pct": 100 * (busy1 - busy0) / max(1, tot1 - tot0),  # of all NCPU cores
@@ -136,6 +141,9 @@ def latency_run(srv_pid: int, port: int, qfile: Path, args: argparse.Namespace, 
                            "lat_rcodes": lat["rcodes"],
                            "lat_others_cpu_pct": lat["acct"]["others_cpu_pct"],
                            "lat_cpu_us_per_query": lat["acct"]["cpu_us_per_query"],
+                           "lat_voluntary_switches": lat["acct"]["voluntary_switches_per_query"],
+                           "lat_involuntary_switches":
+                               lat["acct"]["involuntary_switches_per_query"],
                            "latency_run": lat}
     for p in (50, 90, 99, 100):
         res[f"p{p}_ms"] = percentile(ms, p)

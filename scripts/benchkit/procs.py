@@ -121,6 +121,30 @@ def cpu_ticks_by_pid(root: int) -> dict[int, int]:
             continue
     return out
 
+def context_switches(root: int) -> tuple[int, int]:
+    """Voluntary and involuntary context switches of root and its live descendants, over all
+    their threads (/proc/PID/task/TID/status). At a fixed rate they tell a server that
+    sleeps between queries from one its client preempts on a shared CPU, which cost
+    different CPU a query for the same code (docs/benchmarks.md, session 8)."""
+    voluntary = involuntary = 0
+    for pid in [root, *descendants(root)]:
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                name, _, value = line.partition(":")
+                if name == "voluntary_ctxt_switches":
+                    voluntary += int(value)
+                elif name == "nonvoluntary_ctxt_switches":
+                    involuntary += int(value)
+    return voluntary, involuntary
+
 def children_cpu_s() -> float:
     """CPU seconds of every child this process has reaped so far (e.g. finished dnsperf runs)."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -112,6 +112,10 @@ def _rates(t: Table, res: dict[str, Any]) -> None:
         shape = f"{'fixed ' if fixed else ''}{int(rate):,} qps, {res['records']:,}"
         t.rounds(shape, block, "CPU us/query", "lat_cpu_us_per_query", 2,
                  Target("<=", 1.3) if fixed else None)
+        # Per query, over the server's threads: a run whose reading thread its client
+        # preempts (involuntary) costs less CPU than one that sleeps (docs/benchmarks.md).
+        t.rounds("", block, "switches/q, slept", "lat_voluntary_switches", 2)
+        t.rounds("", block, "switches/q, preempted", "lat_involuntary_switches", 2)
         for p in (50, 90, 99):
             t.rounds("", block, f"p{p} ms", f"p{p}_ms", 3)
         t.rounds("", block, "lost", "lat_lost", 0)
