@@ -229,9 +229,17 @@ class EtcdServer(LoggedProcess):
         self.start(timeout)
 
     def pause(self) -> None:
-        """SIGSTOP etcd: it keeps its sockets but answers nothing (a frozen etcd)."""
+        """SIGSTOP etcd: it keeps its sockets but answers nothing (a frozen etcd). Returns
+        once every thread has stopped: a signal is delivered asynchronously, and on a busy
+        machine a thread still running could answer a request sent right after."""
         self._signal_running(signal.SIGSTOP)
         self._paused = True
+        assert self._proc is not None
+        deadline = time.monotonic() + 10
+        while not _all_stopped(self._proc.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"etcd {self.name} did not stop on SIGSTOP")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         """SIGCONT a paused etcd."""
@@ -442,3 +450,13 @@ def start_cluster(
             m.cleanup()
         raise
     return members
+
+
+def _all_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in its stat)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            state = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "T":
+                return False
+    return True
