@@ -31,6 +31,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from tenacity import wait_exponential_jitter
 
 from skydns.background import Background
+from skydns.gcpause import collector_paused
 
 from .objects import (
     ENDPOINT_SLICES,
@@ -196,6 +197,17 @@ class Watcher:
 
     def _list(self) -> None:
         objects: dict[Key, Obj] = {}
+        with collector_paused():  # decoded JSON and slim objects hold no reference cycles
+            rv = self._pages(objects)
+        self._rv = rv
+        self.stats.resource_version = rv
+        self.stats.lists += 1
+        log.info("%s: listed %d objects at resourceVersion %s", self.source, len(objects), rv)
+        self.out(Listed(self.source, objects, time.monotonic()))
+        self.stats.synced = True
+
+    def _pages(self, objects: dict[Key, Obj]) -> str:
+        """Every page of the list, slimmed into ``objects``; the list's resourceVersion."""
         token: str | None = None
         rv = ""
         while True:
@@ -215,13 +227,7 @@ class Watcher:
                     objects[key_of(item)] = slim
             token = body["metadata"].get("continue")
             if not token:
-                break
-        self._rv = rv
-        self.stats.resource_version = rv
-        self.stats.lists += 1
-        log.info("%s: listed %d objects at resourceVersion %s", self.source, len(objects), rv)
-        self.out(Listed(self.source, objects, time.monotonic()))
-        self.stats.synced = True
+                return rv
 
     def _request(self, kwargs: dict[str, Any], read_timeout: float) -> Json:
         resp = self._call(**kwargs, _preload_content=False,

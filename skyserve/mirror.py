@@ -38,6 +38,7 @@ from tenacity import wait_exponential_jitter
 
 from skydns.background import Background
 from skydns.etcd import Compacted, EtcdClient, EtcdError, EtcdSettings, KeyValue, WatchBatch
+from skydns.gcpause import collector_paused
 from skydns.record import RecordError, decode_record, key_path
 
 from .index import Change, Index
@@ -83,10 +84,11 @@ def load_index(client: EtcdClient, prefix: str,
     """The whole prefix as a fresh index, with the revision it was read at. A page at a
     time, so less memory is held at once; ``check`` runs between pages (to leave early)."""
     index, revision = Index(), 0
-    for page, at in client.pages(prefix):
-        add_to_index(index, page, prefix)
-        revision = at
-        check()
+    with collector_paused():  # an index holds no cycles: the collector's scans find none
+        for page, at in client.pages(prefix):
+            add_to_index(index, page, prefix)
+            revision = at
+            check()
     log.info("etcd: loaded %d records at revision %d", len(index), revision)
     return index, revision
 

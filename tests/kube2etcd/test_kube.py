@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import time
 from collections.abc import Iterator
@@ -130,6 +131,33 @@ def test_paged_list_then_watch_resumes_without_relisting(kube: FakeKubeAPI,
     collect.quiet(0.5)  # nothing replayed
     assert kube.count("list", "services") == 3 and kube.count("watch", "services") >= 3
     assert w.stats.synced and not collect.restarts
+
+
+def test_a_list_is_slimmed_with_the_cyclic_collector_paused(kube: FakeKubeAPI,
+                                                           tmp_path: Path) -> None:
+    """Listing every EndpointSlice makes millions of objects that all survive and hold no
+    cycles: the list's pages are read and slimmed with the cyclic collector off (100,000
+    slices: 4.6 s of CPU with it, 1.4-2.0 without), and it is on again for the watch."""
+    for i in range(5):
+        kube.upsert("services", service("ns", f"s{i}", [f"10.0.0.{i}"]))
+    events: queue.Queue[Event] = queue.Queue()
+    w = Watcher(api_client(str(write_kubeconfig(tmp_path / "kubeconfig", kube.url))),
+                Source(SERVICES), events.put, WatchSettings(page_size=2))
+    seen: list[bool] = []
+    slim = w._slim
+    w._slim = lambda obj: (seen.append(gc.isenabled()), slim(obj))[1]
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        w.start()
+        first = events.get(timeout=5)
+        assert isinstance(first, Listed) and len(first.objects) == 5
+        assert gc.isenabled()
+    finally:
+        w.stop()
+        if not was:
+            gc.disable()
+    assert seen == [False] * 5
 
 
 def test_410_relists_and_the_list_drops_what_was_deleted(kube: FakeKubeAPI,
