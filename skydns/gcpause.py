@@ -4,7 +4,7 @@ Decoding a large list (kube2etcd's list of every EndpointSlice, skyserve's load 
 record) creates millions of containers that all survive, and CPython's collector keeps
 scanning them as they pile up: each full collection walks every object alive. None of
 them can be garbage (JSON trees, records, the index's nodes hold no reference cycles), so
-the scans find nothing: measured here, listing 100,000 EndpointSlices took 4.6-4.8 s of
+the scans find nothing: measured here, listing 100,000 EndpointSlices took 4.4-4.8 s of
 CPU with the collector and 1.4-2.0 s without, and decoding 300,000 records into an index
 12.6-14.0 µs a record against 10.0-10.3.
 

@@ -109,9 +109,9 @@ def _shared(value: int) -> int:
 def _json_text(value: bytes | str) -> bytes | str:
     """An etcd value as ``json.loads`` would read it, decoded here when that is UTF-8:
     given bytes, ``json.loads`` works out their encoding in Python on every call (~0.5 µs a
-    value; a mirror decodes every record it loads). To it an object whose second octet is not 0 is
-    UTF-8 (UTF-16 and UTF-32 put a 0 there; a BOM does not start with ``{``), decoded with
-    the same error handler."""
+    value; a mirror decodes every record it loads). To it an object whose second octet is
+    not 0 is UTF-8 (UTF-16 and UTF-32 put a 0 there; a BOM does not start with ``{``),
+    decoded with the same error handler."""
     if isinstance(value, bytes) and value[:1] == b"{" and value[1:2] != b"\0":
         return value.decode("utf-8", "surrogatepass")
     return value
