@@ -173,20 +173,21 @@ def valid_ip(ip: str) -> str | None:
         return None
 
 
-def encode(record: Record, owner: str, marker: str | None = None) -> str:
-    """The etcd value: ``Record.to_json()`` plus the owner marker (``marker``: that field
-    as ``owner_marker`` writes it, worked out once for many records)."""
+def encode(record: Record, owner: str) -> str:
+    """The etcd value: ``Record.to_json()`` plus the owner marker."""
     if not record.host:  # TXT only: no empty host, no priority (meaningless for TXT)
         obj = json.loads(record.to_json())
         obj.pop("host", None)
         obj.pop("priority", None)
         obj[OWNER_FIELD] = owner
         return json.dumps(obj, separators=(",", ":"), sort_keys=True)
-    return record.to_json()[:-1] + (marker or owner_marker(owner))
+    return record.to_json()[:-1] + owner_marker(owner)
 
 
+@functools.lru_cache(maxsize=8)
 def owner_marker(owner: str) -> str:
-    """The owner field and the closing brace, as they end a written value."""
+    """The owner field and the closing brace, as they end a written value: kept per owner,
+    since a bridge writes every value with its one owner."""
     return f',"{OWNER_FIELD}":{json.dumps(owner)}}}'
 
 
@@ -347,8 +348,7 @@ def is_name(name: str) -> bool:
 def values(zone: Domain, records: Records) -> dict[str, str]:
     """Records as the etcd values the bridge writes (with the owner marker)."""
     owner = zone.owner
-    marker = owner_marker(owner)
-    return {key: encode(record, owner, marker) for key, record in records.items()}
+    return {key: encode(record, owner) for key, record in records.items()}
 
 
 def kind_of(zone: Domain, key: str, value: str) -> str:
