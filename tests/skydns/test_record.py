@@ -3,6 +3,7 @@
 import ipaddress
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -137,9 +138,45 @@ def test_host_names_and_addresses_are_still_accepted() -> None:
 
 def test_check_name() -> None:
     assert check_name("a-b.c_d.example.") == ("a-b", "c_d", "example")
-    for bad in ("-a.example", "a..b", "a" * 64 + ".x", ""):
+    for bad in ("-a.example", "a..b", "a" * 64 + ".x", "", "a\n.example", "a.example\n"):
         with pytest.raises(RecordError):
             check_name(bad)
+
+
+@pytest.mark.parametrize("host", ["a\n.example", "web.example\n", "web.example.\n"])
+def test_a_host_name_with_a_newline_is_rejected(host: str) -> None:
+    """A label pattern anchored with ``$`` lets a label end in a newline."""
+    with pytest.raises(RecordError, match="invalid label"):
+        decode_record("/skydns/x", json.dumps({"host": host}))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_decoded_record_holds_every_field_as_the_constructor_does(seed: int) -> None:
+    """Records are built without the dataclass's ``__init__``: every field of random
+    values (names in any case and order, nulls, unknown fields) against the record the
+    constructor makes of the same fields."""
+    rng = random.Random(seed)
+    hosts = {"": None, "10.1.2.3": bytes([10, 1, 2, 3]), "web.Example.": None,
+             "2001:db8::1": ipaddress.ip_address("2001:db8::1").packed, "_x._tcp.a": None}
+    for _ in range(2000):
+        host = rng.choice(list(hosts))
+        want: dict[str, Any] = {
+            "host": host, "port": rng.choice([0, -1, 80]), "priority": rng.choice([5, 10]),
+            "weight": rng.choice([0, 7]), "text": rng.choice(["", "t", "é"]),
+            "mail": rng.choice([False, True]), "ttl": rng.choice([0, 30, 2**32 - 1]),
+            "targetstrip": rng.choice([0, 3]), "group": rng.choice(["", "g"])}
+        obj = {(k.upper() if rng.random() < 0.3 else k): v for k, v in want.items()
+               if v or rng.random() < 0.5}
+        absent = [k for k in want if k not in obj and k.upper() not in obj]
+        obj.update(rng.choice([{}, {"unknown": 1}, {"kube2etcd": "x"},
+                               {k: None for k in absent[:1]}]))  # null: the default
+        items = list(obj.items())
+        rng.shuffle(items)
+        got = decode_record("/skydns/k", json.dumps(dict(items)))
+        want["ttl"] = min(want["ttl"], 2**31 - 1)
+        expected = Record(key="/skydns/k", address=hosts[host], **want)
+        assert [getattr(got, f) for f in Record.__slots__] == \
+            [getattr(expected, f) for f in Record.__slots__]
 
 
 def test_to_json_round_trip() -> None:
