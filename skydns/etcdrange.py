@@ -15,6 +15,7 @@ caller takes them: a page of 250,000 keys parsed at once would be ~250 MiB of di
 from __future__ import annotations
 
 import base64
+import binascii
 import http.client
 import json
 import logging
@@ -28,7 +29,9 @@ from skydns.etcdtypes import EtcdError, EtcdSettings, KeyValue
 
 log = logging.getLogger(__name__)
 
-_b64 = base64.b64decode
+# base64.b64decode without its Python wrapper (0.28 -> 0.16 µs a key or value); the
+# gateway's strings are ASCII, and a bad one is a ValueError (binascii.Error) all the same.
+_b64 = binascii.a2b_base64
 _decode_object = json.JSONDecoder().raw_decode
 _KVS = re.compile(r'"kvs"\s*:\s*\[')
 _BETWEEN = ", \t\r\n"  # what may separate two objects of an array
