@@ -82,7 +82,8 @@ class Index:
             self.delete(change.path, change.key)
 
     def put(self, path: Labels, record: Record) -> None:
-        self.invalid.pop(record.key, None)
+        if self.invalid:
+            self.invalid.pop(record.key, None)
         nodes = [self.root]
         node = self.root
         for depth, part in enumerate(path, 1):
@@ -96,13 +97,17 @@ class Index:
                     self.names[key] = child
             nodes.append(child)
             node = child
-        values = node.values
-        kept = tuple(r for r in values if r.key != record.key)
-        added = len(kept) == len(values)
-        node.hold((*kept, record))
-        if added:
-            for n in nodes:
-                n.count += 1
+        held = node.held
+        if not held:  # no records here yet (a Record is true): the usual put, in fewer steps
+            node.held = record
+        else:
+            values = node.values
+            kept = tuple(r for r in values if r.key != record.key)
+            node.hold((*kept, record))
+            if len(kept) < len(values):
+                return  # a record replaced: the counts stay
+        for n in nodes:
+            n.count += 1
 
     def put_invalid(self, path: Labels, key: str, reason: str) -> None:
         self.delete(path, key)
