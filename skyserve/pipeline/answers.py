@@ -270,6 +270,8 @@ class AnswerCache:
 
     def invalidate(self, path: Labels) -> None:
         """Drop every answer read from ``path`` or from any node above it."""
+        if not self._deps:
+            return  # nothing kept of ours (a load, or a bulk write, into a quiet cache)
         for depth in range(len(path) + 1):
             queries = self._deps.pop(hash(path[:depth]), None)
             if queries is not None:
