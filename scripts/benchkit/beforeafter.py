@@ -22,6 +22,7 @@ from pathlib import Path
 import benchkit.servers as servers
 from benchkit.dataset import ZONE, load_records, write_zone
 from benchkit.procs import Procs, Server, cpu_ticks, rss_kb
+from benchkit.worktree import checked_out, running_from
 
 Runs = dict[tuple[str, str], list[tuple[float, float]]]
 FLOOD_PER_SECOND = 300_000  # names in a full-speed flood file: more than anyone answers
@@ -102,24 +103,18 @@ def main() -> int:
     procs = Procs()
     with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp:
         work = Path(tmp)
-        base = work / "base"
-        subprocess.run(["git", "-C", str(servers.REPO), "worktree", "add", "--detach", "-q",
-                        str(base), args.base], check=True)
-        try:
-            port = servers.start_etcd(procs, work)
-            load_records(port, args.records)
-            after = servers.start_skyserve(procs, work, args.python, port, name="after")
-            servers.REPO, repo = base, servers.REPO  # start_skyserve runs from REPO
+        with checked_out(args.base, work / "base") as base:
             try:
-                before = servers.start_skyserve(procs, work, args.python, port, name="before")
+                port = servers.start_etcd(procs, work)
+                load_records(port, args.records)
+                after = servers.start_skyserve(procs, work, args.python, port, name="after")
+                with running_from(base):
+                    before = servers.start_skyserve(procs, work, args.python, port,
+                                                    name="before")
+                knot = servers.start_knot(procs, work, write_zone(work, args.records))
+                runs = measure(args, [before, after, knot], work)
+                rss = {s.name: rss_kb(s.pid) / 1024 for s in (before, after, knot)}
             finally:
-                servers.REPO = repo
-            knot = servers.start_knot(procs, work, write_zone(work, args.records))
-            runs = measure(args, [before, after, knot], work)
-            rss = {s.name: rss_kb(s.pid) / 1024 for s in (before, after, knot)}
-        finally:
-            procs.stop_all()
-            subprocess.run(["git", "-C", str(servers.REPO), "worktree", "remove", "--force",
-                            str(base)], check=False)
+                procs.stop_all()
     report(args, runs, rss)
     return 0
