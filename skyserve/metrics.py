@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__, guardmetrics
 from .stats import ForwardStats, Stats
-from .tally import DURATION_BUCKETS, SIZE_BUCKETS, Stat, size_bucket
+from .tally import DENIED, DURATION_BUCKETS, FORWARDED, SIZE_BUCKETS, Stat, size_bucket
 from .xfr import metrics as xfr
 
 Snapshot = dict[str, Any]
@@ -36,7 +36,7 @@ def snapshot(stats: Stats, server: str, zones: list[str]) -> Snapshot:
     if stats.caching:
         # Repeats within a second are answered from the answer cache with the same reply:
         # they are cache hits too, so count them as such.
-        success, denial = stats.forward_hits
+        success, denial = stats.tally.hits(FORWARDED), stats.tally.hits(DENIED)
         cache_stats = _add(dict(stats.cache.counters), {"requests": success + denial,
                                                         "hits_success": success,
                                                         "hits_denial": denial})

@@ -97,7 +97,6 @@ class Stats:
     tally: Tally = field(default_factory=Tally)  # every reply, by its Stat
     queries: Counter[str] = field(default_factory=Counter)  # dropped, formerr
     panics: int = 0  # handler exceptions, each answered SERVFAIL
-    forward_hits: list[int] = field(default_factory=lambda: [0, 0])  # of those: success, denial
     forward: ForwardStats = field(default_factory=ForwardStats)
     cache: CacheStats = field(default_factory=CacheStats)
     health: HealthStats = field(default_factory=HealthStats)

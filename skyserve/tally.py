@@ -30,6 +30,11 @@ class Stat(NamedTuple):
 
 StatFields = tuple[str, str, str, str, bool, str, int, int, int]  # a Stat as a plain tuple
 
+# The kinds of answer-cache hit: one the forward cache does not count (our answers); a
+# forwarded reply it holds as an answer (``coredns_cache_hits_total{type="success"}``) or
+# as a denial.
+PLAIN, FORWARDED, DENIED = 0, 1, 2
+
 
 class Tally:
     """Counts and total seconds per distinct Stat."""
@@ -40,9 +45,9 @@ class Tally:
         self.counts: list[int] = []
         self.seconds: list[float] = []
         # The answer cache's hits have ids apart from the replies they repeat (same Stat,
-        # two rows: the metrics add them up), so that ``hits`` can sum them: a hit then
-        # costs no counter of its own.
-        self.hit_ids: dict[Stat, int] = {}
+        # two rows: the metrics add them up), one per kind of hit, so that ``hits`` can
+        # sum them: a hit then costs no counter of its own.
+        self.hit_ids: dict[tuple[Stat, int], int] = {}
 
     def id(self, stat: Stat) -> int:
         i = self.ids.get(stat)
@@ -50,11 +55,11 @@ class Tally:
             i = self.ids[stat] = self._new(stat)
         return i
 
-    def hit_id(self, stat: Stat) -> int:
-        """The id to count answer-cache hits like ``stat`` under."""
-        i = self.hit_ids.get(stat)
+    def hit_id(self, stat: Stat, kind: int = PLAIN) -> int:
+        """The id to count answer-cache hits like ``stat``, of a ``kind``, under."""
+        i = self.hit_ids.get((stat, kind))
         if i is None:
-            i = self.hit_ids[stat] = self._new(stat)
+            i = self.hit_ids[(stat, kind)] = self._new(stat)
         return i
 
     def _new(self, stat: Stat) -> int:
@@ -63,10 +68,11 @@ class Tally:
         self.seconds.append(0.0)
         return len(self.stats) - 1
 
-    def hits(self) -> int:
-        """Replies served from the answer cache."""
+    def hits(self, *kinds: int) -> int:
+        """Replies served from the answer cache: of the ``kinds`` given, or all."""
         counts = self.counts
-        return sum(counts[i] for i in self.hit_ids.values())
+        return sum(counts[i] for (_, kind), i in self.hit_ids.items()
+                   if not kinds or kind in kinds)
 
     def add(self, fields: StatFields, seconds: float) -> int:
         """Count one reply. A plain tuple hashes and compares like its Stat, and is cheaper

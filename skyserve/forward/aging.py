@@ -18,7 +18,7 @@ from ..wire.constants import TTL
 from ..wire.response import parse_response
 from .cache import CachedResponse, ForwardCache, Key
 
-Heads = tuple[bytes, ...]  # a reply after its ID, one per rotation
+Heads = bytes | tuple[bytes, ...]  # a reply after its ID, or one per rotation
 
 
 def ttl_offsets(reply: bytes) -> tuple[int, ...]:
@@ -46,8 +46,11 @@ class Aging:
         passed = age - self.age
         if passed > 0:
             self.age = age
-            heads = tuple(_lowered(head, at, passed) for head, at in zip(heads, self.offsets,
-                                                                           strict=True))
+            if isinstance(heads, bytes):
+                heads = _lowered(heads, self.offsets[0], passed)
+            else:
+                heads = tuple(_lowered(head, at, passed)
+                              for head, at in zip(heads, self.offsets, strict=True))
         return heads, ticks_at(entry.expires, entry.stored, age)
 
 

@@ -34,6 +34,7 @@ from skydns.record import Labels
 from ..forward.aging import Aging
 from ..forward.cache import CachedResponse
 from ..stats import Stats
+from ..tally import DENIED, FORWARDED, PLAIN
 from ..wire.render import Rendered
 from .request import Request
 
@@ -46,7 +47,7 @@ MAX_WINDOW = 1_000_000  # first sightings remembered at most (1.4% false positiv
 # dict slots, a hash in the deps map. Measured with tracemalloc (one A record or NXDOMAIN
 # a name, direct answers: 353 bytes an entry in all, 85 of them reply and key).
 ENTRY_OVERHEAD = 270
-TUPLE_OVERHEAD = 100  # more for a head kept as a tuple (rotations; forwarded replies)
+TUPLE_OVERHEAD = 100  # more for a head kept as a tuple (rotations; counted forwarded replies)
 _clock = time.perf_counter  # module globals: one lookup less on the hot path
 _monotonic = time.monotonic
 
@@ -65,16 +66,20 @@ class CachedAnswer:
 
 
 class Relayed(CachedAnswer):
-    """A forwarded reply, kept: its rotations always a tuple, which ``aging`` re-ages."""
+    """A forwarded reply, kept until its TTLs tick down (``expires``), then re-aged by
+    ``aging``. Its head is one bytes object, as one of ours, so that a hit on it costs
+    what one on ours does but for the expiry check; a tuple only for rotations, or when
+    the forward cache counts the entry's hits (``source``: for prefetch)."""
 
-    __slots__ = ("aging", "denial", "source")
-    head: tuple[bytes, ...]
+    __slots__ = ("aging", "source")
 
     def __init__(self, heads: tuple[bytes, ...], expires: float, stat: int,
-                 source: CachedResponse | None, aging: Aging | None) -> None:
-        super().__init__(heads, None, expires, stat)
-        self.source = source  # the forward cache's entry, whose hits it counts
-        self.denial = source.denial if source is not None else False
+                 aging: Aging | None) -> None:
+        counted = aging is not None and aging.cache.settings.prefetch > 0
+        source = aging.entry if counted and aging is not None else None
+        super().__init__(heads[0] if len(heads) == 1 and source is None else heads, None,
+                         expires, stat)
+        self.source: CachedResponse | None = source  # the forward cache's entry to count
         self.aging = aging  # how to re-age it when ``expires`` passes
 
 
@@ -85,7 +90,6 @@ class AnswerCache:
         self.stats = stats
         # The tally's lists, held directly: a hit updates them with no attribute walk.
         self._counts, self._seconds = stats.tally.counts, stats.tally.seconds
-        self._forward_hits = stats.forward_hits  # likewise, for a kept forwarded reply
         self.serial = b"\0\0\0\0"  # the SOA serial served, as it goes on the wire
         self._turn = 0
         self._bytes = 0
@@ -105,21 +109,21 @@ class AnswerCache:
         self._mask = min(MAX_DOORKEEPER_BITS, 1 << (64 * self._window - 1).bit_length()) - 1
         self._seen = bytearray((self._mask + 1) // 8)
         self._marks = 0
-        self._hit_ids: dict[tuple[int, str | None], int] = {}  # a reply's Stat -> its hit's
+        self._hit_ids: dict[tuple[int, str | None, int], int] = {}  # a reply's Stat -> its hit's
 
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply to a query seen before, or None. The hot path, kept to as few steps
-        as can be: an entry that expires, has rotations or is a forwarded reply takes
-        ``_head``; the common one (one reply, kept until etcd changes it) none."""
+        as can be: an entry that expires (a forwarded reply) reads the clock, one with
+        rotations takes ``_rotation``; the common one (one reply, kept until etcd changes
+        it) neither."""
         entry = (self._tcp if tcp else self._udp).get(data[2:])
         if entry is None:
             return None
+        if entry.expires and entry.expires <= _monotonic() and not _renewed(entry):
+            return None  # its TTLs ticked down and the forward cache no longer serves it
         head = entry.head
-        if entry.expires or isinstance(head, tuple):
-            unusual = self._head(entry)
-            if unusual is None:
-                return None
-            head = unusual
+        if isinstance(head, tuple):
+            head = self._rotation(entry, head)
         tail = entry.tail
         reply = data[:2] + head if tail is None else data[:2] + head + self.serial + tail
         i = entry.stat
@@ -127,22 +131,15 @@ class AnswerCache:
         self._seconds[i] += _clock() - start
         return reply
 
-    def _head(self, entry: CachedAnswer) -> bytes | None:
-        """The reply to send (after its ID) of an entry that is not the common kind; None
-        when it has expired. Counts a forwarded reply's hit in the forward cache too."""
-        if entry.expires and entry.expires <= _monotonic() and not _renewed(entry):
-            return None
-        head = entry.head
-        if isinstance(head, tuple):  # rotations (or a forwarded reply): served in turn
-            if len(head) == 1:
-                head = head[0]
-            else:
-                self._turn += 1
-                head = head[self._turn % len(head)]
+    def _rotation(self, entry: CachedAnswer, heads: tuple[bytes, ...]) -> bytes:
+        """The reply to send (after its ID) of an entry kept as a tuple: its rotations in
+        turn; a forwarded reply's hit counted in the forward cache's entry too."""
         if isinstance(entry, Relayed) and entry.source is not None:
-            entry.source.hits += 1  # a forwarded reply: the forward cache's hit too
-            self._forward_hits[entry.denial] += 1
-        return head
+            entry.source.hits += 1
+        if len(heads) == 1:
+            return heads[0]
+        self._turn += 1
+        return heads[self._turn % len(heads)]
 
     def next_turn(self) -> int:
         """A counter for choosing among rotations of a fresh reply."""
@@ -196,21 +193,24 @@ class AnswerCache:
         return self._fits(2 * ENTRY_OVERHEAD) or self._refill_due()
 
     def keep_forwarded(self, req: Request, variants: list[bytes], stat_id: int, until: float,
-                       source: CachedResponse | None, aging: Aging | None = None) -> None:
+                       aging: Aging | None) -> None:
         """Keep a relayed upstream reply until ``until`` (monotonic), and then for as long
-        as ``aging`` can re-age it."""
-        hit = self._hit_stat(stat_id, plugin="cache")
-        entry = Relayed(tuple(v[2:] for v in variants), until, hit, source, aging)
+        as ``aging`` (None: no forward cache entry behind it) can re-age it. Its hits
+        count as the forward cache's (``coredns_cache_hits_total``) under hit ids of
+        their kind."""
+        kind = PLAIN if aging is None else DENIED if aging.entry.denial else FORWARDED
+        hit = self._hit_stat(stat_id, "cache", kind)
+        entry = Relayed(tuple(v[2:] for v in variants), until, hit, aging)
         self._store(req.data[2:], req.tcp, entry, ())
 
-    def _hit_stat(self, stat_id: int, plugin: str | None = None) -> int:
+    def _hit_stat(self, stat_id: int, plugin: str | None = None, kind: int = PLAIN) -> int:
         """A hit is counted like the reply it repeats, in the first duration bucket."""
-        hit = self._hit_ids.get((stat_id, plugin))
+        hit = self._hit_ids.get((stat_id, plugin, kind))
         if hit is None:
             tally = self.stats.tally
             stat = tally.stats[stat_id]._replace(duration_bucket=0)
-            hit = tally.hit_id(stat if plugin is None else stat._replace(plugin=plugin))
-            self._hit_ids[(stat_id, plugin)] = hit
+            hit = tally.hit_id(stat if plugin is None else stat._replace(plugin=plugin), kind)
+            self._hit_ids[(stat_id, plugin, kind)] = hit
         return hit
 
     def _store(self, query: bytes, tcp: bool, entry: CachedAnswer,

@@ -76,7 +76,7 @@ class Forwarding:
             # Keep the bytes until their TTLs would tick down by one second.
             until = ticks_at(outcome.expires, outcome.stored, outcome.age)
             if until > time.monotonic():
-                shared.answers.keep_forwarded(req, variants, stat_id, until, outcome.entry,
+                shared.answers.keep_forwarded(req, variants, stat_id, until,
                                               self._aging(req, outcome, variants))
         return reply
 

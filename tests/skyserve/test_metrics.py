@@ -274,6 +274,11 @@ def test_cache_metrics_count_every_hit(skyserve: Start, dns_upstream: Upstreams)
     assert proc.metric("coredns_cache_requests_total") == 5
     assert proc.metric("coredns_cache_hits_total", type="success") == 4
     assert proc.metric("coredns_cache_entries", type="success") == 1
+    for _ in range(3):  # a denial's repeats: hits of the other type
+        assert proc.query("gone.example.com").rcode() == dns.rcode.NXDOMAIN
+    assert up.count("gone.example.com") == 1
+    assert proc.metric("coredns_cache_hits_total", type="denial") == 2
+    assert proc.metric("coredns_cache_hits_total", type="success") == 4
 
 
 def test_skyserve_etcd_metrics(etcd: EtcdServer, clean_prefix: str, skyserve: Start) -> None:

@@ -172,3 +172,21 @@ def test_a_prefetch_due_takes_the_full_path(clock: Clock) -> None:
         s.fwd.close()
 
     asyncio.run(go())
+
+
+def test_hits_from_the_answer_cache_count_toward_prefetch(clock: Clock) -> None:
+    """Only the first ask reaches the forward cache; the next two are answer-cache hits,
+    and must count too for the entry to reach three by the time its TTL runs low."""
+    s = Server(prefetch=3, prefetch_percent=10)
+    s.store(upstream_reply(ttls=(100,)), T0)
+
+    async def go() -> None:
+        for _ in range(3):
+            s.ask()
+        assert s.cache.stats["hits_success"] == 1  # the forward cache saw one
+        clock.now = T0 + 91.5
+        s.ask()
+        assert s.cache.stats["prefetch"] == 1
+        s.fwd.close()
+
+    asyncio.run(go())
