@@ -86,8 +86,9 @@ def parse_args() -> argparse.Namespace:
                     help="qps of the latency run with the cache off (forward suite, part 1)")
     ap.add_argument("--dnsmasq-forward-max", type=int, default=1000)
     ap.add_argument("--fwd-rounds", type=int, default=5,
-                    help="alternating max-throughput rounds of skyserve and dnsmasq in the "
-                    "forward suite's part 1; the target is judged on the median ratio")
+                    help="alternating max-throughput rounds in the forward suite: skyserve "
+                    "and dnsmasq forwarding (part 1), skyserve and unbound cache hits "
+                    "(part 2); the targets are judged on the median ratios")
     ap.add_argument("--sky-cache-success", type=int, default=0,
                     help="skyserve --cache-success in the forward suite (0: its default, "
                     "raised to hold every name when --records exceeds it)")
