@@ -98,6 +98,7 @@ class Direct:
         self.facts = [ZoneFacts(z, authority.soa(z), z in settings.fallthrough,
                                 signer is not None and signer.signs(z))
                       for z in authority.zones]
+        self.zone_wires = tuple(zone.wire for zone in self.facts)
 
     def answer(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply, or None when the general path must answer."""
@@ -129,7 +130,10 @@ class Direct:
             parent = names.get(key[first + 1 :]) if 0 < first < 64 and len(key) <= 255 else None
             if parent is None or (first == 1 and key[1] == 42) or (
                     first == 3 and key[1:4] == b"any"):  # ``*`` or ``any``: a wildcard query
-                return self._walk(data, tcp, start)
+                # A name whose octets end in none of our zones' (a forwarded name, every
+                # one of them) is not read label by label only to find that out (``_walk``:
+                # ~2 µs, a tenth of a forwarded query's CPU).
+                return self._walk(data, tcp, start) if key.endswith(self.zone_wires) else None
             if "*" in parent.children:
                 return None  # a wildcard answers: the general path
         # The zone, as ``_zone_of``: the longest apex the name ends in at a label start.
