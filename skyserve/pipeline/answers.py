@@ -75,8 +75,7 @@ class Relayed(CachedAnswer):
 
     def __init__(self, heads: tuple[bytes, ...], expires: float, stat: int,
                  aging: Aging | None) -> None:
-        counted = aging is not None and aging.cache.settings.prefetch > 0
-        source = aging.entry if counted and aging is not None else None
+        source = aging.entry if aging is not None and aging.cache.settings.prefetch else None
         super().__init__(heads[0] if len(heads) == 1 and source is None else heads, None,
                          expires, stat)
         self.source: CachedResponse | None = source  # the forward cache's entry to count
