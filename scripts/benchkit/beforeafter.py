@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import benchkit.servers as servers
 from benchkit.dataset import ZONE, load_records, write_zone
 from benchkit.procs import Procs, Server, cpu_ticks, rss_kb
-from benchkit.worktree import checked_out, running_from
+from benchkit.worktree import absolute_interpreter, checked_out, running_from
 
 Runs = dict[tuple[str, str], list[tuple[float, float]]]
 FLOOD_PER_SECOND = 300_000  # names in a full-speed flood file: more than anyone answers
@@ -37,11 +36,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rate", type=int, default=20_000, help="the fixed rate (QPS)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for skyserve")
     args = ap.parse_args()
-    # Both skyservers run from their own trees: a relative interpreter path must not be.
-    found = shutil.which(args.python)
-    if found is None:
-        ap.error(f"--python: no interpreter at {args.python}")
-    args.python = str(Path(found).absolute())
+    args.python = absolute_interpreter(ap, args.python)
     return args
 
 

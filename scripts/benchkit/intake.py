@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import benchkit.servers as servers
 from benchkit.net import etcd_txn_put, scrape
 from benchkit.procs import CLK_TCK, Procs, cpu_ticks, rss_kb, wait_until
-from benchkit.worktree import checked_out, running_from
+from benchkit.worktree import absolute_interpreter, checked_out, running_from
 
 TXN_PUTS = 127  # as kube2etcd writes (etcd's default --max-txn-ops is 128)
 OWNER = {"kube2etcd": "cluster.local"}
@@ -38,10 +37,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--python", default=sys.executable, help="interpreter for skyserve")
     args = ap.parse_args()
-    found = shutil.which(args.python)  # both trees run it: a relative path must not be
-    if found is None:
-        ap.error(f"--python: no interpreter at {args.python}")
-    args.python = str(Path(found).absolute())
+    args.python = absolute_interpreter(ap, args.python)
     return args
 
 

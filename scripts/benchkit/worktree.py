@@ -3,6 +3,8 @@ that run skyserve before and after a change from their own trees."""
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,3 +33,12 @@ def running_from(tree: Path) -> Iterator[None]:
         yield
     finally:
         servers.REPO = repo
+
+
+def absolute_interpreter(ap: argparse.ArgumentParser, python: str) -> str:
+    """``--python`` as an absolute path: both trees run it from their own directory, so a
+    relative one must not be; an error through ``ap`` when there is none."""
+    found = shutil.which(python)
+    if found is None:
+        ap.error(f"--python: no interpreter at {python}")
+    return str(Path(found).absolute())
