@@ -15,9 +15,14 @@ turn) keeps most of itself cached instead of emptying the cache over and over, a
 working set that moves on is picked up within the period.
 
 Admission: answers the general path renders (~30 µs) are kept at once. Answers the direct
-stage makes in a few microseconds are kept only on their query's second sighting (its
-doorkeeper, ``Direct``): a flood of names that never repeat then costs no insertions and
-cannot empty the cache. ``admits`` tells it whether an entry would be kept now.
+stage makes in a few microseconds are kept only on their query's second sighting: a flood
+of names that never repeat then costs no insertions and cannot empty the cache. The
+doorkeeper is a Bloom filter (two bits a query, from the two halves of the hash the direct
+stage gives it, in 64 bits a remembered query up to 16 million bits: 2 MiB, no object per
+query) that starts again blank after twice the cache's capacity of first sightings (at most
+``MAX_WINDOW``), so a name that comes back within that many new queries is admitted (a
+zone-wide mix the cache can hold is cached); a false positive (under 0.1% at the default
+capacity) only admits an answer early.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from .request import Request
 Head = bytes | tuple[bytes, ...]  # a reply after its ID; a tuple: one per rotation
 
 REFILL_PERIOD = 60.0  # seconds a cache stays full before it starts again empty
+MAX_DOORKEEPER_BITS = 1 << 24
+MAX_WINDOW = 1_000_000  # first sightings remembered at most (1.4% false positives then)
 # Bytes an entry costs besides its reply and key: its object, the bytes objects' headers,
 # dict slots, a hash in the deps map. Measured with tracemalloc (one A record or NXDOMAIN
 # a name, direct answers: 353 bytes an entry in all, 85 of them reply and key).
@@ -96,6 +103,11 @@ class AnswerCache:
         # the same hash only drop each other's answers early. An invalidation drops the
         # query's answer over both transports: both were read from the same paths.
         self._deps: dict[int, bytes | set[bytes]] = {}
+        self._window = min(MAX_WINDOW, 2 * max(1, capacity))  # the doorkeeper's memory
+        # 64 bits a remembered query (under 0.1% false positives), at most 16 million (2 MiB)
+        self._mask = min(MAX_DOORKEEPER_BITS, 1 << (64 * self._window - 1).bit_length()) - 1
+        self._seen = bytearray((self._mask + 1) // 8)
+        self._marks = 0
         self._hit_ids: dict[tuple[int, str | None, int], int] = {}  # a reply's Stat -> its hit's
 
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
@@ -157,6 +169,22 @@ class AnswerCache:
             tail = None
         entry = CachedAnswer(head, tail, expires, self._hit_stat(stat_id))
         self._store(data[2:], tcp, entry, deps)
+
+    def seen_before(self, mark: int) -> bool:
+        """The doorkeeper: whether a query with this ``mark`` (a hash of it, from the
+        direct stage) came recently and found the cache without it. The first time it
+        only remembers it."""
+        a, b = mark & self._mask, (mark >> 32) & self._mask
+        seen = self._seen
+        if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:
+            return True
+        if self._marks >= self._window:
+            self._seen = seen = bytearray(len(seen))
+            self._marks = 0
+        seen[a >> 3] |= 1 << (a & 7)
+        seen[b >> 3] |= 1 << (b & 7)
+        self._marks += 1
+        return False
 
     def admits(self) -> bool:
         """Whether an answer would be kept now: there is room, or the cache has been full

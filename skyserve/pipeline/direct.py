@@ -38,14 +38,8 @@ the cluster zone, whose layout is judged by labels) is read label by label as be
 
 Admission: these answers cost a few microseconds, so one that will not repeat is not worth
 a cache entry (a flood of new names would otherwise fill the cache and empty it, over and
-over). An answer from here enters the answer cache the second time its query is seen; a
-repeated name is then a plain hit. The doorkeeper is a set of marks (``_send``), forgotten
-all at once after twice as many first sightings as the answer cache can hold entries of
-ours (at most ``MAX_WINDOW``): a name that comes back within that many new queries is
-admitted, so a zone-wide mix the cache can hold is cached. A set, not a Bloom filter: one
-probe into one table where the filter took two into a bitmap, ~0.4 µs less a first
-sighting (0.8 µs over a zone's names: in-process, 100,000 records), and exact. It costs
-~88 bytes a mark (3.4 MiB at the default 20,000-entry cache) where the bitmap took 512 KiB.
+over). An answer from here enters the answer cache the second time its query is seen
+(``AnswerCache.seen_before``); a repeated name is then a plain hit.
 """
 
 from __future__ import annotations
@@ -60,7 +54,7 @@ from ..lookup import group_filter, structural, wildcard_deps
 from ..tally import DURATION_BUCKETS, Stat, duration_bucket
 from ..wire import constants as T
 from ..wire.constants import AA, CD, QR, RA, RD, RR_FIXED
-from .answers import ENTRY_OVERHEAD, AnswerCache
+from .answers import AnswerCache
 from .context import Shared
 from .plain import Plain, plain_query
 from .zonefacts import Made, Shape, ZoneFacts, soa_pieces
@@ -82,8 +76,6 @@ QUESTION_ONLY = b"\0\1\0\0\0\0\0\0"  # QDCOUNT 1, nothing else
 QUESTION_AND_OPT = b"\0\1\0\0\0\0\0\1"  # and an additional record, plain if an OPT
 OPT_START = b"\0\0\x29"  # an OPT record: the root as owner, type 41
 CLASS_IN = b"\0\1"
-MAX_WINDOW = 1_000_000  # first sightings the doorkeeper remembers at most (~65 MiB)
-DIRECT_ENTRY = ENTRY_OVERHEAD + 85  # an entry of a direct answer: its reply and key 85 bytes
 
 
 class Direct:
@@ -107,12 +99,6 @@ class Direct:
                                 signer is not None and signer.signs(z))
                       for z in authority.zones]
         self.zone_wires = tuple(zone.wire for zone in self.facts)
-        # The doorkeeper (see the module's doc): its window is in entries the answer cache
-        # can hold, by count and by bytes.
-        answers = self.answers
-        held = min(answers.capacity, answers.max_bytes // DIRECT_ENTRY)
-        self.window = min(MAX_WINDOW, 2 * max(1, held))
-        self.sightings: set[int] = set()
 
     def answer(self, data: bytes, tcp: bool, start: float) -> bytes | None:
         """The reply, or None when the general path must answer."""
@@ -228,7 +214,7 @@ class Direct:
         sighting. ``name``: the question's name as the caller read it, the flat table's key
         or labels.
 
-        The doorkeeper's mark is the hash of that name mixed with the shape's (worked out
+        The doorkeeper is given the hash of that name mixed with the shape's (worked out
         once per shape): the key's hash is already computed (the table lookup cached it in
         the bytes object), where hashing the query again would cost a slice and a pass over
         its bytes. Queries that differ only in ID or case are one query to it: one of them
@@ -247,12 +233,7 @@ class Direct:
             self.seconds[stat] += seconds
         else:
             stat = self._count(self.tally.stats[stat], seconds)
-        mark, sightings = hash(name) ^ salt, self.sightings
-        if mark not in sightings:  # the first sighting: only remembered
-            if len(sightings) >= self.window:
-                sightings.clear()
-            sightings.add(mark)
-        elif answers.admits():
+        if answers.seen_before(hash(name) ^ salt) and answers.admits():
             self._keep(data, shape[6], reply, stat, name, zone, serial_at)
         return reply
 

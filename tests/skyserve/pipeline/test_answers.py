@@ -1,5 +1,5 @@
-"""The answer cache's own bookkeeping: what an entry is counted as, and that a change drops
-a query's answers over both transports."""
+"""The answer cache's own bookkeeping: what an entry is counted as, the doorkeeper's size,
+and that a change drops a query's answers over both transports."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def test_an_answer_is_counted_as_its_bytes_and_the_measured_overhead() -> None:
     # One reply is kept as bytes, not in a tuple: the object and its head are all there is.
     assert isinstance(entry.head, bytes)
     assert sys.getsizeof(entry) <= 64
+
+
+def test_the_doorkeeper_is_sized_to_what_it_remembers() -> None:
+    assert len(cache(20_000)[0]._seen) <= 512 * 1024
+    assert len(cache(1_000_000)[0]._seen) == 2 * 1024 * 1024  # its most
 
 
 def test_a_change_drops_the_answer_over_udp_and_tcp() -> None:
