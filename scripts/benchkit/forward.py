@@ -56,6 +56,21 @@ def sky_cache_args(args: argparse.Namespace) -> tuple[str, ...]:
               f"--cache-success {size}")
     return ("--cache-success", str(size))
 
+def later_rounds(pair: tuple[Server, Server], qfile: Path, args: argparse.Namespace,
+                 up: Upstream, what: str) -> list[list[float]]:
+    """Rounds 2 to --fwd-rounds of skyserve (``pair[0]``) against its peer, each a clean run
+    of both: [skyserve QPS, peer QPS] a round. Which of the two goes first alternates from
+    round to round, so that neither always runs on the box as the other left it."""
+    rounds = []
+    for r in range(2, args.fwd_rounds + 1):
+        qps = {srv.name: clean_run(srv.pid, srv.port, qfile, args, [], up,
+                                   f"{srv.name} {what}round {r}", args.warmup)[0]["qps"]
+               for srv in (pair if r % 2 else pair[::-1])}
+        ours, peer = (qps[srv.name] for srv in pair)
+        print(f"   round {r}: skyserve {ours:.0f} qps, {pair[1].name} {peer:.0f} qps")
+        rounds.append([ours, peer])
+    return rounds
+
 def run_forward(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: int,
                 rng: random.Random) -> dict[str, Any]:
     n = args.records
@@ -85,14 +100,10 @@ def run_forward(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: i
     p1["skyserve"]["metrics"] = sky_metrics(sky)
     p1["dnsmasq"] = bench_server(dm, q_up, args, args.fwd_rate, up)
     # Forwarded QPS on 2 shared cores swings by +-15% from run to run (three busy processes
-    # and how the scheduler places them): compare in alternating rounds, judge the median
-    # (cache hits too, in part 2).
-    p1["rounds"] = [[p1["skyserve"]["qps"], p1["dnsmasq"]["qps"]]]
-    for r in range(2, args.fwd_rounds + 1):
-        pair = [clean_run(srv.pid, srv.port, q_up, args, [], up, f"{srv.name} round {r}",
-                          args.warmup)[0]["qps"] for srv in (sky, dm)]
-        print(f"   round {r}: skyserve {pair[0]:.0f} qps, dnsmasq {pair[1]:.0f} qps")
-        p1["rounds"].append(pair)
+    # and how the scheduler places them): compare in rounds, judge the median (cache hits
+    # too, in part 2).
+    p1["rounds"] = [[p1["skyserve"]["qps"], p1["dnsmasq"]["qps"]],
+                    *later_rounds((sky, dm), q_up, args, up, "")]
     stop_noting_logs(procs, sky, logs)
     stop_noting_logs(procs, dm, logs)
 
@@ -115,13 +126,8 @@ def run_forward(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: i
     check_answers(ub, n, UP_ZONE)
     p2["unbound_warm"] = warm(ub, q_up, args, up, n)
     p2["unbound"] = bench_server(ub, q_up, args, args.rate, up, "unbound cache hits")
-    p2["rounds"] = [[p2["skyserve"]["qps"], p2["unbound"]["qps"]]]
-    for r in range(2, args.fwd_rounds + 1):
-        qps = {srv.name: clean_run(srv.pid, srv.port, q_up, args, [], up,
-                                   f"{srv.name} cache hits round {r}", args.warmup)[0]["qps"]
-                for srv in ((sky, ub) if r % 2 else (ub, sky))}
-        print(f"   round {r}: skyserve {qps[sky.name]:.0f} qps, unbound {qps[ub.name]:.0f} qps")
-        p2["rounds"].append([qps[sky.name], qps[ub.name]])
+    p2["rounds"] = [[p2["skyserve"]["qps"], p2["unbound"]["qps"]],
+                    *later_rounds((sky, ub), q_up, args, up, "cache hits ")]
     stop_noting_logs(procs, ub, logs)
     # After the rounds: its own zone's answers share the answer cache with the hits above.
     p3["w1_auth"] = bench_server(sky, q_auth, args, args.rate, up, "skyserve-w1 authoritative")
