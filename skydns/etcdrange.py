@@ -14,8 +14,6 @@ caller takes them: a page of 250,000 keys parsed at once would be ~250 MiB of di
 
 from __future__ import annotations
 
-import base64
-import binascii
 import http.client
 import json
 import logging
@@ -24,14 +22,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from skydns.etcdgateway import connection
+from skydns.etcdgateway import b64decode, b64text, connection
 from skydns.etcdtypes import EtcdError, EtcdSettings, KeyValue
 
 log = logging.getLogger(__name__)
 
-# base64.b64decode without its Python wrapper (0.28 -> 0.16 µs a key or value); the
-# gateway's strings are ASCII, and a bad one is a ValueError (binascii.Error) all the same.
-_b64 = binascii.a2b_base64
 _decode_object = json.JSONDecoder().raw_decode
 _KVS = re.compile(r'"kvs"\s*:\s*\[')
 _BETWEEN = ", \t\r\n"  # what may separate two objects of an array
@@ -98,7 +93,7 @@ class RangePage:
         last = self._text.rfind("{", self._pos, self._end)
         if not self.more or last < 0:
             return None
-        return _b64(_decode_object(self._text, last)[0]["key"]) + b"\0"
+        return b64decode(_decode_object(self._text, last)[0]["key"]) + b"\0"
 
     def __iter__(self) -> Iterator[KeyValue]:
         text, end = self._text, self._end
@@ -111,7 +106,7 @@ class RangePage:
                 return
             try:
                 kv, self._pos = _decode_object(text, pos)
-                key, value = _b64(kv["key"]), _b64(kv.get("value", ""))
+                key, value = b64decode(kv["key"]), b64decode(kv.get("value", ""))
                 mod_revision, lease = int(kv.get("mod_revision", 0)), int(kv.get("lease", 0))
             except _BAD_RESPONSE as exc:
                 raise _bad_response(exc) from exc
@@ -145,9 +140,9 @@ class Gateway:
     def range(self, key: bytes, range_end: bytes = b"", **options: int | bool) -> RangePage:
         """``POST /v3/kv/range``; ``options`` are RangeRequest's (limit, revision,
         keys_only, min_mod_revision...), left out when false."""
-        request: dict[str, Any] = {"key": base64.b64encode(key).decode()}
+        request: dict[str, Any] = {"key": b64text(key)}
         if range_end:
-            request["range_end"] = base64.b64encode(range_end).decode()
+            request["range_end"] = b64text(range_end)
         request.update((k, v) for k, v in options.items() if v)
         body = self.post("/v3/kv/range", request)
         try:
