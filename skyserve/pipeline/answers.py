@@ -23,6 +23,17 @@ query) that starts again blank after twice the cache's capacity of first sightin
 ``MAX_WINDOW``), so a name that comes back within that many new queries is admitted (a
 zone-wide mix the cache can hold is cached); a false positive (under 0.1% at the default
 capacity) only admits an answer early.
+
+Sampling: the doorkeeper is a fifth of a first-time answer's cost in-process (0.5-0.7 µs:
+two cold probes and a dozen bytecodes), and under a flood of new names, or a zone-wide mix
+larger than it remembers, it admits nothing anyway. So when a window ends in which fewer
+than one sighting in ``OFFER_EVERY`` was a repeat, the next window offers it only one
+first-time answer in ``OFFER_EVERY``, drawn at random by the direct stage (a draw by
+position or by name could fall in step with a client's cycle of names and never offer some
+of them). A name that keeps coming back is then admitted after about ``2 * OFFER_EVERY``
+sightings instead of two. A sampling window is ``OFFER_EVERY`` times fewer marks, so it
+spans about as many first-time answers as a full one; a window whose sightings repeat
+again turns sampling off.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ Head = bytes | tuple[bytes, ...]  # a reply after its ID; a tuple: one per rotat
 REFILL_PERIOD = 60.0  # seconds a cache stays full before it starts again empty
 MAX_DOORKEEPER_BITS = 1 << 24
 MAX_WINDOW = 1_000_000  # first sightings remembered at most (1.4% false positives then)
+OFFER_EVERY = 8  # while sampling, one first-time answer in this many meets the doorkeeper
 # Bytes an entry costs besides its reply and key: its object, the bytes objects' headers,
 # dict slots, a hash in the deps map. Measured with tracemalloc (one A record or NXDOMAIN
 # a name, direct answers: 353 bytes an entry in all, 85 of them reply and key).
@@ -108,6 +120,9 @@ class AnswerCache:
         self._mask = min(MAX_DOORKEEPER_BITS, 1 << (64 * self._window - 1).bit_length()) - 1
         self._seen = bytearray((self._mask + 1) // 8)
         self._marks = 0
+        self._limit = self._window  # marks before it starts again blank
+        self._repeats = 0  # sightings it recognised since then
+        self.sampling = False  # whether the direct stage offers it only some answers
         self._hit_ids: dict[tuple[int, str | None, int], int] = {}  # a reply's Stat -> its hit's
 
     def hit(self, data: bytes, tcp: bool, start: float) -> bytes | None:
@@ -177,14 +192,23 @@ class AnswerCache:
         a, b = mark & self._mask, (mark >> 32) & self._mask
         seen = self._seen
         if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:
+            self._repeats += 1
             return True
-        if self._marks >= self._window:
-            self._seen = seen = bytearray(len(seen))
-            self._marks = 0
+        if self._marks >= self._limit:
+            seen = self._new_window()
         seen[a >> 3] |= 1 << (a & 7)
         seen[b >> 3] |= 1 << (b & 7)
         self._marks += 1
         return False
+
+    def _new_window(self) -> bytearray:
+        """Start the doorkeeper again blank, sampling in the next window if fewer than
+        one sighting in ``OFFER_EVERY`` of the one ending was a repeat."""
+        self.sampling = self._repeats * OFFER_EVERY < self._marks
+        self._limit = max(1, self._window // OFFER_EVERY) if self.sampling else self._window
+        self._seen = bytearray(len(self._seen))
+        self._marks = self._repeats = 0
+        return self._seen
 
     def admits(self) -> bool:
         """Whether an answer would be kept now: there is room, or the cache has been full

@@ -39,13 +39,15 @@ the cluster zone, whose layout is judged by labels) is read label by label as be
 Admission: these answers cost a few microseconds, so one that will not repeat is not worth
 a cache entry (a flood of new names would otherwise fill the cache and empty it, over and
 over). An answer from here enters the answer cache the second time its query is seen
-(``AnswerCache.seen_before``); a repeated name is then a plain hit.
+(``AnswerCache.seen_before``); a repeated name is then a plain hit. While most answers
+from here do not repeat (a flood), only some meet the doorkeeper (``AnswerCache.sampling``).
 """
 
 from __future__ import annotations
 
 import struct
 import time
+from random import random
 
 from skydns.record import Labels, Record
 
@@ -54,7 +56,7 @@ from ..lookup import group_filter, structural, wildcard_deps
 from ..tally import DURATION_BUCKETS, Stat, duration_bucket
 from ..wire import constants as T
 from ..wire.constants import AA, CD, QR, RA, RD, RR_FIXED
-from .answers import AnswerCache
+from .answers import OFFER_EVERY, AnswerCache
 from .context import Shared
 from .plain import Plain, plain_query
 from .zonefacts import Made, Shape, ZoneFacts, soa_pieces
@@ -76,6 +78,7 @@ QUESTION_ONLY = b"\0\1\0\0\0\0\0\0"  # QDCOUNT 1, nothing else
 QUESTION_AND_OPT = b"\0\1\0\0\0\0\0\1"  # and an additional record, plain if an OPT
 OPT_START = b"\0\0\x29"  # an OPT record: the root as owner, type 41
 CLASS_IN = b"\0\1"
+OFFERED = 1 / OFFER_EVERY  # the share of answers the doorkeeper sees while sampling
 
 
 class Direct:
@@ -233,7 +236,8 @@ class Direct:
             self.seconds[stat] += seconds
         else:
             stat = self._count(self.tally.stats[stat], seconds)
-        if answers.seen_before(hash(name) ^ salt) and answers.admits():
+        if (not answers.sampling or random() < OFFERED) and answers.seen_before(
+                hash(name) ^ salt) and answers.admits():
             self._keep(data, shape[6], reply, stat, name, zone, serial_at)
         return reply
 
