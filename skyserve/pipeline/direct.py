@@ -78,6 +78,7 @@ QUESTION_ONLY = b"\0\1\0\0\0\0\0\0"  # QDCOUNT 1, nothing else
 QUESTION_AND_OPT = b"\0\1\0\0\0\0\0\1"  # and an additional record, plain if an OPT
 OPT_START = b"\0\0\x29"  # an OPT record: the root as owner, type 41
 CLASS_IN = b"\0\1"
+ANSWER_FIXED = 2 + RR_FIXED.size  # an answer record before its address: owner pointer, type...
 OFFERED = 1 / OFFER_EVERY  # the share of answers the doorkeeper sees while sampling
 
 
@@ -311,6 +312,9 @@ class Direct:
         size = ADDRESS_TYPES.get(qtype)
         if size is None or node.count > SMALL:
             return None
+        wire = node.wire
+        if wire is not None and node.count == 1:  # made before (``Node.wire``)
+            return wire if len(wire) == ANSWER_FIXED + size else b""
         held = node.held
         if isinstance(held, Record) and node.count == 1:  # the usual leaf: one record
             address = held.address
@@ -318,8 +322,11 @@ class Direct:
                 return None  # a CNAME, TXT or SRV name
             if len(address) != size:
                 return b""
-            return (b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, held.ttl or self.default_ttl,
-                                              size) + address)
+            wire = b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, held.ttl or self.default_ttl,
+                                               size) + address
+            if held.ttl:  # kept only if its TTL is its own: a reload may change the default
+                node.wire = wire
+            return wire
         records = _only(node) if node.count == 1 else group_filter(subtree(node))
         found: Record | None = None
         seen = False

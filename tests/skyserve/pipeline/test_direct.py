@@ -245,6 +245,50 @@ def test_a_flood_of_new_names_is_not_cached() -> None:
     assert fast.stats.answer_hits == hits + 1
 
 
+def test_the_answer_record_kept_on_a_node_follows_its_name() -> None:
+    """``Node.wire``, made on a name's first direct answer, follows every change to it: a
+    new address, a record put below it and taken away again, another family, its own
+    record gone while one below stays."""
+    fast, slow = pipelines()
+    key = "/skydns/test/skydns/fresh"
+    steps = [(key, '{"host":"10.1.1.1","ttl":60}'),
+             (key, '{"host":"10.1.1.2","ttl":60}'),
+             (key + "/below", '{"host":"10.1.1.3","ttl":60}'),
+             (key + "/below", None),
+             (key, '{"host":"2001:db8::1","ttl":60}'),
+             (key + "/below", '{"host":"10.1.1.3","ttl":60}'),
+             (key, None),  # the name stays, for what is below it
+             (key + "/below", None)]
+    queries = [(dns.message.make_query("fresh.skydns.test", t).to_wire(), False)
+               for t in ("A", "AAAA")]
+    for revision, (changed, value) in enumerate(steps, start=80):
+        path = key_path(changed)
+        assert path is not None
+        change = Change(path, changed, record=decode_record(changed, value) if value else None)
+        for p in (fast, slow):
+            p.apply([change], revision)
+        compare(fast, slow, queries)
+
+
+def test_a_reload_answers_with_its_own_default_ttl() -> None:
+    """A record without a TTL of its own gets the default of the pipeline answering, also
+    after a reload adopts the index its predecessor answered from."""
+    old = Pipeline(PipelineSettings(ZONES, Settings(min_ttl=30, default_ttl=300)))
+    old.load(index(), 77)
+    data = dns.message.make_query("notl.skydns.test", "A").to_wire()
+    key = "/skydns/test/skydns/notl"
+    path = key_path(key)
+    assert path is not None
+    old.apply([Change(path, key, record=decode_record(key, '{"host":"10.2.2.2"}'))], 78)
+    new = Pipeline(PipelineSettings(ZONES, Settings(min_ttl=30, default_ttl=60)))
+    for p, ttl in ((old, 300), (new, 60)):
+        if p is new:
+            new.adopt(old)
+        reply = p.handle(data)
+        assert reply is not None
+        assert dns.message.from_wire(reply).answer[0].ttl == ttl
+
+
 def test_the_answer_cache_is_bounded_by_bytes() -> None:
     """Entries are estimated at their replies, keys and a fixed overhead; past the bound
     the cache starts again empty rather than grow."""
