@@ -11,7 +11,9 @@ fragments prepared per zone:
   its closest encloser: header, the echoed question, the zone's SOA (a per-zone template;
   the serial is spliced in as the answer cache does).
 * A or AAAA at a name whose records (at most ``SMALL`` of them) hold exactly one address
-  of that family: the one record, its owner a pointer to the question.
+  of that family: the one record, its owner a pointer to the question. Its bytes are
+  kept on the name's node (``Node.wire``) from the first such answer on, so that a name
+  asked again reads one object instead of three (node, record, address).
 * NODATA: A or AAAA at such a name holding addresses only of the other family.
 
 Contract: a reply from here is byte for byte what the general path (parse -> zones ->
