@@ -143,6 +143,19 @@ def compare(fast: Pipeline, slow: Pipeline, queries: list[tuple[bytes, bool]]) -
             assert got == want, dns.message.from_wire(data).question
 
 
+def change_and_compare(fast: Pipeline, slow: Pipeline, changes: list[tuple[str, str | None]],
+                       revision: int, queries: list[tuple[bytes, bool]]) -> None:
+    """Each change (a key and its new value, None: deleted) applied to both pipelines from
+    ``revision`` on, their replies to ``queries`` compared after each."""
+    for at, (key, value) in enumerate(changes, start=revision):
+        path = key_path(key)
+        assert path is not None
+        change = Change(path, key, record=decode_record(key, value) if value else None)
+        for p in (fast, slow):
+            p.apply([change], at)
+        compare(fast, slow, queries)
+
+
 def tally(p: Pipeline) -> Counter[tuple[object, ...]]:
     """The metrics' counts, duration buckets aside (the two paths differ in speed)."""
     out: Counter[tuple[object, ...]] = Counter()
@@ -261,13 +274,7 @@ def test_the_answer_record_kept_on_a_node_follows_its_name() -> None:
              (key + "/below", None)]
     queries = [(dns.message.make_query("fresh.skydns.test", t).to_wire(), False)
                for t in ("A", "AAAA")]
-    for revision, (changed, value) in enumerate(steps, start=80):
-        path = key_path(changed)
-        assert path is not None
-        change = Change(path, changed, record=decode_record(changed, value) if value else None)
-        for p in (fast, slow):
-            p.apply([change], revision)
-        compare(fast, slow, queries)
+    change_and_compare(fast, slow, steps, 80, queries)
 
 
 def test_a_reload_answers_with_its_own_default_ttl() -> None:
@@ -379,13 +386,7 @@ def test_names_read_from_their_wire_bytes_are_answered_as_the_general_path_does(
         ("/skydns/test/skydns/a/x1", None),  # a gone (renamed to q above)
         ("/skydns/test/skydns/leaf", '{"host":"2001:db8::5"}'),  # A -> AAAA
     ]
-    for revision, (key, value) in enumerate(changes, start=78):
-        path = key_path(key)
-        assert path is not None
-        change = Change(path, key, record=decode_record(key, value) if value else None)
-        for p in (fast, slow):
-            p.apply([change], revision)
-        compare(fast, slow, raw_queries())
+    change_and_compare(fast, slow, changes, 78, raw_queries())
     assert tally(fast) == tally(slow)
 
 
