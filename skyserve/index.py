@@ -104,10 +104,10 @@ class Index:
             nodes.append(child)
             node = child
         held = node.held
-        node.wire = None
         if not held:  # no records here yet (a Record is true): the usual put, in fewer steps
-            node.held = record
+            node.held = record  # ``wire`` is None: the delete that emptied ``held`` reset it
         else:
+            node.wire = None
             values = node.values
             kept = tuple(r for r in values if r.key != record.key)
             node.hold((*kept, record))
