@@ -11,6 +11,7 @@ lower-case wire form (``b"\x02h1\x05bench\x04test\x00"``), so the direct stage a
 name in its flat table, instead of decoding the labels and walking the trie. It holds
 every node a query can name (see ``flat_key``) and is kept in step by ``put`` and
 ``delete``, the only places nodes come and go. Its keys and slots are ~100 bytes a name.
+A name that is not in it is read from its longest suffix that is (``encloser``).
 
 Invalid values are never put in the trie: they are kept aside with the reason, counted,
 and simply do not exist for DNS. A later valid put replaces them.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from skydns.record import Labels, Record
 
 WILDCARD_LABELS = frozenset(("*", "any"))
+WILDCARD_WIRE = frozenset((b"\x01*", b"\x03any"))  # the same, as a query's labels (``flat_key``)
 
 
 @dataclass(slots=True)
@@ -202,6 +204,25 @@ def flat_key(path: Labels) -> bytes | None:
         wire += octets
     wire.append(0)
     return bytes(wire) if len(wire) <= 255 else None
+
+
+def encloser(names: dict[bytes, Node], key: bytes) -> Node | None:
+    """The closest encloser of a name not in the flat table (``key``): the node of its
+    longest suffix that is, found a label at a time, which also proves the name well
+    formed. None when a label is malformed or a wildcard label (``*``, ``any``: a wildcard
+    query), or no suffix is in the table: the caller reads the name label by label."""
+    if len(key) > 255:
+        return None
+    at = 0
+    while at < len(key):
+        length = key[at]
+        if not 0 < length < 64 or key[at : at + length + 1] in WILDCARD_WIRE:
+            return None
+        at += length + 1
+        node = names.get(key[at:])
+        if node is not None:
+            return node
+    return None
 
 
 def subtree(node: Node) -> list[Record]:

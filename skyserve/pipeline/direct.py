@@ -32,11 +32,13 @@ table (``Index.names``), knot's way: one dict lookup instead of decoding labels 
 walking the trie. Where the name ends comes from the packet's length in the two plain
 shapes (no OPT: 4 octets of type and class after it; an OPT without options: 15), and a
 table hit proves it: a key is a well-formed name, so the query's name is that name and
-ends there. A name not in the table whose parent (the name after its first label) is,
-with a first label that is not a wildcard, does not exist: its closest encloser is the
-parent. Any other shape (EDNS options, a name two or more labels below what exists,
-the cluster zone, whose layout is judged by labels) is read label by label as before
-(``_walk``).
+ends there. A name not in the table, with a first label that is not a wildcard, does not
+exist; its closest encloser is its longest suffix in the table, found by dropping a label
+at a time (``encloser``: most often the parent; a search path's expansion, such as
+``www.example.com.ns.svc.cluster.local``, a few labels more), which also proves it well
+formed. The cluster zone's own levels (``svc``, a namespace, ...) are recognised from the
+octets too (``layout_level``). Any other shape (EDNS options, a name that ends in none of
+our zones' names) is read label by label as before (``_walk``).
 
 Admission: these answers cost a few microseconds, so one that will not repeat is not worth
 a cache entry (a flood of new names would otherwise fill the cache and empty it, over and
@@ -53,7 +55,7 @@ from random import random
 
 from skydns.record import Labels, Record
 
-from ..index import WILDCARD_LABELS, Node, subtree
+from ..index import WILDCARD_LABELS, Node, encloser, subtree
 from ..lookup import group_filter, structural, wildcard_deps
 from ..tally import DURATION_BUCKETS, Stat, duration_bucket
 from ..wire import constants as T
@@ -61,7 +63,7 @@ from ..wire.constants import AA, CD, QR, RA, RD, RR_FIXED
 from .answers import OFFER_EVERY, AnswerCache
 from .context import Shared
 from .plain import Plain, plain_query
-from .zonefacts import Made, Shape, ZoneFacts, soa_pieces
+from .zonefacts import Made, Shape, ZoneFacts, layout_level, soa_pieces
 from .zones import Zones
 
 __all__ = ["Direct", "Plain", "plain_query"]  # the last two for stage 1c (sendnow)
@@ -134,14 +136,18 @@ class Direct:
         nx = node is None
         if nx:
             parent = names.get(key[first + 1 :]) if 0 < first < 64 and len(key) <= 255 else None
-            if parent is None or (first == 1 and key[1] == 42) or (
-                    first == 3 and key[1:4] == b"any"):  # ``*`` or ``any``: a wildcard query
+            if parent is None:
                 # A name whose octets end in none of our zones' (a forwarded name, every
                 # one of them) is not read label by label only to find that out (``_walk``:
                 # ~2 µs, a tenth of a forwarded query's CPU).
-                return self._walk(data, tcp, start) if key.endswith(self.zone_wires) else None
-            if "*" in parent.children:
-                return None  # a wildcard answers: the general path
+                if not key.endswith(self.zone_wires):
+                    return None
+                parent = encloser(names, key)  # a search path's expansion, most often
+                if parent is None:
+                    return self._walk(data, tcp, start)
+            if (first == 1 and key[1] == 42) or (first == 3 and key[1:4] == b"any") or (
+                    "*" in parent.children):  # ``*`` or ``any``: a wildcard query
+                return None  # a wildcard query, or a wildcard answers: the general path
         # The zone, as ``_zone_of``: the longest apex the name ends in at a label start.
         for zone in self.facts:
             if key.endswith(zone.wire):
@@ -161,8 +167,11 @@ class Direct:
         if (edns == 2 and zone.signed) or (self.forwarder is not None and (
                 self.probing() or (nx and self._falls_through(zone)))):
             return None
-        if zone.cluster:
-            return self._walk(data, tcp, start)
+        # The cluster layout's own levels go the general path. A cheap filter first: they
+        # are at most two labels below the apex, or start with ``_`` (most names are neither).
+        if zone.cluster and (below <= first + 1 or key[1] == 95) and layout_level(
+                key, below, apex):
+            return None
         found = b"" if node is None else self._addresses(node, qtype)
         if found is None:
             return None

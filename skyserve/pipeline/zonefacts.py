@@ -1,6 +1,7 @@
 """What the direct stage (1b) knows of each of our zones, worked out once: its apex (as
 labels and as wire bytes), the labels just below it that it leaves to the general path,
-and its negative-answer SOA as a template by where the apex sits in the question."""
+and its negative-answer SOA as a template by where the apex sits in the question; and
+the cluster layout's own levels, read from a name's octets (``layout_level``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ Shape = tuple[int, int, int, int, int, int, bool]
 # What replies of a shape share: the header after the ID, what follows the answer record,
 # the Tally id of their Stat, where the SOA serial is (-1: none), and the shape's hash.
 Made = tuple[bytes, bytes, int, int, int]
+LAYOUT_TOPS = frozenset((b"\x03svc", b"\x03pod"))  # where the cluster layout's own levels are
 
 class ZoneFacts:
     """What the direct stage needs of a zone, worked out once."""
@@ -59,3 +61,16 @@ def soa_pieces(soa: RR, depth: int, pointer: int) -> tuple[bytes, bytes]:
     tail = SOA_TIMERS.pack(*timers)
     fixed = RR_FIXED.pack(T.SOA, T.CLASS_IN, soa.ttl, len(rdata_head) + 4 + len(tail))
     return apex + fixed + rdata_head, tail
+
+
+def layout_level(key: bytes, below: int, apex: int) -> bool:
+    """``lookup.structural`` of a cluster-zone name given as its flat-table key, the zone's
+    apex starting at ``apex`` and the label just below it at ``below``: svc, pod, a
+    namespace, or an SRV protocol level (``_proto.<service>.<namespace>.svc``)."""
+    top = key[below:apex]
+    if top not in LAYOUT_TOPS:
+        return False
+    labels, at = 0, 0
+    while at < apex:
+        labels, at = labels + 1, at + key[at] + 1
+    return labels <= 2 or (labels == 4 and top == b"\x03svc" and key[1] == 95)

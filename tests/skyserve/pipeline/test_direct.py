@@ -36,10 +36,11 @@ from skydns.record import decode_record, key_path, name_labels
 from skyserve.forward.forwarder import Forwarder
 from skyserve.forward.policy import ForwardSettings
 from skyserve.index import Change, Index
-from skyserve.lookup import Settings, Zone
+from skyserve.lookup import Settings, Zone, structural
 from skyserve.pipeline.answers import REFILL_PERIOD
 from skyserve.pipeline.chain import Pipeline
 from skyserve.pipeline.context import Settings as PipelineSettings
+from skyserve.pipeline.zonefacts import layout_level
 from skyserve.stats import ForwardStats
 from tests.support.dns_upstream import DnsUpstream
 
@@ -206,8 +207,12 @@ def test_random_names_and_changes_stay_equal(seed: int) -> None:
     fast, slow = pipelines()
 
     def ask_random(n: int) -> None:
-        names = [f"{rng.choice(['n', 'N', 'x'])}{rng.randrange(50)}."
-                 f"{rng.choice(['a.', 'wild.', 'deep.', ''])}sKydns.test" for _ in range(n)]
+        names = [f"{rng.choice(['n', 'N', 'x'])}{rng.randrange(50)}.{rng.choice(['', 'q.'])}"
+                 f"{rng.choice(['a.', 'wild.', 'deep.', '', 'er.deep.'])}sKydns.test"
+                 if rng.random() < 0.8 else
+                 f"{rng.choice(['', 'n7.', 'Web.', 'web-0.', '_tcp.'])}"
+                 f"{rng.choice(['web.', 'db.', ''])}{rng.choice(['default.', ''])}"
+                 f"{rng.choice(['svc', 'pod'])}.cluster.local" for _ in range(n)]
         compare(fast, slow, [(dns.message.make_query(name, rng.choice(["A", "AAAA"]),
                                                      use_edns=rng.choice([False, 0])).to_wire(),
                               rng.random() < 0.2) for name in names])
@@ -349,7 +354,9 @@ DO_OPT = b"\0\0\x29\x10\x00\0\0\x80\0\0\0"
 COOKIE_OPT = b"\0\0\x29\x04\xd0\0\0\0\0\0\x0c\0\x0a\0\x08" + b"\1" * 8
 # Names as a query spells them: one label holding a 0x00 octet, or another zone's apex
 # octets (a suffix that is not the zone), case, Latin-1, compression pointers, wildcard
-# labels, two labels below what exists, just below the apex, the apex.
+# labels, two labels below what exists, just below the apex, the apex; deeper below what
+# exists (a search path's expansion), there with a wildcard label, an overlong label or a
+# wildcard at the encloser; the cluster layout's own levels and the names below them.
 RAW_NAMES = [
     b"\x01a\x06skydns\x04test\x00", b"\x01A\x06SKYDNS\x04Test\x00",
     b"\x03n\x00x\x06skydns\x04test\x00", b"\x03n\x00x\x01a\x06skydns\x04test\x00",
@@ -365,6 +372,21 @@ RAW_NAMES = [
     b"\x01q\x07default\x03svc\x07cluster\x05local\x00", b"\x01q\x03com\x00",
     b"\x3f" + b"x" * 63 + b"\x3f" + b"y" * 63 + b"\x3f" + b"z" * 63 + b"\x3d" + b"w" * 61
     + b"\x06skydns\x04test\x00",
+    b"\x03www\x07example\x03com\x01a\x06skydns\x04test\x00",
+    b"\x01q\x01*\x01a\x06skydns\x04test\x00", b"\x01q\x03Any\x01z\x01a\x06skydns\x04test\x00",
+    b"\x01q\x40" + b"x" * 64 + b"\x06skydns\x04test\x00",
+    b"\x01q\x01r\x04wild\x06skydns\x04test\x00",
+    b"\x01q\x01r\x05inner\x06skydns\x04test\x00", b"\x01q\x01r\x03dns\x06skydns\x04test\x00",
+    b"\x03www\x07example\x03com\x07default\x03svc\x07cluster\x05local\x00",
+    b"\x03www\x07example\x03com\x03svc\x07cluster\x05local\x00",
+    b"\x03web\x07default\x03svc\x07cluster\x05local\x00", b"\x03svc\x07cluster\x05local\x00",
+    b"\x07default\x03SVC\x07cluster\x05local\x00", b"\x04nons\x03svc\x07cluster\x05local\x00",
+    b"\x07default\x03pod\x07cluster\x05local\x00", b"\x03pod\x07cluster\x05local\x00",
+    b"\x0810-0-0-2\x07default\x03pod\x07cluster\x05local\x00",
+    b"\x04_tcp\x03web\x07default\x03svc\x07cluster\x05local\x00",
+    b"\x04_udp\x03web\x07default\x03svc\x07cluster\x05local\x00",
+    b"\x05_http\x04_tcp\x03web\x07default\x03svc\x07cluster\x05local\x00",
+    b"\x05web-0\x03web\x07default\x03svc\x07cluster\x05local\x00",
 ]
 
 
@@ -396,13 +418,30 @@ def test_the_flat_table_answers_plain_shapes_without_walking_the_trie() -> None:
     direct._walk = lambda data, tcp, start: None
     for name, want in [(b"\x01A\x06SkyDNS\x04test\x00", 1), (b"\x01q\x06skydns\x04test\x00", 0),
                        (b"\x01Q\x01a\x06skydns\x04test\x00", 0),
-                       (b"\x03six\x06skydns\x04test\x00", 0)]:
+                       (b"\x03six\x06skydns\x04test\x00", 0),
+                       (b"\x01q\x01r\x01a\x06skydns\x04test\x00", 0),
+                       (b"\x03web\x07default\x03svc\x07cluster\x05local\x00", 1),
+                       (b"\x03www\x07example\x03com\x07default\x03svc\x07cluster\x05local\x00", 0),
+                       (b"\x0810-0-0-2\x07default\x03pod\x07cluster\x05local\x00", 1),
+                       (b"\x05web-0\x03web\x07default\x03svc\x07cluster\x05local\x00", 1)]:
         for opt in (None, BARE_OPT, DO_OPT):
             data = raw_query(name, 1, opt)
             reply = direct.answer(data, False, 0.0)
             assert reply is not None, (name, opt)
             assert dns.message.from_wire(reply).answer.__len__() == want
             assert reply == slow.handle(data)
+
+
+def test_the_cluster_layouts_levels_are_read_from_wire_bytes_as_from_labels() -> None:
+    apex = name_labels("cluster.local")
+    for rel in [("svc",), ("pod",), ("svc", "ns"), ("pod", "ns"), ("svc", "ns", "web"),
+                ("svc", "ns", "_tcp"), ("svc", "ns", "web", "_tcp"), ("pod", "ns", "web", "_tcp"),
+                ("svc", "ns", "web", "web-0"), ("svc", "ns", "web", "_tcp", "_http"),
+                ("svcs", "ns"), ("x",), ("x", "svc"), ("_x", "ns", "svc", "svc")]:
+        labels = (*reversed(rel), *apex)
+        key = b"".join(bytes([len(label)]) + label.encode() for label in labels) + b"\0"
+        below = sum(len(label) + 1 for label in labels[: len(rel) - 1])
+        assert layout_level(key, below, below + len(rel[0]) + 1) == structural(rel), rel
 
 
 def test_a_fallthrough_zones_new_names_are_left_to_the_zones_stage() -> None:
