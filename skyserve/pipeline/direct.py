@@ -11,9 +11,10 @@ fragments prepared per zone:
   its closest encloser: header, the echoed question, the zone's SOA (a per-zone template;
   the serial is spliced in as the answer cache does).
 * A or AAAA at a name whose records (at most ``SMALL`` of them) hold exactly one address
-  of that family: the one record, its owner a pointer to the question. Its bytes are
-  kept on the name's node (``Node.wire``) from the first such answer on, so that a name
-  asked again reads one object instead of three (node, record, address).
+  of that family: the one record, its owner a pointer to the question. When it is the
+  name's only address (a Service's, beside its SRV records), its bytes are kept on the
+  name's node (``Node.wire``) from the first such answer on, so that a name asked again
+  reads one object instead of its records.
 * NODATA: A or AAAA at such a name holding addresses only of the other family.
 
 Contract: a reply from here is byte for byte what the general path (parse -> zones ->
@@ -321,11 +322,13 @@ class Direct:
         """The answer section for A/AAAA at an existing name: one record's bytes, b"" for
         NODATA, None when the name is not one of the simple shapes."""
         size = ADDRESS_TYPES.get(qtype)
-        if size is None or node.count > SMALL:
+        if size is None:
             return None
         wire = node.wire
-        if wire is not None and node.count == 1:  # made before (``Node.wire``)
+        if wire is not None:  # made before (``Node.wire``): the name's one address
             return wire if len(wire) == ANSWER_FIXED + size else b""
+        if node.count > SMALL:
+            return None
         held = node.held
         if isinstance(held, Record) and node.count == 1:  # the usual leaf: one record
             address = held.address
@@ -340,12 +343,12 @@ class Direct:
             return wire
         records = _only(node) if node.count == 1 else group_filter(subtree(node))
         found: Record | None = None
-        seen = False
+        seen = 0  # addresses of either family
         for r in records:
             address = r.address
             if address is None:
                 continue
-            seen = True
+            seen += 1
             if len(address) == size:
                 if found is not None:
                     return None  # several: an RRset to merge and rotate
@@ -356,7 +359,10 @@ class Direct:
             return b""
         assert found.address is not None
         ttl = found.ttl or self.default_ttl
-        return b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, ttl, size) + found.address
+        wire = b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, ttl, size) + found.address
+        if seen == 1 and found.ttl:  # the name's one address (a Service's): kept as above
+            node.wire = wire
+        return wire
 
 
 def _only(node: Node) -> tuple[Record, ...]:

@@ -266,7 +266,8 @@ def test_a_flood_of_new_names_is_not_cached() -> None:
 def test_the_answer_record_kept_on_a_node_follows_its_name() -> None:
     """``Node.wire``, made on a name's first direct answer, follows every change to it: a
     new address, a record put below it and taken away again, another family, its own
-    record gone while one below stays."""
+    record gone while one below stays; and for a Service's name (its one address beside
+    an SRV record), changes anywhere below it."""
     fast, slow = pipelines()
     key = "/skydns/test/skydns/fresh"
     steps = [(key, '{"host":"10.1.1.1","ttl":60}'),
@@ -276,7 +277,23 @@ def test_the_answer_record_kept_on_a_node_follows_its_name() -> None:
              (key, '{"host":"2001:db8::1","ttl":60}'),
              (key + "/below", '{"host":"10.1.1.3","ttl":60}'),
              (key, None),  # the name stays, for what is below it
-             (key + "/below", None)]
+             (key + "/below", None),
+             # A Service's layout: its address, grouped, and an SRV record below its name;
+             # then addresses appearing and going deeper down, of each family and group.
+             (key + "/a1", '{"host":"10.1.1.4","ttl":60,"group":"service"}'),
+             (key + "/_tcp/_http/s1", '{"host":"fresh.skydns.test","port":80,"ttl":60}'),
+             (key + "/deep/er/x", '{"host":"10.1.1.5","ttl":60}'),
+             (key + "/deep/er/x", None),
+             (key + "/deep/er/x", '{"host":"2001:db8::5","ttl":60}'),
+             (key + "/deep/er/x", '{"host":"10.1.1.6","ttl":60,"group":"endpoint"}'),
+             (key + "/deep/er/x", None),
+             (key + "/a1", '{"host":"10.1.1.7","ttl":60,"group":"service"}'),  # in place
+             (key + "/_tcp/_http/s1", None),
+             (key + "/a1", None),
+             (key + "/deep/er/x", '{"host":"10.1.1.8","ttl":60}'),  # its one address, deep
+             (key + "/txt", '{"text":"hi","ttl":60}'),
+             (key + "/deep/er/x", None),  # no address left
+             (key + "/txt", None)]
     queries = [(dns.message.make_query("fresh.skydns.test", t).to_wire(), False)
                for t in ("A", "AAAA")]
     change_and_compare(fast, slow, steps, 80, queries)
@@ -284,21 +301,24 @@ def test_the_answer_record_kept_on_a_node_follows_its_name() -> None:
 
 def test_a_reload_answers_with_its_own_default_ttl() -> None:
     """A record without a TTL of its own gets the default of the pipeline answering, also
-    after a reload adopts the index its predecessor answered from."""
+    after a reload adopts the index its predecessor answered from: a name's one record, and
+    its one address beside another record below it."""
     old = Pipeline(PipelineSettings(ZONES, Settings(min_ttl=30, default_ttl=300)))
     old.load(index(), 77)
-    data = dns.message.make_query("notl.skydns.test", "A").to_wire()
-    key = "/skydns/test/skydns/notl"
-    path = key_path(key)
-    assert path is not None
-    old.apply([Change(path, key, record=decode_record(key, '{"host":"10.2.2.2"}'))], 78)
+    for revision, (key, value) in enumerate([("/skydns/test/skydns/notl", '{"host":"10.2.2.2"}'),
+                                             ("/skydns/test/skydns/two/a", '{"host":"10.2.2.3"}'),
+                                             ("/skydns/test/skydns/two/t", '{"text":"x"}')], 78):
+        path = key_path(key)
+        assert path is not None
+        old.apply([Change(path, key, record=decode_record(key, value))], revision)
     new = Pipeline(PipelineSettings(ZONES, Settings(min_ttl=30, default_ttl=60)))
     for p, ttl in ((old, 300), (new, 60)):
         if p is new:
             new.adopt(old)
-        reply = p.handle(data)
-        assert reply is not None
-        assert dns.message.from_wire(reply).answer[0].ttl == ttl
+        for name in ("notl.skydns.test", "two.skydns.test"):
+            reply = p.handle(dns.message.make_query(name, "A").to_wire())
+            assert reply is not None
+            assert dns.message.from_wire(reply).answer[0].ttl == ttl, name
 
 
 def test_the_answer_cache_is_bounded_by_bytes() -> None:
