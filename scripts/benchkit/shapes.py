@@ -7,6 +7,9 @@ in alternating rounds, judged on medians:
             and latency percentiles against offered load;
   flood     random-subdomain flood: every query a name never asked before, all NXDOMAIN (a
             new query file per round, so no pass repeats a name);
+  cluster   a cluster's queries (benchkit/cluster.py): --records Services in cluster.local
+            (skyserve with --cluster-zone), looked up by name, and outside names through
+            the search path (NXDOMAIN, new every time);
   zonewide  every name of each of --zone-sizes zones, shuffled, after --zone-warm-passes
             whole passes: max throughput and latency at --rate, the time to ready and RSS
             after the load and after the runs.
@@ -25,9 +28,11 @@ import argparse
 import random
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchkit import cluster
 from benchkit.dataset import load_records, write_flood_queries, write_queries, write_zone
 from benchkit.dnsperf import clean_run, dnsperf, latency_run
 from benchkit.procs import Procs, Server, rss_kb
@@ -40,9 +45,10 @@ from benchkit.servers import (
     stop_noting_logs,
 )
 
-SHAPES = ("repeated", "rates", "flood", "zonewide")
+SHAPES = ("repeated", "rates", "flood", "cluster", "zonewide")
 
 DEFAULT_Q = 100  # dnsperf's own default -q: the shapes of real clients, not of a benchmark
+FILE_QPS = 300_000  # queries a new-names file holds per second of --duration (knot: ~250k qps)
 
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
@@ -123,24 +129,60 @@ def both(*measures: Measure) -> Measure:
         return out
     return measure
 
-def flood(work: Path, args: argparse.Namespace, rng: random.Random) -> Measure:
-    """Max throughput on a fresh file of never-asked names per round, shared by the two
-    servers of the round (each has its own cache). No warm-up and no repeated attempt of a
-    disturbed run: either would ask names again."""
+def new_names(write: Callable[[int], tuple[Path, int]], args: argparse.Namespace) -> Measure:
+    """Max throughput on a new query file each round (``write(round)``: the file and how
+    many queries it holds), shared by the round's servers (each has its own cache). No
+    warm-up and no repeated attempt of a disturbed run: either would ask names again."""
     a = _with_q(args, DEFAULT_Q, noisy_retries=0)
-    names = args.flood_names or max(1_000_000, int(300_000 * args.duration))
-    files: dict[int, Path] = {}
+    files: dict[int, tuple[Path, int]] = {}
 
     def measure(srv: Server, r: int) -> dict[str, Any]:
         if r not in files:
-            for old in files.values():
+            for old, _ in files.values():
                 old.unlink(missing_ok=True)
-            print(f"   writing {names:,} random names for round {r + 1}", flush=True)
-            files[r] = write_flood_queries(work / f"flood-{r}.txt", names, rng)
-        x = throughput(files[r], a, a.outstanding, 0.0)(srv, r)
-        x["names"], x["names_repeated"] = names, x["sent"] > names
+            print(f"   writing the queries of round {r + 1}", flush=True)
+            files[r] = write(r)
+        path, size = files[r]
+        x = throughput(path, a, a.outstanding, 0.0)(srv, r)
+        x["names"], x["names_repeated"] = size, x["sent"] > size
         return x
     return measure
+
+def flood(work: Path, args: argparse.Namespace, rng: random.Random) -> Measure:
+    """Never-asked names, a new file of them each round."""
+    names = args.flood_names or max(1_000_000, int(FILE_QPS * args.duration))
+    return new_names(lambda r: (write_flood_queries(work / f"flood-{r}.txt", names, rng), names),
+                     args)
+
+def run_cluster(res: dict[str, Any], args: argparse.Namespace, procs: Procs, work: Path,
+                etcd_port: int, rng: random.Random) -> None:
+    """The cluster shape (benchkit/cluster.py): --records Services, a new file each round."""
+    n = args.records
+    print(f"\n#### a cluster's queries: {n:,} Services, search-path expansions, "
+          f"-c {args.clients} -q {DEFAULT_Q}")
+    cluster.load_services(etcd_port, n)
+    t0 = time.monotonic()
+    knot = start_knot(procs, work, cluster.write_zone(work, n), zone=cluster.ZONE,
+                      name="knot-cluster")
+    cluster.check_answers(knot, n)
+    t1 = time.monotonic()
+    sky = start_skyserve(procs, work, args.python, etcd_port, "skyserve-cluster",
+                         zone=cluster.ZONE, extra=("--cluster-zone", cluster.ZONE,
+                                                   *shlex.split(args.sky_args)))
+    cluster.check_answers(sky, n)
+    pair = {"skyserve": sky, "knot": knot}
+    info: dict[str, Any] = {"skyserve": {"ready_s": time.monotonic() - t1},
+                            "knot": {"ready_s": t1 - t0}}
+    for role, srv in pair.items():
+        info[role]["rss_kb_loaded"] = rss_kb(srv.pid)
+    size = int(FILE_QPS * args.duration)
+
+    def write(r: int) -> tuple[Path, int]:
+        path = work / f"cluster-{r}.txt"
+        return path, cluster.write_queries(path, n, size, rng)
+    res["cluster"] = alternate(pair, args.rounds, new_names(write, args))
+    res["cluster_info"] = info
+    stop_pair(procs, pair, info, res["logs"])
 
 def start_pair(procs: Procs, work: Path, args: argparse.Namespace, etcd_port: int,
                n: int) -> tuple[dict[str, Server], dict[str, Any]]:
@@ -243,6 +285,8 @@ def run_shapes(args: argparse.Namespace, procs: Procs, work: Path, etcd_port: in
     t0 = time.monotonic()
     if {"repeated", "rates", "flood"} & set(args.shapes):
         run_small(res, args, procs, work, etcd_port, rng)
+    if "cluster" in args.shapes:
+        run_cluster(res, args, procs, work, etcd_port, rng)
     t1 = time.monotonic()
     if "zonewide" in args.shapes:
         run_zonewide(res, args, procs, work, etcd_port, rng)

@@ -152,13 +152,31 @@ def _flood(t: Table, res: dict[str, Any]) -> None:
         t.checks.append((f"check: no {role} flood run asked a name twice ({again} did: "
                          "--flood-names was less than it sent)", again == 0))
 
+def _cluster(t: Table, res: dict[str, Any]) -> None:
+    """Not one of the issue's targets: how the first-time answers of a cluster's own zone
+    compare, beside the flood's and the zone-wide mix's."""
+    block = res["cluster"]
+    t.rounds(f"cluster, {res['records']:,} Services", block, "QPS (max, -q 100)", "qps", 0)
+    t.rounds("", block, "CPU us/query", "cpu_us_per_query", 2)
+    t.rounds("", block, "lost", "lost", 0)
+    t.others("", block)
+    _info_rows(t, "", res["cluster_info"])
+    runs = [x for r in ROLES for x in block[r]["rounds"]]
+    t.checks.append(("check: cluster answers NOERROR and NXDOMAIN only (both servers)",
+                     all(set(re.findall(r"([A-Z]+) \d+", x["rcodes"])) == {"NOERROR", "NXDOMAIN"}
+                         for x in runs)))
+    again = sum(x["names_repeated"] for x in runs)
+    t.checks.append((f"check: no cluster run went round its query file ({again} did)",
+                     again == 0))
+
 def report_shapes(res: dict[str, Any], python: str) -> None:
     print(f"\nSHAPES: skyserve ({python}) beside knot with one UDP worker; medians of "
           f"{res['rounds']} alternating rounds of {res['duration']:g} s, dnsperf -c "
           f"{res['clients']}; ratio = median of the rounds' skyserve/knot ratios"
           + (f"; skyserve {res['sky_args']}" if res.get("sky_args") else ""))
     t = Table()
-    for key, part in (("repeated", _repeated), ("rates", _rates), ("flood", _flood)):
+    for key, part in (("repeated", _repeated), ("rates", _rates), ("flood", _flood),
+                      ("cluster", _cluster)):
         if key in res:
             part(t, res)
     if str(res["records"]) in res["zones"]:
