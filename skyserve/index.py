@@ -208,14 +208,14 @@ def flat_key(path: Labels) -> bytes | None:
     return bytes(wire) if len(wire) <= 255 else None
 
 
-def encloser(names: dict[bytes, Node], key: bytes) -> Node | None:
+def encloser(names: dict[bytes, Node], key: bytes, at: int) -> Node | None:
     """The closest encloser of a name not in the flat table (``key``): the node of its
-    longest suffix that is, found a label at a time, which also proves the name well
+    longest suffix that is, found a label at a time from ``at`` on (the caller has read
+    the labels before it and looked ``key[at:]`` up), which also proves the name well
     formed. None when a label is malformed or a wildcard label (``*``, ``any``: a wildcard
     query), or no suffix is in the table: the caller reads the name label by label."""
     if len(key) > 255:
         return None
-    at = 0
     while at < len(key):
         length = key[at]
         if not 0 < length < 64 or key[at : at + length + 1] in WILDCARD_WIRE:

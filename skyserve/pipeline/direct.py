@@ -143,7 +143,8 @@ class Direct:
                 # ~2 µs, a tenth of a forwarded query's CPU).
                 if not key.endswith(self.zone_wires):
                     return None
-                parent = encloser(names, key)  # a search path's expansion, most often
+                # Further up: a search path's expansion, most often.
+                parent = encloser(names, key, first + 1) if 0 < first < 64 else None
                 if parent is None:
                     return self._walk(data, tcp, start)
             if (first == 1 and key[1] == 42) or (first == 3 and key[1:4] == b"any") or (
