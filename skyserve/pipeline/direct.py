@@ -169,10 +169,12 @@ class Direct:
         if (edns == 2 and zone.signed) or (self.forwarder is not None and (
                 self.probing() or (nx and self._falls_through(zone)))):
             return None
-        # The cluster layout's own levels go the general path. A cheap filter first: they
-        # are at most two labels below the apex, or start with ``_`` (most names are neither).
-        if zone.cluster and (below <= first + 1 or key[1] == 95) and layout_level(
-                key, below, apex):
+        # The cluster layout's own levels that exist go the general path (NODATA, not the
+        # records below them); one that does not is an NXDOMAIN like any other, but ``svc``
+        # and ``pod`` always exist. A cheap filter first: they are at most two labels below
+        # the apex, or start with ``_`` (most names are neither).
+        if zone.cluster and (below <= first + 1 or key[1] == 95) and (
+                not nx or not below) and layout_level(key, below, apex):
             return None
         found = b"" if node is None else self._addresses(node, qtype)
         if found is None:

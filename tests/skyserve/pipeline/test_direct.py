@@ -452,6 +452,26 @@ def test_the_flat_table_answers_plain_shapes_without_walking_the_trie() -> None:
             assert reply == slow.handle(data)
 
 
+def test_the_cluster_layouts_levels_that_do_not_exist_are_answered_as_the_general_path_does(
+        ) -> None:
+    """A namespace or SRV level that does not exist is an NXDOMAIN like any other name, and
+    the direct stage answers it; ``svc`` and ``pod`` exist even with nothing below them."""
+    fast, slow = pipelines()
+    levels = ["pod.cluster.local", "default.pod.cluster.local", "nons.pod.cluster.local",
+              "x.nons.pod.cluster.local", "nons.svc.cluster.local", "svc.cluster.local",
+              "_udp.web.default.svc.cluster.local"]
+    queries = [(dns.message.make_query(name, t).to_wire(), False) for name in levels
+               for t in ("A", "AAAA")]
+    compare(fast, slow, queries)
+    for name in ("nons.svc.cluster.local", "nons.pod.cluster.local",
+                 "_udp.web.default.svc.cluster.local"):
+        reply = fast._direct(dns.message.make_query(name, "A").to_wire(), False, 0.0)
+        assert reply is not None and dns.message.from_wire(reply).rcode() == dns.rcode.NXDOMAIN
+    pods = [(key, None) for key in RECORDS if "/cluster/pod/" in key]
+    assert pods
+    change_and_compare(fast, slow, pods, 78, queries)  # nothing below pod.cluster.local
+
+
 def test_the_cluster_layouts_levels_are_read_from_wire_bytes_as_from_labels() -> None:
     apex = name_labels("cluster.local")
     for rel in [("svc",), ("pod",), ("svc", "ns"), ("pod", "ns"), ("svc", "ns", "web"),
