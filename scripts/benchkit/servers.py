@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,16 +107,22 @@ def start_floor(procs: Procs, work: Path, python: str) -> Server:
         sock.close()
     return srv
 
-def check_answers(srv: Server, n: int, zone: str = ZONE) -> None:
-    """Fail loudly if the server does not answer like the records say."""
+def record_name(i: int) -> str:
+    """The i-th record's name below the zone (benchkit.dataset)."""
+    return f"h{i}"
+
+def check_answers(srv: Server, n: int, zone: str = ZONE,
+                  name: Callable[[int], str] = record_name) -> None:
+    """Fail loudly if the server does not answer like the records say: ``name(i)`` in
+    ``zone`` has the address ``ip_for(i)``."""
     sock = udp_socket(srv.port)
     try:
-        wait_until(lambda: query_a(sock, f"h0.{zone}", 0.2) is not None, 60,
+        wait_until(lambda: query_a(sock, f"{name(0)}.{zone}", 0.2) is not None, 60,
                    f"{srv.name} answering DNS", srv)
         for i in {0, n // 2, n - 1}:
-            got = query_a(sock, f"h{i}.{zone}", 1.0)
+            got = query_a(sock, f"{name(i)}.{zone}", 1.0)
             if got != (0, [ip_for(i)]):
-                raise RuntimeError(f"{srv.name}: h{i}.{zone} -> {got}, want {ip_for(i)}")
+                raise RuntimeError(f"{srv.name}: {name(i)}.{zone} -> {got}, want {ip_for(i)}")
         got = query_a(sock, f"nx0.{zone}", 1.0)
         if got is None or got[0] != 3:
             print(f"!! {srv.name}: nx0.{zone} -> {got}, expected NXDOMAIN (rcode 3)")
