@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from json.encoder import encode_basestring_ascii as _json_string
-from typing import Any
+from typing import Any, TypeVar
 
 Labels = tuple[str, ...]
 
@@ -103,17 +103,20 @@ _INT_FIELDS: dict[str, tuple[int, int]] = {
     "targetstrip": (0, 127),
 }
 _STR_FIELDS = ("host", "text", "group")
-# json.loads makes a new int object for every number above 256 (32 bytes as allocated), and
-# TTLs and ports repeat from record to record: a big zone keeps each distinct value once.
-# Bounded, so odd values cannot grow it without end.
+# json.loads makes a new object for every number above 256 (32 bytes as allocated) and
+# every string (a group's name: ~56 bytes), and TTLs, ports and groups repeat from record
+# to record (kube2etcd writes two groups): a big zone keeps each distinct value once.
+# Bounded, so odd values cannot grow them without end.
+_T = TypeVar("_T", int, str)
 _INTS: dict[int, int] = {}
-_MAX_INTS = 4096
+_GROUPS: dict[str, str] = {}
+_MAX_SHARED = 4096
 
 
-def _shared(value: int) -> int:
-    if len(_INTS) < _MAX_INTS:
-        return _INTS.setdefault(value, value)
-    return _INTS.get(value, value)
+def _shared(table: dict[_T, _T], value: _T) -> _T:
+    if len(table) < _MAX_SHARED:
+        return table.setdefault(value, value)
+    return table.get(value, value)
 
 
 def _json_text(value: bytes | str) -> bytes | str:
@@ -143,14 +146,14 @@ def decode_record(key: str, value: bytes | str) -> Record:
         if name in _STR_FIELDS:
             if not isinstance(val, str):
                 raise RecordError(f"field {name!r} must be a string, got {json.dumps(val)}")
-            fields[name] = val
+            fields[name] = _shared(_GROUPS, val) if name == "group" else val
         elif name in _INT_FIELDS:
             if isinstance(val, bool) or not isinstance(val, int):
                 raise RecordError(f"field {name!r} must be an integer, got {json.dumps(val)}")
             low, high = _INT_FIELDS[name]
             if not low <= val <= high:
                 raise RecordError(f"field {name!r} out of range [{low}, {high}]: {val}")
-            fields[name] = _shared(val)
+            fields[name] = _shared(_INTS, val)
         elif name == "mail":
             if not isinstance(val, bool):
                 raise RecordError(f"field 'mail' must be a boolean, got {json.dumps(val)}")

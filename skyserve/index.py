@@ -19,6 +19,7 @@ and simply do not exist for DNS. A later valid put replaces them.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from skydns.record import Labels, Record
@@ -100,6 +101,8 @@ class Index:
             if child is None:
                 if node.children is _NO_CHILDREN:
                     node.children = {}
+                if part[:1] == "_":  # an SRV level (``_tcp``, ``_http``): one string for all
+                    part = sys.intern(part)
                 child = node.children[part] = Node()
                 key = flat_key(path[:depth])
                 if key is not None:

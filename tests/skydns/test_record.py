@@ -203,3 +203,11 @@ def test_to_json_is_what_json_dumps_writes_of_the_set_fields(seed: int) -> None:
         fields = {"host": r.host, **{f: getattr(r, f) for f in FIELDS if getattr(r, f)}}
         assert r.to_json() == json.dumps(fields, separators=(",", ":"), sort_keys=True)
 
+
+
+def test_a_zone_keeps_one_string_for_each_group() -> None:
+    """kube2etcd writes two groups on hundreds of thousands of records: each decoded
+    record would otherwise hold a string of its own."""
+    a, b = (decode_record(f"/skydns/x/{i}", '{"host":"10.0.0.1","group":"service"}')
+            for i in range(2))
+    assert a.group == "service" and a.group is b.group

@@ -96,3 +96,15 @@ def test_the_flat_table_holds_exactly_the_nodes_a_query_can_name() -> None:
     longest = ("test", "v" * 63, "w" * 63, "y" * 63, "z" * 56)  # 255 octets as a name
     assert len(flat_key(longest) or b"") == 255
     assert flat_key((*longest[:-1], "z" * 57)) is None
+
+
+def test_srv_levels_share_one_label_string() -> None:
+    """Every Service with a port has ``_tcp`` and ``_http`` nodes: one string each for all
+    of them, not two new ones a Service (~10 MiB at 100,000 Services)."""
+    idx = Index()
+    for i in range(2):  # each key made at run time, as the mirror's are, and split apart
+        idx.apply(change(f"/skydns/local/cluster/svc/ns/s{i}/_tcp/_http/x",
+                         '{"host":"s.ns.svc.cluster.local","port":80}'))
+    levels = [idx.find(("local", "cluster", "svc", "ns", f"s{i}")) for i in range(2)]
+    keys = [[next(iter(n.children))] for n in levels if n is not None]
+    assert len(keys) == 2 and keys[0][0] == "_tcp" and keys[0][0] is keys[1][0]
