@@ -333,37 +333,33 @@ class Direct:
         if node.count > SMALL:
             return None
         held = node.held
+        found: Record | None
         if isinstance(held, Record) and node.count == 1:  # the usual leaf: one record
-            address = held.address
+            found, address, seen = held, held.address, 1
             if address is None:
                 return None  # a CNAME, TXT or SRV name
             if len(address) != size:
                 return b""
-            wire = b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, held.ttl or self.default_ttl,
-                                               size) + address
-            if held.ttl:  # kept only if its TTL is its own: a reload may change the default
-                node.wire = wire
-            return wire
-        records = _only(node) if node.count == 1 else group_filter(subtree(node))
-        found: Record | None = None
-        seen = 0  # addresses of either family
-        for r in records:
-            address = r.address
-            if address is None:
-                continue
-            seen += 1
-            if len(address) == size:
-                if found is not None:
-                    return None  # several: an RRset to merge and rotate
-                found = r
-        if not seen:
-            return None  # no addresses at all: a CNAME, TXT or SRV name
-        if found is None:
-            return b""
-        assert found.address is not None
-        ttl = found.ttl or self.default_ttl
-        wire = b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, ttl, size) + found.address
-        if seen == 1 and found.ttl:  # the name's one address (a Service's): kept as above
+        else:
+            records = _only(node) if node.count == 1 else group_filter(subtree(node))
+            found, address, seen = None, None, 0  # seen: addresses of either family
+            for r in records:
+                if r.address is None:
+                    continue
+                seen += 1
+                if len(r.address) == size:
+                    if found is not None:
+                        return None  # several: an RRset to merge and rotate
+                    found, address = r, r.address
+            if not seen:
+                return None  # no addresses at all: a CNAME, TXT or SRV name
+            if found is None or address is None:
+                return b""
+        wire = b"\xc0\x0c" + RR_FIXED.pack(qtype, T.CLASS_IN, found.ttl or self.default_ttl,
+                                           size) + address
+        # Kept while it is the name's one address, and only if its TTL is its own: a reload
+        # may change the default.
+        if seen == 1 and found.ttl:
             node.wire = wire
         return wire
 
