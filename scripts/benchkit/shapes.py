@@ -29,11 +29,12 @@ import random
 import shlex
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchkit import cluster
-from benchkit.dataset import load_records, write_flood_queries, write_queries, write_zone
+from benchkit.dataset import ZONE, load_records, write_flood_queries, write_queries, write_zone
 from benchkit.dnsperf import clean_run, dnsperf, latency_run
 from benchkit.procs import Procs, Server, rss_kb
 from benchkit.rounds import Measure, alternate
@@ -154,6 +155,21 @@ def flood(work: Path, args: argparse.Namespace, rng: random.Random) -> Measure:
     return new_names(lambda r: (write_flood_queries(work / f"flood-{r}.txt", names, rng), names),
                      args)
 
+@dataclass(frozen=True)
+class Served:
+    """What a pair of servers answers: a name for their processes, knot's zone file, the
+    zone, the check that a server answers it, and skyserve's options for it."""
+
+    name: str
+    zone_file: Path
+    zone: str = ZONE
+    check: Callable[[Server, int], None] = check_answers
+    options: tuple[str, ...] = ()
+
+def plain(work: Path, n: int) -> Served:
+    """The h0..hN-1 zone (benchkit.dataset)."""
+    return Served(str(n), write_zone(work, n))
+
 def run_cluster(res: dict[str, Any], args: argparse.Namespace, procs: Procs, work: Path,
                 etcd_port: int, rng: random.Random) -> None:
     """The cluster shape (benchkit/cluster.py): --records Services, a new file each round."""
@@ -161,20 +177,9 @@ def run_cluster(res: dict[str, Any], args: argparse.Namespace, procs: Procs, wor
     print(f"\n#### a cluster's queries: {n:,} Services, search-path expansions, "
           f"-c {args.clients} -q {DEFAULT_Q}")
     cluster.load_services(etcd_port, n)
-    t0 = time.monotonic()
-    knot = start_knot(procs, work, cluster.write_zone(work, n), zone=cluster.ZONE,
-                      name="knot-cluster")
-    cluster.check_answers(knot, n)
-    t1 = time.monotonic()
-    sky = start_skyserve(procs, work, args.python, etcd_port, "skyserve-cluster",
-                         zone=cluster.ZONE, extra=("--cluster-zone", cluster.ZONE,
-                                                   *shlex.split(args.sky_args)))
-    cluster.check_answers(sky, n)
-    pair = {"skyserve": sky, "knot": knot}
-    info: dict[str, Any] = {"skyserve": {"ready_s": time.monotonic() - t1},
-                            "knot": {"ready_s": t1 - t0}}
-    for role, srv in pair.items():
-        info[role]["rss_kb_loaded"] = rss_kb(srv.pid)
+    served = Served("cluster", cluster.write_zone(work, n), cluster.ZONE, cluster.check_answers,
+                    ("--cluster-zone", cluster.ZONE))
+    pair, info = start_pair(procs, work, args, etcd_port, n, served)
     size = int(FILE_QPS * args.duration)
 
     def write(r: int) -> tuple[Path, int]:
@@ -184,24 +189,25 @@ def run_cluster(res: dict[str, Any], args: argparse.Namespace, procs: Procs, wor
     res["cluster_info"] = info
     stop_pair(procs, pair, info, res["logs"])
 
-def start_pair(procs: Procs, work: Path, args: argparse.Namespace, etcd_port: int,
-               n: int) -> tuple[dict[str, Server], dict[str, Any]]:
-    """knot on a generated zone file and skyserve on the etcd zone, both answering h0..hN-1;
-    how long each took to answer and its RSS then."""
+def start_pair(procs: Procs, work: Path, args: argparse.Namespace, etcd_port: int, n: int,
+               served: Served) -> tuple[dict[str, Server], dict[str, Any]]:
+    """knot on ``served``'s zone file and skyserve on the etcd zone, both answering its n
+    names; how long each took to answer and its RSS then."""
     t0 = time.monotonic()
-    knot = start_knot(procs, work, write_zone(work, n), name=f"knot-{n}")
-    check_answers(knot, n)
+    knot = start_knot(procs, work, served.zone_file, zone=served.zone, name=f"knot-{served.name}")
+    served.check(knot, n)
     t1 = time.monotonic()
-    sky = start_skyserve(procs, work, args.python, etcd_port, f"skyserve-{n}",
-                         extra=tuple(shlex.split(args.sky_args)),
+    sky = start_skyserve(procs, work, args.python, etcd_port, f"skyserve-{served.name}",
+                         zone=served.zone,
+                         extra=(*served.options, *shlex.split(args.sky_args)),
                          ready_timeout=args.ready_timeout)
-    check_answers(sky, n)
+    served.check(sky, n)
     t2 = time.monotonic()
     pair = {"skyserve": sky, "knot": knot}
     info = {"skyserve": {"ready_s": t2 - t1}, "knot": {"ready_s": t1 - t0}}
     for role, srv in pair.items():
         info[role]["rss_kb_loaded"] = rss_kb(srv.pid)
-    print(f"   {n:,} records: knot answering in {t1 - t0:.1f}s "
+    print(f"   {n:,} names ({served.name}): knot answering in {t1 - t0:.1f}s "
           f"({info['knot']['rss_kb_loaded'] / 1024:.0f} MiB), skyserve ready and answering "
           f"in {t2 - t1:.1f}s ({info['skyserve']['rss_kb_loaded'] / 1024:.0f} MiB)")
     return pair, info
@@ -216,7 +222,7 @@ def run_small(res: dict[str, Any], args: argparse.Namespace, procs: Procs, work:
               etcd_port: int, rng: random.Random) -> None:
     """The shapes on the --records zone: repeated, rates, flood (last: it fills caches)."""
     n = args.records
-    pair, info = start_pair(procs, work, args, etcd_port, n)
+    pair, info = start_pair(procs, work, args, etcd_port, n, plain(work, n))
     res["zones"][str(n)] = info
     servers = dict(pair)
     if args.floor:
@@ -264,7 +270,7 @@ def run_zonewide(res: dict[str, Any], args: argparse.Namespace, procs: Procs, wo
         print(f"\n#### zone-wide mix, {n:,} records (etcd loaded "
               f"{n - loaded:,} more in {res['load_s'][str(n)]:.1f}s)")
         loaded = n
-        pair, info = start_pair(procs, work, args, etcd_port, n)
+        pair, info = start_pair(procs, work, args, etcd_port, n, plain(work, n))
         res["zones"][str(n)] = info
         qfile = write_queries(work, n, 0.0, rng)
         if args.zone_warm_passes:
