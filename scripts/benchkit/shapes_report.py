@@ -136,38 +136,37 @@ def _zonewide(t: Table, res: dict[str, Any]) -> None:
         t.others("", block)
         _info_rows(t, "", res["zones"][n], rss_limit.get(int(n)))
 
-def _flood(t: Table, res: dict[str, Any]) -> None:
-    block = res["flood"]
-    t.rounds(f"flood (new names), {res['records']:,}", block, "QPS (max, -q 100)", "qps", 0,
-             Target(">=", 0.7))
+def _new_names(t: Table, block: dict[str, Any], name: str, rcodes: set[str], why: str) -> None:
+    """The rows below the QPS row of a shape run on a new query file each round
+    (``shapes.new_names``), and its checks: both servers answered with ``rcodes`` only,
+    and no run went round its file (``why``: what that would mean)."""
     t.rounds("", block, "CPU us/query", "cpu_us_per_query", 2)
     t.rounds("", block, "lost", "lost", 0)
     t.others("", block)
     runs = [x for r in ROLES for x in block[r]["rounds"]]
-    t.checks.append(("check: flood answers all NXDOMAIN (both servers, every round)",
-                     all(set(re.findall(r"([A-Z]+) \d+", x["rcodes"])) == {"NXDOMAIN"}
-                         for x in runs)))
+    t.checks.append((f"check: {name} answers {' and '.join(sorted(rcodes))} only (both "
+                     "servers, every round)",
+                     all(set(re.findall(r"([A-Z]+) \d+", x["rcodes"])) == rcodes for x in runs)))
     for role in ROLES:
         again = sum(x["names_repeated"] for x in block[role]["rounds"])
-        t.checks.append((f"check: no {role} flood run asked a name twice ({again} did: "
-                         "--flood-names was less than it sent)", again == 0))
+        t.checks.append((f"check: no {role} {name} run went round its query file ({again} "
+                         f"did: {why})", again == 0))
+
+def _flood(t: Table, res: dict[str, Any]) -> None:
+    block = res["flood"]
+    t.rounds(f"flood (new names), {res['records']:,}", block, "QPS (max, -q 100)", "qps", 0,
+             Target(">=", 0.7))
+    _new_names(t, block, "flood", {"NXDOMAIN"}, "a name asked twice; --flood-names was less "
+               "than it sent")
 
 def _cluster(t: Table, res: dict[str, Any]) -> None:
     """Not one of the issue's targets: how the first-time answers of a cluster's own zone
     compare, beside the flood's and the zone-wide mix's."""
     block = res["cluster"]
     t.rounds(f"cluster, {res['records']:,} Services", block, "QPS (max, -q 100)", "qps", 0)
-    t.rounds("", block, "CPU us/query", "cpu_us_per_query", 2)
-    t.rounds("", block, "lost", "lost", 0)
-    t.others("", block)
+    _new_names(t, block, "cluster", {"NOERROR", "NXDOMAIN"}, "search-path names asked "
+               "twice; the file was less than it sent")
     _info_rows(t, "", res["cluster_info"])
-    runs = [x for r in ROLES for x in block[r]["rounds"]]
-    t.checks.append(("check: cluster answers NOERROR and NXDOMAIN only (both servers)",
-                     all(set(re.findall(r"([A-Z]+) \d+", x["rcodes"])) == {"NOERROR", "NXDOMAIN"}
-                         for x in runs)))
-    again = sum(x["names_repeated"] for x in runs)
-    t.checks.append((f"check: no cluster run went round its query file ({again} did)",
-                     again == 0))
 
 def report_shapes(res: dict[str, Any], python: str) -> None:
     print(f"\nSHAPES: skyserve ({python}) beside knot with one UDP worker; medians of "
