@@ -144,8 +144,9 @@ def _new_names(t: Table, block: dict[str, Any], name: str, rcodes: set[str], why
     t.rounds("", block, "lost", "lost", 0)
     t.others("", block)
     runs = [x for r in ROLES for x in block[r]["rounds"]]
-    t.checks.append((f"check: {name} answers {' and '.join(sorted(rcodes))} only (both "
-                     "servers, every round)",
+    said = " and ".join(sorted(rcodes))
+    said = f"all {said}" if len(rcodes) == 1 else f"{said} only"
+    t.checks.append((f"check: {name} answers {said} (both servers, every round)",
                      all(set(re.findall(r"([A-Z]+) \d+", x["rcodes"])) == rcodes for x in runs)))
     for role in ROLES:
         again = sum(x["names_repeated"] for x in block[role]["rounds"])
